@@ -1,0 +1,55 @@
+//! Core-only queue operations: no IO, no actors. How many call-next decisions per second the
+//! pure state machine makes with a realistic line in front of it.
+
+use clinicflow::domain::command::{Command, IssueTicket};
+use clinicflow::domain::config::Hospital;
+use clinicflow::domain::ids::{DisplayName, PatientId, PriorityClass, QueueId, RoomId, TicketId};
+use clinicflow::domain::queue::QueueState;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+const T0: i64 = 1_795_482_000_000;
+
+fn issue(n: u64) -> Command {
+    let class = if n % 10 == 0 { "elderly" } else { "normal" };
+    Command::Issue(IssueTicket {
+        ticket: TicketId::parse(&format!("t{n}")).unwrap(),
+        patient: PatientId::parse(&format!("p{n}")).unwrap(),
+        name: DisplayName::parse("张三丰").unwrap(),
+        class: PriorityClass::parse(class).unwrap(),
+        slot: None,
+        doctor: None,
+        check_in: true,
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let hospital = Hospital::demo();
+    let spec = hospital.queues[&QueueId::parse("internal-medicine").unwrap()].clone();
+    let rooms: Vec<RoomId> = spec.rooms.keys().cloned().collect();
+    let mut group = c.benchmark_group("core");
+    for waiting in [50u64, 500] {
+        // Steady state: each iteration issues one ticket and calls one, so the line stays `waiting` long.
+        let mut s = QueueState::new(spec.clone());
+        let mut n = 0u64;
+        let mut now = T0;
+        for _ in 0..waiting {
+            n += 1;
+            s.execute(&issue(n), now).unwrap();
+        }
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(BenchmarkId::new("issue_and_call_next", waiting), |b| {
+            b.iter(|| {
+                n += 1;
+                now += 1;
+                s.execute(&issue(n), now).unwrap();
+                let room = rooms[(n as usize) % rooms.len()].clone();
+                let d = s.execute(&Command::CallNext { room, caller: "bench".into() }, now).unwrap();
+                assert!(d.subject.is_some());
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

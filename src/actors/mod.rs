@@ -1,0 +1,13 @@
+//! The stateful owners. Each is an actix actor reached through a small handle with our own
+//! message types, so the actor runtime could be replaced by plain tokio tasks later.
+
+mod floor;
+mod queue;
+
+pub use floor::{Directory, Floor, FloorError};
+pub use queue::{ClinicQueue, CommandError, Committed, Outcome, QueueHandle};
+
+/// Wall clock in ms. Read only in the actor shell, never in the core.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,106 @@
+//! Typed settings for `clinicflow serve`: defaults < config file < flags and environment.
+//! Every limit lives here.
+
+use crate::domain::config::Hospital;
+use crate::storage::WriterLimits;
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+
+/// A secret that is never printed by `Debug`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted; larger gets 413 before it is read.
+    pub max_body_bytes: usize,
+    /// Concurrent connections per HTTP worker; beyond it, new connections wait in the backlog.
+    pub max_connections_per_worker: usize,
+    pub journal: WriterLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body_bytes: 64 * 1024, max_connections_per_worker: 10_000, journal: WriterLimits::default() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    /// `ADDR:PORT` to listen on; port 0 picks a free port (tests).
+    pub http: String,
+    pub hospital: Hospital,
+    /// The admin bearer token (`CLINICFLOW_STAFF_TOKEN`, or generated once and kept in the data dir).
+    pub staff_token: Secret,
+    /// Key for patient access tokens (generated once, kept in the data dir).
+    pub patient_key: Secret,
+    pub http_workers: usize,
+    pub limits: Limits,
+}
+
+impl Settings {
+    /// Resolve settings from the `serve` flags. Creates the data dir and its secrets if missing.
+    pub fn load(data_dir: &Path, http: &str, config: Option<&Path>, staff_token: Option<String>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+        let hospital = match config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+                Hospital::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+            }
+            None => Hospital::demo(),
+        };
+        let staff_token = match staff_token.filter(|t| !t.is_empty()) {
+            Some(t) => {
+                anyhow::ensure!(t.len() >= 16, "CLINICFLOW_STAFF_TOKEN must be at least 16 characters");
+                t
+            }
+            None => stored_secret(&data_dir.join("staff-token"))?,
+        };
+        let patient_key = stored_secret(&data_dir.join("patient-key"))?;
+        let http_workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+        Ok(Self {
+            data_dir: data_dir.to_owned(),
+            http: http.to_owned(),
+            hospital,
+            staff_token: Secret(staff_token),
+            patient_key: Secret(patient_key),
+            http_workers,
+            limits: Limits::default(),
+        })
+    }
+}
+
+/// Read a secret kept in the data dir, or create it (random, 0600).
+fn stored_secret(path: &Path) -> anyhow::Result<String> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        let s = s.trim().to_owned();
+        if s.len() >= 16 {
+            return Ok(s);
+        }
+    }
+    use rand::Rng;
+    let bytes: [u8; 24] = rand::thread_rng().gen();
+    let s = hex::encode(bytes);
+    std::fs::write(path, &s).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(s)
+}

@@ -1,0 +1,66 @@
+//! Commands to one queue, already parsed into domain types by an edge.
+
+use super::event::{Slot, TicketData};
+use super::ids::{DisplayName, DoctorId, PatientId, PriorityClass, QueueId, RoomId, TicketId};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssueTicket {
+    /// Chosen by the edge (random), so the core stays deterministic.
+    pub ticket: TicketId,
+    pub patient: PatientId,
+    pub name: DisplayName,
+    pub class: PriorityClass,
+    pub slot: Option<Slot>,
+    /// Bind the ticket to one doctor: only that doctor's room calls it.
+    pub doctor: Option<DoctorId>,
+    /// Walk-ins are checked in at once; an appointment booked ahead waits for 报到.
+    pub check_in: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Issue(IssueTicket),
+    CheckIn { ticket: TicketId },
+    CallNext { room: RoomId, caller: String },
+    Recall { ticket: TicketId },
+    Start { ticket: TicketId },
+    Skip { ticket: TicketId },
+    Complete { ticket: TicketId },
+    Cancel { ticket: TicketId },
+    /// First half of a transfer: the ticket leaves this queue.
+    TransferOut { ticket: TicketId, to: QueueId },
+    /// Second half: the ticket joins this queue keeping its original check-in time.
+    TransferIn { ticket: TicketData, from: QueueId },
+    /// Back with results (回诊), for `doctor` or the doctor who saw the patient.
+    Return { ticket: TicketId, doctor: Option<DoctorId> },
+    PauseRoom { room: RoomId },
+    ResumeRoom { room: RoomId },
+}
+
+impl Command {
+    /// Stable name (metrics label, logs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Issue(_) => "issue",
+            Command::CheckIn { .. } => "check_in",
+            Command::CallNext { .. } => "call_next",
+            Command::Recall { .. } => "recall",
+            Command::Start { .. } => "start",
+            Command::Skip { .. } => "skip",
+            Command::Complete { .. } => "complete",
+            Command::Cancel { .. } => "cancel",
+            Command::TransferOut { .. } => "transfer_out",
+            Command::TransferIn { .. } => "transfer_in",
+            Command::Return { .. } => "return",
+            Command::PauseRoom { .. } => "pause_room",
+            Command::ResumeRoom { .. } => "resume_room",
+        }
+    }
+}
+
+/// An `Idempotency-Key` with a fingerprint of the request it came with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}

@@ -1,0 +1,355 @@
+//! The hospital config: departments, doctors, rooms, queues and their calling policy.
+//!
+//! `HospitalConfig` is the file format (TOML); `Hospital::from_config` checks every reference
+//! and turns it into the validated form the rest of the program uses. Pure data, no IO.
+
+use super::ids::{DepartmentId, DoctorId, PriorityClass, QueueId, RoomId};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The demo hospital config that `clinicflow serve` uses when no `--config` is given.
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo-hospital.toml");
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HospitalConfig {
+    /// Site id, used in MQTT topic prefixes and logs.
+    pub site: String,
+    pub name: String,
+    /// IANA time zone; queue numbers restart at local midnight in this zone.
+    #[serde(default = "default_tz")]
+    pub timezone: String,
+    /// Priority classes, most urgent first. Defaults: emergency, elderly, disabled, veteran, normal.
+    #[serde(default = "default_priority_classes")]
+    pub priority_classes: Vec<PriorityClassConfig>,
+    #[serde(default)]
+    pub departments: Vec<DepartmentConfig>,
+    #[serde(default)]
+    pub doctors: Vec<DoctorConfig>,
+    #[serde(default)]
+    pub rooms: Vec<RoomConfig>,
+    pub queues: Vec<QueueConfig>,
+    /// Bearer tokens for staff and devices, beside the admin token from `CLINICFLOW_STAFF_TOKEN`.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// What a bearer token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Issue, check in, call, recall, skip, complete, transfer, return, pause.
+    Nurse,
+    /// A caller keypad or kiosk: issue, check in, call, recall, skip, complete, pause.
+    Device,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (logs only).
+    pub name: String,
+    pub role: Role,
+    /// At least 16 characters.
+    pub token: String,
+}
+
+fn default_tz() -> String {
+    "Asia/Shanghai".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityClassConfig {
+    pub id: PriorityClass,
+    /// Lower is called first. Classes may share a rank (elderly, disabled and veterans usually do).
+    pub rank: u8,
+    #[serde(default)]
+    pub label: String,
+}
+
+fn default_priority_classes() -> Vec<PriorityClassConfig> {
+    [("emergency", 0, "急诊"), ("elderly", 1, "老年人"), ("disabled", 1, "残疾人"), ("veteran", 1, "军人"), ("normal", 2, "普通")]
+        .into_iter()
+        .map(|(id, rank, label)| PriorityClassConfig {
+            id: PriorityClass::parse(id).expect("static class ids are valid"),
+            rank,
+            label: label.to_owned(),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepartmentConfig {
+    pub id: DepartmentId,
+    pub name: String,
+    #[serde(default)]
+    pub name_en: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoctorConfig {
+    pub id: DoctorId,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomConfig {
+    pub id: RoomId,
+    /// What a display says: "3 诊室".
+    pub name: String,
+    #[serde(default)]
+    pub name_en: String,
+    /// The doctor sitting in this room today, if any. Doctor-bound tickets are called only here.
+    #[serde(default)]
+    pub doctor: Option<DoctorId>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub id: QueueId,
+    pub name: String,
+    #[serde(default)]
+    pub name_en: String,
+    pub department: DepartmentId,
+    /// Number prefix, e.g. `A` gives `A001`.
+    pub prefix: String,
+    /// Rooms that call from this queue. Any of them may call a pooled ticket.
+    pub rooms: Vec<RoomId>,
+    #[serde(default)]
+    pub policy: QueuePolicy,
+}
+
+/// What to do with a patient who checks in after their appointment slot has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum LateArrival {
+    /// Queue as a walk-in, by check-in time.
+    WalkIn,
+    /// Insert after this many waiting patients.
+    InsertAfter { n: u32 },
+}
+
+/// Calling rules of one queue. Every field has a default, so a config names only what differs.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueuePolicy {
+    /// A missed (过号) patient who checks in again goes after this many waiting patients.
+    pub missed_reinsert_after: u32,
+    /// A patient returning with results (回诊) goes after this many waiting patients of the same doctor.
+    pub return_insert_after: u32,
+    /// "You are next" pre-call (二次候诊) when this many or fewer patients are ahead. 0 turns it off.
+    pub precall_position: u32,
+    pub late_arrival: LateArrival,
+    /// Service time assumed before any has been measured, in seconds.
+    pub default_service_secs: u32,
+    /// Weight of the newest measured service time in the moving average (0 < alpha <= 1).
+    pub ewma_alpha: f64,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        Self {
+            missed_reinsert_after: 3,
+            return_insert_after: 2,
+            precall_position: 1,
+            late_arrival: LateArrival::WalkIn,
+            default_service_secs: 300,
+            ewma_alpha: 0.2,
+        }
+    }
+}
+
+/// A config reference that does not resolve, or a value out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config: {0}")]
+pub struct ConfigError(pub String);
+
+/// A room as the core sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Room {
+    pub id: RoomId,
+    pub name: String,
+    pub name_en: String,
+    pub doctor: Option<DoctorId>,
+}
+
+/// One queue's validated definition: everything its core state machine needs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueSpec {
+    pub id: QueueId,
+    pub name: String,
+    pub name_en: String,
+    pub department: DepartmentId,
+    pub prefix: String,
+    pub rooms: BTreeMap<RoomId, Room>,
+    pub policy: QueuePolicy,
+    #[serde(skip)]
+    pub tz: Tz,
+    /// Rank of each priority class.
+    pub classes: BTreeMap<PriorityClass, u8>,
+}
+
+impl QueueSpec {
+    pub fn rank_of(&self, class: &PriorityClass) -> Option<u8> {
+        self.classes.get(class).copied()
+    }
+}
+
+/// The validated hospital: what the server runs on.
+#[derive(Debug, Clone)]
+pub struct Hospital {
+    pub site: String,
+    pub name: String,
+    pub tz: Tz,
+    pub departments: Vec<DepartmentConfig>,
+    pub doctors: Vec<DoctorConfig>,
+    pub queues: BTreeMap<QueueId, Arc<QueueSpec>>,
+    /// Which queues each room calls from (a room may serve several).
+    pub room_queues: BTreeMap<RoomId, Vec<QueueId>>,
+    pub tokens: Vec<TokenConfig>,
+}
+
+impl Hospital {
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: HospitalConfig = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        Self::from_config(cfg)
+    }
+
+    pub fn demo() -> Self {
+        Self::from_toml(DEMO_CONFIG).expect("the embedded demo config is valid (tested)")
+    }
+
+    pub fn from_config(cfg: HospitalConfig) -> Result<Self, ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        let tz: Tz = match cfg.timezone.parse() {
+            Ok(tz) => tz,
+            Err(_) => return err(format!("unknown time zone {:?}", cfg.timezone)),
+        };
+        if cfg.priority_classes.is_empty() {
+            return err("priority_classes is empty".into());
+        }
+        let mut classes = BTreeMap::new();
+        for c in &cfg.priority_classes {
+            if classes.insert(c.id.clone(), c.rank).is_some() {
+                return err(format!("priority class {} defined twice", c.id));
+            }
+        }
+        if !classes.contains_key(&PriorityClass::parse("normal").expect("valid")) {
+            return err("priority_classes must include `normal`".into());
+        }
+        let departments: BTreeSet<_> = cfg.departments.iter().map(|d| d.id.clone()).collect();
+        if departments.len() != cfg.departments.len() {
+            return err("a department id is defined twice".into());
+        }
+        let doctors: BTreeSet<_> = cfg.doctors.iter().map(|d| d.id.clone()).collect();
+        if doctors.len() != cfg.doctors.len() {
+            return err("a doctor id is defined twice".into());
+        }
+        let mut rooms = BTreeMap::new();
+        for r in &cfg.rooms {
+            if let Some(d) = &r.doctor {
+                if !doctors.contains(d) {
+                    return err(format!("room {} names unknown doctor {}", r.id, d));
+                }
+            }
+            let room = Room { id: r.id.clone(), name: r.name.clone(), name_en: r.name_en.clone(), doctor: r.doctor.clone() };
+            if rooms.insert(r.id.clone(), room).is_some() {
+                return err(format!("room {} defined twice", r.id));
+            }
+        }
+        let mut queues = BTreeMap::new();
+        let mut room_queues: BTreeMap<RoomId, Vec<QueueId>> = BTreeMap::new();
+        let mut prefixes = BTreeSet::new();
+        for q in cfg.queues {
+            if !departments.contains(&q.department) {
+                return err(format!("queue {} names unknown department {}", q.id, q.department));
+            }
+            if q.prefix.is_empty() || q.prefix.len() > 4 || !q.prefix.bytes().all(|b| b.is_ascii_uppercase()) {
+                return err(format!("queue {}: prefix must be 1-4 capital letters", q.id));
+            }
+            if !prefixes.insert(q.prefix.clone()) {
+                return err(format!("queue {}: prefix {} is used by another queue", q.id, q.prefix));
+            }
+            if q.rooms.is_empty() {
+                return err(format!("queue {} has no rooms", q.id));
+            }
+            if !(q.policy.ewma_alpha > 0.0 && q.policy.ewma_alpha <= 1.0) {
+                return err(format!("queue {}: ewma_alpha must be in (0, 1]", q.id));
+            }
+            if q.policy.default_service_secs == 0 {
+                return err(format!("queue {}: default_service_secs must be positive", q.id));
+            }
+            let mut qrooms = BTreeMap::new();
+            for r in &q.rooms {
+                let Some(room) = rooms.get(r) else {
+                    return err(format!("queue {} names unknown room {}", q.id, r));
+                };
+                qrooms.insert(r.clone(), room.clone());
+                room_queues.entry(r.clone()).or_default().push(q.id.clone());
+            }
+            let spec = QueueSpec {
+                id: q.id.clone(),
+                name: q.name,
+                name_en: q.name_en,
+                department: q.department,
+                prefix: q.prefix,
+                rooms: qrooms,
+                policy: q.policy,
+                tz,
+                classes: classes.clone(),
+            };
+            if queues.insert(q.id.clone(), Arc::new(spec)).is_some() {
+                return err(format!("queue {} defined twice", q.id));
+            }
+        }
+        if queues.is_empty() {
+            return err("no queues".into());
+        }
+        for t in &cfg.tokens {
+            if t.token.len() < 16 || t.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return err(format!("token of {} must be at least 16 printable characters", t.name));
+            }
+        }
+        Ok(Self {
+            site: cfg.site,
+            name: cfg.name,
+            tz,
+            departments: cfg.departments,
+            doctors: cfg.doctors,
+            queues,
+            room_queues,
+            tokens: cfg.tokens,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_config_is_valid_and_has_ten_clinic_queues() {
+        let h = Hospital::demo();
+        assert!(h.queues.len() >= 10, "{} queues", h.queues.len());
+        assert_eq!(h.tz, chrono_tz::Asia::Shanghai);
+    }
+
+    #[test]
+    fn broken_references_are_named() {
+        let bad = DEMO_CONFIG.replacen("rooms = [\"c-101\"", "rooms = [\"nope\"", 1);
+        let e = Hospital::from_toml(&bad).unwrap_err();
+        assert!(e.0.contains("unknown room nope"), "{e}");
+        assert!(Hospital::from_toml("site = 1").is_err());
+        let tz = DEMO_CONFIG.replacen("Asia/Shanghai", "Mars/Olympus", 1);
+        assert!(Hospital::from_toml(&tz).unwrap_err().0.contains("time zone"));
+    }
+}

@@ -1,0 +1,30 @@
+//! Why the core refused a command. Mapped to HTTP status and a stable code in one place at the edge.
+
+use super::ids::{DoctorId, PriorityClass, QueueId, RoomId, TicketId};
+use super::queue::Status;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueueError {
+    #[error("unknown ticket {0}")]
+    UnknownTicket(TicketId),
+    #[error("ticket {0} already exists")]
+    DuplicateTicket(TicketId),
+    #[error("room {room} does not call from queue {queue}")]
+    UnknownRoom { room: RoomId, queue: QueueId },
+    #[error("room {0} is paused")]
+    RoomPaused(RoomId),
+    #[error("unknown priority class {0}")]
+    UnknownClass(PriorityClass),
+    #[error("no room of this queue has doctor {0}")]
+    UnknownDoctor(DoctorId),
+    #[error("appointment slot ends before it starts")]
+    BadSlot,
+    #[error("cannot {action} ticket {ticket}: it is {status}")]
+    IllegalTransition { ticket: TicketId, status: Status, action: &'static str },
+    #[error("ticket {ticket} was transferred to queue {to}")]
+    Transferred { ticket: TicketId, to: QueueId },
+    #[error("cannot transfer a ticket to the queue it is in")]
+    SameQueue,
+    #[error("Idempotency-Key {0:?} was already used with a different request")]
+    IdempotencyConflict(String),
+}

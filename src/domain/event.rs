@@ -1,0 +1,122 @@
+//! Events: the core's output and the journal's content. Replaying a queue's events in order
+//! through [`QueueState::apply`](super::queue::QueueState::apply) rebuilds its state exactly.
+
+use super::ids::{DisplayName, DoctorId, PatientId, PriorityClass, QueueId, RoomId, TicketId};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC. The core never reads a clock: time comes in.
+pub type UnixMs = i64;
+
+/// An appointment slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    pub start: UnixMs,
+    pub end: UnixMs,
+}
+
+/// A waiting ticket's place in the order. Tickets compare by
+/// `(rank, band, slot_start, key, placement)`, where `band` is 0 once `slot_start` has passed
+/// (an appointment whose slot has started goes before walk-ins) and 1 otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pos {
+    pub rank: u8,
+    pub slot_start: Option<UnixMs>,
+    /// Check-in time x [`KEY_SCALE`] for a normal arrival; between two neighbours for an insertion.
+    pub key: i64,
+}
+
+/// Room between the keys of two check-ins one millisecond apart, for insertions.
+pub const KEY_SCALE: i64 = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitKind {
+    /// First consultation of this visit.
+    First,
+    /// Back with results (回诊).
+    Return,
+}
+
+/// Everything about a ticket that travels with it to another queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketData {
+    pub id: TicketId,
+    pub number: String,
+    pub patient: PatientId,
+    pub name: DisplayName,
+    pub class: PriorityClass,
+    pub slot: Option<Slot>,
+    pub doctor: Option<DoctorId>,
+    pub kind: VisitKind,
+    pub issued_at: UnixMs,
+    pub checked_in_at: Option<UnixMs>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A new service day: numbers restart, yesterday's tickets leave the live state.
+    DayStarted { day: NaiveDate },
+    TicketIssued { ticket: TicketData, seq: u32, pos: Option<Pos> },
+    CheckedIn { ticket: TicketId, pos: Pos, late: bool, reinserted: bool },
+    PreCalled { ticket: TicketId },
+    Called { ticket: TicketId, room: RoomId, caller: String },
+    Recalled { ticket: TicketId, room: RoomId },
+    Started { ticket: TicketId, room: RoomId },
+    Completed { ticket: TicketId, room: RoomId, service_ms: Option<i64> },
+    Missed { ticket: TicketId, room: RoomId },
+    Cancelled { ticket: TicketId },
+    TransferredOut { ticket: TicketId, to: QueueId },
+    TransferredIn { ticket: TicketData, from: QueueId, pos: Option<Pos> },
+    Returned { ticket: TicketId, doctor: Option<DoctorId>, pos: Pos },
+    RoomPaused { room: RoomId },
+    RoomResumed { room: RoomId },
+    /// An `Idempotency-Key` was used; a retry with the same key and body returns `ticket` again.
+    IdempotencyRecorded { key: String, fingerprint: String, ticket: Option<TicketId> },
+}
+
+impl Event {
+    /// The ticket this event is about, if any (journal index for per-ticket replay).
+    pub fn ticket(&self) -> Option<&TicketId> {
+        use Event::*;
+        match self {
+            TicketIssued { ticket, .. } | TransferredIn { ticket, .. } => Some(&ticket.id),
+            CheckedIn { ticket, .. }
+            | PreCalled { ticket }
+            | Called { ticket, .. }
+            | Recalled { ticket, .. }
+            | Started { ticket, .. }
+            | Completed { ticket, .. }
+            | Missed { ticket, .. }
+            | Cancelled { ticket }
+            | TransferredOut { ticket, .. }
+            | Returned { ticket, .. } => Some(ticket),
+            IdempotencyRecorded { ticket, .. } => ticket.as_ref(),
+            DayStarted { .. } | RoomPaused { .. } | RoomResumed { .. } => None,
+        }
+    }
+
+    /// Stable name of the event kind (journal column, metrics label).
+    pub fn kind(&self) -> &'static str {
+        use Event::*;
+        match self {
+            DayStarted { .. } => "day_started",
+            TicketIssued { .. } => "ticket_issued",
+            CheckedIn { .. } => "checked_in",
+            PreCalled { .. } => "pre_called",
+            Called { .. } => "called",
+            Recalled { .. } => "recalled",
+            Started { .. } => "started",
+            Completed { .. } => "completed",
+            Missed { .. } => "missed",
+            Cancelled { .. } => "cancelled",
+            TransferredOut { .. } => "transferred_out",
+            TransferredIn { .. } => "transferred_in",
+            Returned { .. } => "returned",
+            RoomPaused { .. } => "room_paused",
+            RoomResumed { .. } => "room_resumed",
+            IdempotencyRecorded { .. } => "idempotency_recorded",
+        }
+    }
+}

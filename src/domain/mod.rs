@@ -1,0 +1,13 @@
+//! The pure core of queueing: ids, hospital config, commands, events and the queue state
+//! machine. No IO, no clock, no actix.
+
+pub mod command;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod queue;
+pub mod view;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,736 @@
+//! One queue's state machine: pure, deterministic, time passed in.
+//!
+//! `decide(cmd, now)` checks a command against the state and returns the events it causes
+//! without changing anything; `apply(event)` changes the state and cannot fail. The actor calls
+//! `decide`, journals the events, and applies them; start-up applies the journal. So the state
+//! after a restart is exactly the state before it.
+
+use super::command::{Command, Idempotency, IssueTicket};
+use super::config::QueueSpec;
+use super::error::QueueError;
+use super::event::{Event, Pos, TicketData, UnixMs, VisitKind, KEY_SCALE};
+use super::ids::{DoctorId, QueueId, RoomId, TicketId};
+use chrono::{NaiveDate, TimeZone};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// Where a ticket is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Has an appointment, has not checked in (报到) yet.
+    Booked,
+    Waiting,
+    Called,
+    InService,
+    Completed,
+    /// Called and did not come (过号). Checking in again puts them back in line.
+    Missed,
+    Transferred,
+    Cancelled,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+/// A ticket as this queue knows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ticket {
+    #[serde(flatten)]
+    pub data: TicketData,
+    pub status: Status,
+    /// Room that called it (while called, in service, and after).
+    pub room: Option<RoomId>,
+    pub called_at: Option<UnixMs>,
+    pub started_at: Option<UnixMs>,
+    pub finished_at: Option<UnixMs>,
+    /// Times called, recalls included.
+    pub calls: u32,
+    pub misses: u32,
+    pub precalled: bool,
+    pub transferred_to: Option<QueueId>,
+    /// Order among the waiting; `None` when not waiting.
+    #[serde(skip)]
+    pub pos: Option<Pos>,
+    /// Tie-break: later placements go after earlier ones with the same key.
+    #[serde(skip)]
+    pub placement: u64,
+}
+
+impl Ticket {
+    fn sort_key(&self, now: UnixMs) -> (u8, u8, i64, i64, u64) {
+        let p = self.pos.unwrap_or(Pos { rank: u8::MAX, slot_start: None, key: i64::MAX });
+        match p.slot_start {
+            Some(s) if s <= now => (p.rank, 0, s, p.key, self.placement),
+            _ => (p.rank, 1, 0, p.key, self.placement),
+        }
+    }
+
+    /// May `room` (with its doctor) call this ticket?
+    fn callable_by(&self, doctor: Option<&DoctorId>) -> bool {
+        match &self.data.doctor {
+            None => true,
+            Some(d) => Some(d) == doctor,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct RoomState {
+    pub paused: bool,
+    /// The ticket called or in service in this room now.
+    pub current: Option<TicketId>,
+}
+
+/// A command's result: the events to journal and the ticket it acted on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub events: Vec<Event>,
+    /// The ticket the command is about (the called one for call-next; `None` if nobody waits).
+    pub subject: Option<TicketId>,
+    /// True when an idempotent retry was recognised: nothing new happens.
+    pub replayed: bool,
+}
+
+/// One queue's live state for the current service day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueState {
+    spec: Arc<QueueSpec>,
+    day: Option<NaiveDate>,
+    /// Numbers issued today (the next number is this + 1).
+    issued: u32,
+    tickets: BTreeMap<TicketId, Ticket>,
+    rooms: BTreeMap<RoomId, RoomState>,
+    /// Moving average of service time, ms.
+    ewma_service_ms: f64,
+    placements: u64,
+    idempotency: BTreeMap<String, (String, Option<TicketId>)>,
+}
+
+/// A ticket's place in line and expected wait.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Standing {
+    /// Patients who will be called before this one (0 = next).
+    pub ahead: usize,
+    /// Expected seconds until called; `None` when every room that could call it is paused.
+    pub eta_secs: Option<u64>,
+}
+
+impl QueueState {
+    pub fn new(spec: Arc<QueueSpec>) -> Self {
+        let rooms = spec.rooms.keys().map(|r| (r.clone(), RoomState::default())).collect();
+        let ewma = f64::from(spec.policy.default_service_secs) * 1000.0;
+        Self {
+            spec,
+            day: None,
+            issued: 0,
+            tickets: BTreeMap::new(),
+            rooms,
+            ewma_service_ms: ewma,
+            placements: 0,
+            idempotency: BTreeMap::new(),
+        }
+    }
+
+    pub fn spec(&self) -> &Arc<QueueSpec> {
+        &self.spec
+    }
+    pub fn id(&self) -> &QueueId {
+        &self.spec.id
+    }
+    pub fn ticket(&self, id: &TicketId) -> Option<&Ticket> {
+        self.tickets.get(id)
+    }
+    pub fn tickets(&self) -> impl Iterator<Item = &Ticket> {
+        self.tickets.values()
+    }
+    pub fn rooms(&self) -> &BTreeMap<RoomId, RoomState> {
+        &self.rooms
+    }
+    pub fn service_day(&self) -> Option<NaiveDate> {
+        self.day
+    }
+    pub fn mean_service_secs(&self) -> f64 {
+        self.ewma_service_ms / 1000.0
+    }
+
+    /// The local date of `now` in the hospital's time zone.
+    pub fn day_of(&self, now: UnixMs) -> NaiveDate {
+        match self.spec.tz.timestamp_millis_opt(now) {
+            chrono::LocalResult::Single(t) => t.date_naive(),
+            // Out of chrono's range: keep the current day rather than invent one.
+            _ => self.day.unwrap_or_default(),
+        }
+    }
+
+    /// Waiting tickets in calling order at `now`.
+    pub fn waiting_order(&self, now: UnixMs) -> Vec<&Ticket> {
+        let mut w: Vec<&Ticket> = self.tickets.values().filter(|t| t.status == Status::Waiting).collect();
+        w.sort_by_key(|t| t.sort_key(now));
+        w
+    }
+
+    /// Rooms that may call `t` and are not paused.
+    fn active_rooms_for(&self, t: &Ticket) -> usize {
+        self.spec
+            .rooms
+            .values()
+            .filter(|r| !self.rooms.get(&r.id).map_or(false, |s| s.paused))
+            .filter(|r| t.callable_by(r.doctor.as_ref()))
+            .count()
+    }
+
+    /// Place in line and ETA of a waiting ticket.
+    pub fn standing(&self, id: &TicketId, now: UnixMs) -> Option<Standing> {
+        let t = self.tickets.get(id).filter(|t| t.status == Status::Waiting)?;
+        let key = t.sort_key(now);
+        let ahead = self
+            .tickets
+            .values()
+            .filter(|u| u.status == Status::Waiting && u.data.id != t.data.id && u.sort_key(now) < key)
+            .filter(|u| match (&t.data.doctor, &u.data.doctor) {
+                (Some(a), Some(b)) => a == b,
+                // A pooled ticket waits behind everyone before it; a bound one behind pooled ones too.
+                _ => true,
+            })
+            .count();
+        Some(Standing { ahead, eta_secs: self.eta_secs(t, ahead) })
+    }
+
+    /// Expected seconds until `t` is called with `ahead` patients before it: their turns shared
+    /// by the active rooms that may call it, plus half a service for the room to free up.
+    pub fn eta_secs(&self, t: &Ticket, ahead: usize) -> Option<u64> {
+        let active = self.active_rooms_for(t);
+        (active > 0).then(|| {
+            let turns = ahead as f64 / active as f64 + 0.5;
+            (turns * self.ewma_service_ms / 1000.0).round() as u64
+        })
+    }
+
+    fn get(&self, id: &TicketId) -> Result<&Ticket, QueueError> {
+        let t = self.tickets.get(id).ok_or_else(|| QueueError::UnknownTicket(id.clone()))?;
+        if let (Status::Transferred, Some(to)) = (t.status, &t.transferred_to) {
+            return Err(QueueError::Transferred { ticket: id.clone(), to: to.clone() });
+        }
+        Ok(t)
+    }
+
+    fn expect(&self, id: &TicketId, allowed: &[Status], action: &'static str) -> Result<&Ticket, QueueError> {
+        let t = self.get(id)?;
+        if allowed.contains(&t.status) {
+            Ok(t)
+        } else {
+            Err(QueueError::IllegalTransition { ticket: id.clone(), status: t.status, action })
+        }
+    }
+
+    fn room(&self, room: &RoomId) -> Result<&RoomState, QueueError> {
+        self.rooms.get(room).ok_or_else(|| QueueError::UnknownRoom { room: room.clone(), queue: self.spec.id.clone() })
+    }
+
+    fn normal_pos(&self, t: &TicketData, checked_in_at: UnixMs, honour_slot: bool) -> Pos {
+        Pos {
+            rank: self.spec.rank_of(&t.class).unwrap_or(u8::MAX),
+            slot_start: if honour_slot { t.slot.map(|s| s.start) } else { None },
+            key: checked_in_at.saturating_mul(KEY_SCALE),
+        }
+    }
+
+    /// The position just after the `n`-th waiting ticket that passes `filter` (or after the last
+    /// of them when fewer wait); `fallback` when none does.
+    fn pos_after(&self, n: u32, exclude: &TicketId, filter: impl Fn(&Ticket) -> bool, now: UnixMs, fallback: Pos) -> Pos {
+        let order: Vec<&Ticket> = self.waiting_order(now).into_iter().filter(|t| &t.data.id != exclude).collect();
+        let matching: Vec<usize> = order.iter().enumerate().filter(|(_, t)| filter(t)).map(|(i, _)| i).collect();
+        if n == 0 {
+            // In front of everyone it may be called with.
+            return match matching.first().and_then(|&i| order[i].pos) {
+                Some(p) => Pos { key: p.key.saturating_sub(1), ..p },
+                None => fallback,
+            };
+        }
+        let Some(&prev_idx) = matching.get((n as usize).min(matching.len()).wrapping_sub(1)) else {
+            return fallback;
+        };
+        let Some(prev) = order[prev_idx].pos else { return fallback };
+        let key = match order.get(prev_idx + 1).and_then(|t| t.pos) {
+            Some(next) if next.rank == prev.rank && next.slot_start == prev.slot_start && next.key > prev.key + 1 => {
+                prev.key + (next.key - prev.key) / 2
+            }
+            // Same key as `prev`; the later placement breaks the tie after it.
+            Some(next) if next.rank == prev.rank && next.slot_start == prev.slot_start => prev.key,
+            _ => prev.key.saturating_add(1),
+        };
+        Pos { key, ..prev }
+    }
+
+    /// The position a checking-in ticket takes: by slot and check-in time, or by the
+    /// late-arrival rule, or re-inserted after a miss.
+    fn check_in_pos(&self, t: &Ticket, now: UnixMs) -> (Pos, bool, bool) {
+        let policy = &self.spec.policy;
+        if t.status == Status::Missed {
+            let fallback = self.normal_pos(&t.data, now, false);
+            return (self.pos_after(policy.missed_reinsert_after, &t.data.id, |_| true, now, fallback), false, true);
+        }
+        let late = t.data.slot.is_some_and(|s| now > s.end);
+        if late {
+            let fallback = self.normal_pos(&t.data, now, false);
+            let pos = match policy.late_arrival {
+                super::config::LateArrival::WalkIn => fallback,
+                super::config::LateArrival::InsertAfter { n } => self.pos_after(n, &t.data.id, |_| true, now, fallback),
+            };
+            return (pos, true, false);
+        }
+        (self.normal_pos(&t.data, now, true), false, false)
+    }
+
+    /// Check a command against the state; the events it causes, or why it is refused.
+    /// Nothing changes until the events are applied.
+    pub fn decide(&self, cmd: &Command, idem: Option<&Idempotency>, now: UnixMs) -> Result<Decision, QueueError> {
+        if let Some(i) = idem {
+            if let Some((fp, ticket)) = self.idempotency.get(&i.key) {
+                if self.day == Some(self.day_of(now)) {
+                    return if *fp == i.fingerprint {
+                        Ok(Decision { events: vec![], subject: ticket.clone(), replayed: true })
+                    } else {
+                        Err(QueueError::IdempotencyConflict(i.key.clone()))
+                    };
+                }
+            }
+        }
+        let mut events = Vec::new();
+        let today = self.day_of(now);
+        let new_day = self.day != Some(today);
+        if new_day {
+            events.push(Event::DayStarted { day: today });
+        }
+        let mut subject = self.decide_inner(cmd, now, new_day, &mut events)?;
+        if matches!(cmd, Command::CallNext { .. }) && subject.is_none() {
+            events.clear(); // nobody waits: nothing happens, not even a day change
+        }
+        if let Some(i) = idem {
+            if !events.is_empty() {
+                events.push(Event::IdempotencyRecorded { key: i.key.clone(), fingerprint: i.fingerprint.clone(), ticket: subject.clone() });
+            }
+        }
+        if let Command::Issue(IssueTicket { ticket, .. }) = cmd {
+            subject = Some(ticket.clone());
+        }
+        Ok(Decision { events, subject, replayed: false })
+    }
+
+    fn decide_inner(&self, cmd: &Command, now: UnixMs, new_day: bool, ev: &mut Vec<Event>) -> Result<Option<TicketId>, QueueError> {
+        use Status::*;
+        // On a new day yesterday's tickets are gone; refer to them as unknown.
+        let fresh = |id: &TicketId| -> Result<(), QueueError> {
+            if new_day {
+                Err(QueueError::UnknownTicket(id.clone()))
+            } else {
+                Ok(())
+            }
+        };
+        match cmd {
+            Command::Issue(i) => {
+                if !new_day && self.tickets.contains_key(&i.ticket) {
+                    return Err(QueueError::DuplicateTicket(i.ticket.clone()));
+                }
+                if self.spec.rank_of(&i.class).is_none() {
+                    return Err(QueueError::UnknownClass(i.class.clone()));
+                }
+                if let Some(s) = i.slot {
+                    if s.end <= s.start {
+                        return Err(QueueError::BadSlot);
+                    }
+                }
+                if let Some(d) = &i.doctor {
+                    if !self.spec.rooms.values().any(|r| r.doctor.as_ref() == Some(d)) {
+                        return Err(QueueError::UnknownDoctor(d.clone()));
+                    }
+                }
+                let seq = if new_day { 1 } else { self.issued + 1 };
+                let data = TicketData {
+                    id: i.ticket.clone(),
+                    number: format!("{}{:03}", self.spec.prefix, seq),
+                    patient: i.patient.clone(),
+                    name: i.name.clone(),
+                    class: i.class.clone(),
+                    slot: i.slot,
+                    doctor: i.doctor.clone(),
+                    kind: VisitKind::First,
+                    issued_at: now,
+                    checked_in_at: i.check_in.then_some(now),
+                };
+                let pos = if i.check_in {
+                    let as_ticket = self.blank(data.clone());
+                    Some(if new_day { self.normal_pos(&data, now, true) } else { self.check_in_pos(&as_ticket, now).0 })
+                } else {
+                    None
+                };
+                ev.push(Event::TicketIssued { ticket: data, seq, pos });
+                Ok(Some(i.ticket.clone()))
+            }
+            Command::CheckIn { ticket } => {
+                fresh(ticket)?;
+                let t = self.expect(ticket, &[Booked, Missed], "check in")?;
+                let (pos, late, reinserted) = self.check_in_pos(t, now);
+                ev.push(Event::CheckedIn { ticket: ticket.clone(), pos, late, reinserted });
+                Ok(Some(ticket.clone()))
+            }
+            Command::CallNext { room, caller } => {
+                let rs = self.room(room)?;
+                if rs.paused {
+                    return Err(QueueError::RoomPaused(room.clone()));
+                }
+                let doctor = self.spec.rooms.get(room).and_then(|r| r.doctor.as_ref());
+                let next = self
+                    .tickets
+                    .values()
+                    .filter(|t| t.status == Waiting && t.callable_by(doctor))
+                    .min_by_key(|t| t.sort_key(now));
+                let Some(next) = next else { return Ok(None) };
+                // Pressing "next" finishes whoever the room was seeing.
+                if let Some(cur) = rs.current.as_ref().and_then(|c| self.tickets.get(c)) {
+                    if matches!(cur.status, Called | InService) {
+                        ev.push(self.completion(cur, room, now));
+                    }
+                }
+                ev.push(Event::Called { ticket: next.data.id.clone(), room: room.clone(), caller: caller.clone() });
+                Ok(Some(next.data.id.clone()))
+            }
+            Command::Recall { ticket } => {
+                fresh(ticket)?;
+                let t = self.expect(ticket, &[Called], "recall")?;
+                ev.push(Event::Recalled { ticket: ticket.clone(), room: t.room.clone().unwrap_or_else(|| unreachable_room()) });
+                Ok(Some(ticket.clone()))
+            }
+            Command::Start { ticket } => {
+                fresh(ticket)?;
+                let t = self.expect(ticket, &[Called], "start")?;
+                ev.push(Event::Started { ticket: ticket.clone(), room: t.room.clone().unwrap_or_else(|| unreachable_room()) });
+                Ok(Some(ticket.clone()))
+            }
+            Command::Skip { ticket } => {
+                fresh(ticket)?;
+                let t = self.expect(ticket, &[Called], "skip")?;
+                ev.push(Event::Missed { ticket: ticket.clone(), room: t.room.clone().unwrap_or_else(|| unreachable_room()) });
+                Ok(Some(ticket.clone()))
+            }
+            Command::Complete { ticket } => {
+                fresh(ticket)?;
+                let t = self.expect(ticket, &[Called, InService], "complete")?;
+                let room = t.room.clone().unwrap_or_else(|| unreachable_room());
+                ev.push(self.completion(t, &room, now));
+                Ok(Some(ticket.clone()))
+            }
+            Command::Cancel { ticket } => {
+                fresh(ticket)?;
+                self.expect(ticket, &[Booked, Waiting, Called, Missed], "cancel")?;
+                ev.push(Event::Cancelled { ticket: ticket.clone() });
+                Ok(Some(ticket.clone()))
+            }
+            Command::TransferOut { ticket, to } => {
+                fresh(ticket)?;
+                if to == &self.spec.id {
+                    return Err(QueueError::SameQueue);
+                }
+                self.expect(ticket, &[Booked, Waiting, Called, InService, Missed], "transfer")?;
+                ev.push(Event::TransferredOut { ticket: ticket.clone(), to: to.clone() });
+                Ok(Some(ticket.clone()))
+            }
+            Command::TransferIn { ticket, from } => {
+                if let Some(t) = self.tickets.get(&ticket.id).filter(|_| !new_day) {
+                    if t.status != Transferred {
+                        return Err(QueueError::DuplicateTicket(ticket.id.clone()));
+                    }
+                }
+                if self.spec.rank_of(&ticket.class).is_none() {
+                    return Err(QueueError::UnknownClass(ticket.class.clone()));
+                }
+                let mut data = ticket.clone();
+                // The slot and doctor belonged to the other queue.
+                data.slot = None;
+                if data.doctor.as_ref().is_some_and(|d| !self.spec.rooms.values().any(|r| r.doctor.as_ref() == Some(d))) {
+                    data.doctor = None;
+                }
+                // Keeps its original check-in time, so it does not go to the back of the line.
+                let pos = data.checked_in_at.map(|at| self.normal_pos(&data, at, false));
+                ev.push(Event::TransferredIn { ticket: data, from: from.clone(), pos });
+                Ok(Some(ticket.id.clone()))
+            }
+            Command::Return { ticket, doctor } => {
+                fresh(ticket)?;
+                let t = self.expect(ticket, &[Completed], "return")?;
+                let doctor = doctor
+                    .clone()
+                    .or_else(|| t.room.as_ref().and_then(|r| self.spec.rooms.get(r)).and_then(|r| r.doctor.clone()));
+                if let Some(d) = &doctor {
+                    if !self.spec.rooms.values().any(|r| r.doctor.as_ref() == Some(d)) {
+                        return Err(QueueError::UnknownDoctor(d.clone()));
+                    }
+                }
+                let fallback = self.normal_pos(&t.data, now, false);
+                let same_doctor = |u: &Ticket| u.callable_by(doctor.as_ref());
+                let pos = self.pos_after(self.spec.policy.return_insert_after, ticket, same_doctor, now, fallback);
+                ev.push(Event::Returned { ticket: ticket.clone(), doctor, pos });
+                Ok(Some(ticket.clone()))
+            }
+            Command::PauseRoom { room } => {
+                if !self.room(room)?.paused {
+                    ev.push(Event::RoomPaused { room: room.clone() });
+                }
+                Ok(None)
+            }
+            Command::ResumeRoom { room } => {
+                if self.room(room)?.paused {
+                    ev.push(Event::RoomResumed { room: room.clone() });
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn completion(&self, t: &Ticket, room: &RoomId, now: UnixMs) -> Event {
+        let began = t.started_at.or(t.called_at);
+        Event::Completed { ticket: t.data.id.clone(), room: room.clone(), service_ms: began.map(|b| (now - b).max(0)) }
+    }
+
+    fn blank(&self, data: TicketData) -> Ticket {
+        Ticket {
+            data,
+            status: Status::Booked,
+            room: None,
+            called_at: None,
+            started_at: None,
+            finished_at: None,
+            calls: 0,
+            misses: 0,
+            precalled: false,
+            transferred_to: None,
+            pos: None,
+            placement: 0,
+        }
+    }
+
+    /// "You are next" (二次候诊) for waiting tickets now within the pre-call position that have not
+    /// had it yet. Run after a command's events are applied; its events are journaled with them.
+    pub fn precalls(&self, now: UnixMs) -> Vec<Event> {
+        let k = self.spec.policy.precall_position as usize;
+        if k == 0 {
+            return vec![];
+        }
+        self.waiting_with_ahead(now)
+            .into_iter()
+            .filter(|(t, ahead)| *ahead < k && !t.precalled)
+            .map(|(t, _)| Event::PreCalled { ticket: t.data.id.clone() })
+            .collect()
+    }
+
+    /// Waiting tickets in calling order, each with the number of patients ahead of it, in one
+    /// pass: a pooled ticket waits behind everyone before it; a doctor-bound ticket behind the
+    /// pooled ones and those bound to the same doctor.
+    pub fn waiting_with_ahead(&self, now: UnixMs) -> Vec<(&Ticket, usize)> {
+        let mut pooled = 0usize;
+        let mut total = 0usize;
+        let mut by_doctor: BTreeMap<&DoctorId, usize> = BTreeMap::new();
+        let mut out = Vec::new();
+        for t in self.waiting_order(now) {
+            let ahead = match &t.data.doctor {
+                None => total,
+                Some(d) => pooled + by_doctor.get(d).copied().unwrap_or(0),
+            };
+            out.push((t, ahead));
+            total += 1;
+            match &t.data.doctor {
+                None => pooled += 1,
+                Some(d) => *by_doctor.entry(d).or_default() += 1,
+            }
+        }
+        out
+    }
+
+    /// Apply one event. Infallible: events were checked by `decide` before they were journaled.
+    /// `at` is the time the event was recorded.
+    pub fn apply(&mut self, event: &Event, at: UnixMs) {
+        use Status::*;
+        match event {
+            Event::DayStarted { day } => {
+                self.day = Some(*day);
+                self.issued = 0;
+                self.tickets.clear();
+                self.idempotency.clear();
+                for r in self.rooms.values_mut() {
+                    r.current = None;
+                }
+            }
+            Event::TicketIssued { ticket, seq, pos } => {
+                self.issued = self.issued.max(*seq);
+                let mut t = self.blank(ticket.clone());
+                if let Some(p) = pos {
+                    t.status = Waiting;
+                    t.pos = Some(*p);
+                    self.placements += 1;
+                    t.placement = self.placements;
+                }
+                self.tickets.insert(ticket.id.clone(), t);
+            }
+            Event::CheckedIn { ticket, pos, .. } => {
+                self.placements += 1;
+                let placement = self.placements;
+                if let Some(t) = self.tickets.get_mut(ticket) {
+                    t.status = Waiting;
+                    t.pos = Some(*pos);
+                    t.placement = placement;
+                    t.precalled = false;
+                    if t.data.checked_in_at.is_none() {
+                        t.data.checked_in_at = Some(at);
+                    }
+                }
+            }
+            Event::PreCalled { ticket } => {
+                if let Some(t) = self.tickets.get_mut(ticket) {
+                    t.precalled = true;
+                }
+            }
+            Event::Called { ticket, room, .. } => {
+                if let Some(t) = self.tickets.get_mut(ticket) {
+                    t.status = Called;
+                    t.room = Some(room.clone());
+                    t.called_at = Some(at);
+                    t.calls += 1;
+                    t.pos = None;
+                }
+                if let Some(r) = self.rooms.get_mut(room) {
+                    r.current = Some(ticket.clone());
+                }
+            }
+            Event::Recalled { ticket, .. } => {
+                if let Some(t) = self.tickets.get_mut(ticket) {
+                    t.calls += 1;
+                }
+            }
+            Event::Started { ticket, .. } => {
+                if let Some(t) = self.tickets.get_mut(ticket) {
+                    t.status = InService;
+                    t.started_at = Some(at);
+                }
+            }
+            Event::Completed { ticket, room, service_ms } => {
+                if let Some(t) = self.tickets.get_mut(ticket) {
+                    t.status = Completed;
+                    t.finished_at = Some(at);
+                }
+                self.release_room(room, ticket);
+                if let Some(ms) = service_ms {
+                    // Clamp so one forgotten "complete" does not wreck everyone's ETA.
+                    let ms = (*ms as f64).clamp(10_000.0, 3.0 * 3_600_000.0);
+                    let a = self.spec.policy.ewma_alpha;
+                    self.ewma_service_ms = a * ms + (1.0 - a) * self.ewma_service_ms;
+                }
+            }
+            Event::Missed { ticket, room } => {
+                if let Some(t) = self.tickets.get_mut(ticket) {
+                    t.status = Missed;
+                    t.misses += 1;
+                }
+                self.release_room(room, ticket);
+            }
+            Event::Cancelled { ticket } => {
+                if let Some(t) = self.tickets.get_mut(ticket) {
+                    t.status = Cancelled;
+                    t.pos = None;
+                    t.finished_at = Some(at);
+                    if let Some(room) = t.room.clone() {
+                        self.release_room(&room, ticket);
+                    }
+                }
+            }
+            Event::TransferredOut { ticket, to } => {
+                if let Some(t) = self.tickets.get_mut(ticket) {
+                    t.status = Transferred;
+                    t.pos = None;
+                    t.transferred_to = Some(to.clone());
+                    if let Some(room) = t.room.clone() {
+                        self.release_room(&room, ticket);
+                    }
+                }
+            }
+            Event::TransferredIn { ticket, pos, .. } => {
+                let mut t = self.blank(ticket.clone());
+                if let Some(p) = pos {
+                    t.status = Waiting;
+                    t.pos = Some(*p);
+                    self.placements += 1;
+                    t.placement = self.placements;
+                }
+                self.tickets.insert(ticket.id.clone(), t);
+            }
+            Event::Returned { ticket, doctor, pos } => {
+                self.placements += 1;
+                let placement = self.placements;
+                if let Some(t) = self.tickets.get_mut(ticket) {
+                    t.status = Waiting;
+                    t.data.kind = VisitKind::Return;
+                    t.data.doctor = doctor.clone();
+                    t.pos = Some(*pos);
+                    t.placement = placement;
+                    t.precalled = false;
+                    t.finished_at = None;
+                }
+            }
+            Event::RoomPaused { room } => {
+                if let Some(r) = self.rooms.get_mut(room) {
+                    r.paused = true;
+                }
+            }
+            Event::RoomResumed { room } => {
+                if let Some(r) = self.rooms.get_mut(room) {
+                    r.paused = false;
+                }
+            }
+            Event::IdempotencyRecorded { key, fingerprint, ticket } => {
+                self.idempotency.insert(key.clone(), (fingerprint.clone(), ticket.clone()));
+            }
+        }
+    }
+
+    fn release_room(&mut self, room: &RoomId, ticket: &TicketId) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            if r.current.as_ref() == Some(ticket) {
+                r.current = None;
+            }
+        }
+    }
+
+    /// Decide, apply, and add the follow-up events (pre-calls) the new state calls for. On `Err`
+    /// nothing changed. The returned events are exactly what must be journaled.
+    pub fn execute_with(&mut self, cmd: &Command, idem: Option<&Idempotency>, now: UnixMs) -> Result<Decision, QueueError> {
+        let mut d = self.decide(cmd, idem, now)?;
+        if d.events.is_empty() {
+            return Ok(d);
+        }
+        for e in &d.events {
+            self.apply(e, now);
+        }
+        let follow = self.precalls(now);
+        for e in &follow {
+            self.apply(e, now);
+        }
+        d.events.extend(follow);
+        Ok(d)
+    }
+
+    /// [`QueueState::execute_with`] without an idempotency key (tests, simulation, benches).
+    pub fn execute(&mut self, cmd: &Command, now: UnixMs) -> Result<Decision, QueueError> {
+        self.execute_with(cmd, None, now)
+    }
+}
+
+/// A called ticket always has a room (set by `Called`); this is only reached if that invariant broke.
+fn unreachable_room() -> RoomId {
+    RoomId::parse("unknown").expect("static id is valid")
+}

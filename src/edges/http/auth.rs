@@ -1,0 +1,95 @@
+//! Bearer tokens: staff and devices by role; a patient's access token opens one ticket only.
+
+use super::error::ApiError;
+use crate::domain::config::Role;
+use crate::domain::ids::TicketId;
+use actix_web::http::StatusCode;
+use actix_web::HttpRequest;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+pub struct Auth {
+    /// (token, role, holder name).
+    staff: Vec<(String, Role, String)>,
+    patient_key: Vec<u8>,
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Principal {
+    Staff { role: Role, name: String },
+    /// Not a staff token; may be a patient's access token (checked against a ticket).
+    Other(String),
+}
+
+impl Auth {
+    pub fn new(admin_token: &str, extra: &[crate::domain::config::TokenConfig], patient_key: &str) -> Self {
+        let mut staff = vec![(admin_token.to_owned(), Role::Admin, "admin".to_owned())];
+        staff.extend(extra.iter().map(|t| (t.token.clone(), t.role, t.name.clone())));
+        Self { staff, patient_key: patient_key.as_bytes().to_vec() }
+    }
+
+    /// The patient access token of a ticket: HMAC of its id, so it can be given again on an
+    /// idempotent retry without being stored.
+    pub fn patient_token(&self, ticket: &TicketId) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.patient_key).expect("HMAC takes keys of any length");
+        mac.update(ticket.as_str().as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// Token from `Authorization: Bearer …` or, for links opened on a phone, `?token=…`.
+    fn token(req: &HttpRequest) -> Option<String> {
+        if let Some(h) = req.headers().get("authorization").and_then(|h| h.to_str().ok()) {
+            let h = h.trim();
+            if let Some(t) = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")) {
+                return Some(t.trim().to_owned());
+            }
+        }
+        serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v)
+    }
+
+    pub fn principal(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
+        let Some(token) = Self::token(req).filter(|t| !t.is_empty()) else {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing_token", "a bearer token is required"));
+        };
+        for (t, role, name) in &self.staff {
+            if bool::from(t.as_bytes().ct_eq(token.as_bytes())) {
+                return Ok(Principal::Staff { role: *role, name: name.clone() });
+            }
+        }
+        Ok(Principal::Other(token))
+    }
+
+    /// Staff with one of `roles`; 401 for a missing or unknown token, 403 for the wrong role.
+    pub fn staff(&self, req: &HttpRequest, roles: &[Role]) -> Result<(Role, String), ApiError> {
+        match self.principal(req)? {
+            Principal::Staff { role, name } if role == Role::Admin || roles.contains(&role) => Ok((role, name)),
+            Principal::Staff { role, .. } => {
+                Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("role {role:?} may not do this").to_lowercase()))
+            }
+            Principal::Other(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the token is not valid")),
+        }
+    }
+
+    /// Staff (any role), or the access token of exactly this ticket.
+    pub fn ticket_access(&self, req: &HttpRequest, ticket: &TicketId) -> Result<Option<Role>, ApiError> {
+        match self.principal(req)? {
+            Principal::Staff { role, .. } => Ok(Some(role)),
+            Principal::Other(token) => {
+                if bool::from(self.patient_token(ticket).as_bytes().ct_eq(token.as_bytes())) {
+                    Ok(None)
+                } else {
+                    Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token does not open this ticket"))
+                }
+            }
+        }
+    }
+}
+
+pub const ALL_STAFF: &[Role] = &[Role::Admin, Role::Nurse, Role::Device];
+pub const CLINICAL: &[Role] = &[Role::Admin, Role::Nurse];

@@ -1,0 +1,3 @@
+//! Edges translate and validate, nothing more: bytes in, domain types to a handle, errors out.
+
+pub mod http;

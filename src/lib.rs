@@ -1,0 +1,21 @@
+//! clinicflow: the real-time server of a hospital outpatient floor.
+//!
+//! # Layout
+//! - [`domain`]: the pure core. Ids, the hospital config, commands, events and the queue state
+//!   machine (`decide(cmd, now) -> events`, `apply(event)`). Deterministic; time is passed in.
+//! - [`storage`]: the journal. A [`storage::JournalStore`] trait (SQLite now, PostgreSQL later)
+//!   and the group-commit writer thread every actor appends through.
+//! - [`actors`]: `ClinicQueue`, one actix actor per queue, the only writer of that queue's state;
+//!   [`actors::Floor`] holds the handles and routes ticket commands to the queue that owns them.
+//! - [`edges`]: HTTP (actix-web): parse, call a handle, map the error. No business rules.
+//! - [`configuration`]: typed settings for `serve` (flags and environment).
+//! - [`startup`]: wires storage → actors → edges; binds the listener it is given (port 0 in tests).
+//! - [`telemetry`]: tracing subscriber and Prometheus metrics.
+
+pub mod actors;
+pub mod configuration;
+pub mod domain;
+pub mod edges;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

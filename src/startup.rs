@@ -1,0 +1,117 @@
+//! Wires storage → actors → edges in one place.
+
+use crate::actors::{Directory, Floor, QueueHandle};
+use crate::configuration::Settings;
+use crate::domain::event::TicketData;
+use crate::domain::ids::QueueId;
+use crate::domain::queue::{QueueState, Status};
+use crate::edges::http::{self, AppState, Auth};
+use crate::storage::{JournalStore, JournalWriter, SqliteJournal};
+use crate::telemetry::Metrics;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+pub struct Application {
+    addr: SocketAddr,
+    server: actix_web::dev::Server,
+    pub floor: Floor,
+}
+
+/// Rebuild every queue's live state from the journal.
+fn rebuild(store: &mut dyn JournalStore, settings: &Settings) -> anyhow::Result<BTreeMap<QueueId, QueueState>> {
+    let mut states = BTreeMap::new();
+    let mut events = 0usize;
+    for (id, spec) in &settings.hospital.queues {
+        let mut state = QueueState::new(spec.clone());
+        for e in store.load_current_day(id).with_context(|| format!("loading queue {id}"))? {
+            state.apply(&e.event, e.at);
+            events += 1;
+        }
+        states.insert(id.clone(), state);
+    }
+    tracing::info!(queues = states.len(), events, "state rebuilt from the journal");
+    Ok(states)
+}
+
+/// Transfers whose source committed and destination did not.
+fn interrupted_transfers(states: &BTreeMap<QueueId, QueueState>) -> Vec<(QueueId, TicketData, QueueId)> {
+    let mut out = Vec::new();
+    for (from, s) in states {
+        for t in s.tickets().filter(|t| t.status == Status::Transferred) {
+            let Some(to) = &t.transferred_to else { continue };
+            if states.get(to).is_some_and(|d| d.ticket(&t.data.id).is_none()) {
+                out.push((from.clone(), t.data.clone(), to.clone()));
+            }
+        }
+    }
+    out
+}
+
+impl Application {
+    /// Open the journal, rebuild state, start the actors and bind the HTTP listener.
+    /// Must run inside an actix system (`actix_web::main`).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let path = settings.data_dir.join("journal.sqlite");
+        let mut store = SqliteJournal::open(&path).with_context(|| format!("opening journal {}", path.display()))?;
+        let states = rebuild(&mut store, &settings)?;
+        let pending = interrupted_transfers(&states);
+        let (journal, _thread) = JournalWriter::start(Box::new(store), settings.limits.journal, metrics.clone());
+
+        let directory = Directory::default();
+        let queues: BTreeMap<_, _> = states
+            .into_iter()
+            .map(|(id, s)| (id, QueueHandle::start(s, journal.clone(), directory.clone(), metrics.clone())))
+            .collect();
+        let hospital = Arc::new(settings.hospital.clone());
+        let floor = Floor::new(hospital.clone(), queues, directory);
+        let recovered = floor.recover_transfers(pending).await.context("finishing interrupted transfers")?;
+        if recovered > 0 {
+            tracing::warn!(recovered, "interrupted transfers finished");
+        }
+
+        let state = web::Data::new(AppState {
+            floor: floor.clone(),
+            auth: Auth::new(settings.staff_token.expose(), &hospital.tokens, settings.patient_key.expose()),
+            metrics,
+            journal,
+            max_body_bytes: settings.limits.max_body_bytes,
+        });
+        let listener = TcpListener::bind(&settings.http).with_context(|| format!("binding {}", settings.http))?;
+        let addr = listener.local_addr()?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap_fn(http::count_requests)
+                .configure(http::configure)
+                .default_service(web::to(http::no_route))
+        })
+        .workers(settings.http_workers)
+        .max_connections(settings.limits.max_connections_per_worker)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .listen(listener)?
+        .run();
+        Ok(Self { addr, server, floor })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serve until `shutdown` resolves, then stop gracefully (in-flight requests finish).
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let server = self.server;
+        tokio::select! {
+            r = server => r,
+            _ = shutdown => {
+                handle.stop(true).await;
+                Ok(())
+            }
+        }
+    }
+}

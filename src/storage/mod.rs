@@ -1,0 +1,56 @@
+//! The journal: every state change, as an event, committed before it is acknowledged.
+//!
+//! [`JournalStore`] is the storage trait (SQLite today, PostgreSQL behind the same trait later).
+//! [`JournalWriter`] owns one store on its own OS thread and commits whatever has queued up in
+//! one transaction (group commit), so many queues' commands share one fsync.
+
+mod sqlite;
+mod writer;
+
+pub use sqlite::SqliteJournal;
+pub use writer::{AppendReceipt, AppendSlot, JournalWriter, WriterLimits};
+
+use crate::domain::event::{Event, UnixMs};
+use crate::domain::ids::QueueId;
+
+/// An event about to be journaled.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub queue: QueueId,
+    pub at: UnixMs,
+    pub event: Event,
+}
+
+/// An event read back, with its journal sequence number.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub queue: QueueId,
+    pub at: UnixMs,
+    pub event: Event,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("journal database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("journal record {seq} is not a readable event: {reason}")]
+    Corrupt { seq: i64, reason: String },
+    #[error("journal writer stopped after an earlier failure")]
+    Failed,
+    #[error("journal is overloaded: {0} appends waiting")]
+    Overloaded(usize),
+}
+
+/// Durable, ordered storage of events.
+pub trait JournalStore: Send + 'static {
+    /// Append `batch` in one transaction. When this returns `Ok`, the events are on disk.
+    /// Returns their sequence numbers, in order.
+    fn append(&mut self, batch: &[NewEvent]) -> Result<Vec<i64>, StorageError>;
+
+    /// One queue's events from its latest `DayStarted` on, in order: what rebuilds its live state.
+    fn load_current_day(&mut self, queue: &QueueId) -> Result<Vec<StoredEvent>, StorageError>;
+
+    /// Total events in the journal (health and tests).
+    fn count(&mut self) -> Result<i64, StorageError>;
+}

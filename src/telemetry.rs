@@ -1,0 +1,79 @@
+//! Logs (tracing) and metrics (Prometheus text at `/metrics`).
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, Histogram, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// Install the tracing subscriber: `RUST_LOG` filter (default `info`), plain text to stderr.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
+}
+
+/// Every metric the server exports. One per process, shared by `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    /// Tickets waiting per queue, updated after every command.
+    pub queue_waiting: IntGaugeVec,
+    /// Calls (call-next that found a patient) per queue.
+    pub calls: IntCounterVec,
+    /// Commands by name and outcome (`ok`, `rejected`, `unavailable`).
+    pub commands: IntCounterVec,
+    /// Time from a command reaching its queue actor to its events being durable, by command.
+    pub command_seconds: HistogramVec,
+    /// HTTP requests by route pattern and status.
+    pub http_requests: IntCounterVec,
+    pub journal_commit_seconds: Histogram,
+    pub journal_batch_events: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let queue_waiting = IntGaugeVec::new(Opts::new("clinicflow_queue_waiting", "Tickets waiting in each queue"), &["queue"]).expect("valid metric");
+        let calls = IntCounterVec::new(Opts::new("clinicflow_calls_total", "Patients called, per queue"), &["queue"]).expect("valid metric");
+        let commands = IntCounterVec::new(Opts::new("clinicflow_commands_total", "Queue commands by name and outcome"), &["command", "outcome"]).expect("valid metric");
+        let command_seconds = HistogramVec::new(
+            HistogramOpts::new("clinicflow_command_seconds", "Queue command latency until durable")
+                .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            &["command"],
+        )
+        .expect("valid metric");
+        let http_requests = IntCounterVec::new(Opts::new("clinicflow_http_requests_total", "HTTP requests by route and status"), &["route", "status"]).expect("valid metric");
+        let journal_commit_seconds = Histogram::with_opts(
+            HistogramOpts::new("clinicflow_journal_commit_seconds", "Time of one journal transaction (group commit)")
+                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1]),
+        )
+        .expect("valid metric");
+        let journal_batch_events = Histogram::with_opts(
+            HistogramOpts::new("clinicflow_journal_batch_events", "Events per journal transaction")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0]),
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(queue_waiting.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(calls.clone()),
+            Box::new(commands.clone()),
+            Box::new(command_seconds.clone()),
+            Box::new(http_requests.clone()),
+            Box::new(journal_commit_seconds.clone()),
+            Box::new(journal_batch_events.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Self { registry, queue_waiting, calls, commands, command_seconds, http_requests, journal_commit_seconds, journal_batch_events }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,104 @@
+//! SIGKILL during a burst of commands: every acknowledged command survives, nothing is duplicated.
+
+use crate::helpers::{start, TOKEN};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+const WORKERS: usize = 6;
+const QUEUES: [(&str, &str); 3] = [("internal-medicine", "c-101"), ("surgery", "c-104"), ("pediatrics", "c-106")];
+
+#[derive(Debug)]
+enum Ack {
+    Issued { id: String, number: String },
+    Called { id: String },
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_commands_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut app = start(&data, None);
+    let base = app.base.clone();
+    let acked = Arc::new(AtomicUsize::new(0));
+    let client = reqwest::Client::new();
+
+    // Workers issue and call as fast as they can until the server dies under them.
+    let mut workers = Vec::new();
+    for w in 0..WORKERS {
+        let (client, base, acked) = (client.clone(), base.clone(), acked.clone());
+        workers.push(tokio::spawn(async move {
+            let mut acks = Vec::new();
+            for i in 0.. {
+                let (queue, room) = QUEUES[(w + i) % QUEUES.len()];
+                let r = if i % 3 == 2 {
+                    client.post(format!("{base}/api/v1/queues/{queue}/call-next")).bearer_auth(TOKEN).json(&serde_json::json!({"room": room})).send().await
+                } else {
+                    client
+                        .post(format!("{base}/api/v1/queues/{queue}/tickets"))
+                        .bearer_auth(TOKEN)
+                        .json(&serde_json::json!({"patient_id": format!("w{w}-{i}"), "name": "张三"}))
+                        .send()
+                        .await
+                };
+                let Ok(r) = r else { break };
+                let status = r.status().as_u16();
+                let Ok(body) = r.json::<serde_json::Value>().await else { break };
+                match status {
+                    201 => acks.push(Ack::Issued { id: body["id"].as_str().unwrap().to_owned(), number: body["number"].as_str().unwrap().to_owned() }),
+                    200 => acks.push(Ack::Called { id: body["id"].as_str().unwrap().to_owned() }),
+                    _ => {}
+                }
+                acked.fetch_add(1, Ordering::Relaxed);
+            }
+            acks
+        }));
+    }
+    // Kill in the middle of the burst: once a good number of commands were acknowledged.
+    while acked.load(Ordering::Relaxed) < 1500 {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    app.kill9();
+    let mut acks = Vec::new();
+    for w in workers {
+        acks.extend(w.await.unwrap());
+    }
+    assert!(acks.len() >= 1500);
+
+    let app = start(&data, None);
+    let mut numbers: BTreeMap<String, String> = BTreeMap::new();
+    let mut called = BTreeSet::new();
+    for a in &acks {
+        match a {
+            Ack::Issued { id, number } => {
+                numbers.insert(id.clone(), number.clone());
+            }
+            Ack::Called { id } => {
+                called.insert(id.clone());
+            }
+        }
+    }
+    for (id, number) in &numbers {
+        let t = app.get_json(&format!("/api/v1/tickets/{id}")).await;
+        assert_eq!(&t["number"], number, "ticket {id} lost or renumbered");
+        if called.contains(id) {
+            assert_ne!(t["status"], "waiting", "acknowledged call of {id} lost");
+        }
+    }
+    // Nothing duplicated: numbers unique per queue and every ticket accounted for once.
+    for (queue, _) in QUEUES {
+        let q = app.get_json(&format!("/api/v1/queues/{queue}")).await;
+        let waiting: Vec<&str> = q["waiting"].as_array().unwrap().iter().map(|w| w["number"].as_str().unwrap()).collect();
+        let unique: BTreeSet<_> = waiting.iter().collect();
+        assert_eq!(unique.len(), waiting.len());
+        let c = &q["counts"];
+        let total: u64 = ["waiting", "called", "completed"].iter().map(|k| c[*k].as_u64().unwrap()).sum();
+        let issued_here = numbers.values().filter(|n| n.starts_with(q["prefix"].as_str().unwrap())).count() as u64;
+        assert!(total >= issued_here, "{queue}: {total} tickets on record, {issued_here} acknowledged");
+        // The next number continues after everything on record, never reusing one.
+        let next = app.issue(queue, "after-restart").await;
+        let n: u64 = next["number"].as_str().unwrap()[1..].parse().unwrap();
+        assert_eq!(n, total + 1, "{queue}: numbering continues");
+    }
+}

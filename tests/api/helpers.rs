@@ -1,0 +1,130 @@
+//! `spawn_app()`: the real `clinicflow serve` binary on port 0 with its own temp data dir.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const TOKEN: &str = "test-staff-token-0123456789";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    child: Child,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh server on a fresh data dir with the demo hospital.
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut app = start(dir.path(), None);
+    app._dir = Some(dir);
+    app
+}
+
+/// A server on `data` (kept by the caller, so a restart finds the same journal).
+pub fn start(data: &Path, config: Option<&Path>) -> TestApp {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clinicflow"));
+    cmd.arg("serve").arg("--data").arg(data).arg("--http").arg("127.0.0.1:0");
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let mut child = cmd
+        .env("CLINICFLOW_STAFF_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start clinicflow");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    let base = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(b) => b,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("clinicflow did not print its address within 60 s");
+        }
+    };
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
+    TestApp { base, client, child, _dir: None }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url(path)).bearer_auth(TOKEN).json(&body).send().await.expect("request")
+    }
+
+    pub async fn post_empty(&self, path: &str) -> reqwest::Response {
+        self.client.post(self.url(path)).bearer_auth(TOKEN).send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(TOKEN).send().await.expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.expect("json")
+    }
+
+    /// Issue a walk-in ticket; returns the response body.
+    pub async fn issue(&self, queue: &str, patient: &str) -> serde_json::Value {
+        let r = self.post(&format!("/api/v1/queues/{queue}/tickets"), serde_json::json!({"patient_id": patient, "name": "张三丰"})).await;
+        assert_eq!(r.status(), 201, "issue in {queue}");
+        r.json().await.expect("json")
+    }
+
+    pub async fn call_next(&self, queue: &str, room: &str) -> Option<serde_json::Value> {
+        let r = self.post(&format!("/api/v1/queues/{queue}/call-next"), serde_json::json!({"room": room})).await;
+        match r.status().as_u16() {
+            200 => Some(r.json().await.expect("json")),
+            204 => None,
+            s => panic!("call-next {queue}/{room}: {s} {}", r.text().await.unwrap_or_default()),
+        }
+    }
+
+    /// What a client could observe of every queue: counts, rooms and the waiting line.
+    pub async fn observable_state(&self) -> serde_json::Value {
+        let mut v = self.get_json("/api/v1/queues").await;
+        for q in v["queues"].as_array_mut().expect("queues") {
+            for w in q["waiting"].as_array_mut().expect("waiting") {
+                w.as_object_mut().expect("entry").remove("eta_secs");
+            }
+            q.as_object_mut().expect("queue").remove("mean_service_secs");
+        }
+        v
+    }
+}
+
+/// The body of an error response: `(status, code)`.
+pub async fn error_code(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let v: serde_json::Value = r.json().await.unwrap_or_default();
+    (status, v["error"]["code"].as_str().unwrap_or("<no code>").to_owned())
+}

@@ -1,0 +1,9 @@
+//! Black-box tests: the real server binary on port 0 with a temp data dir, spoken to over HTTP.
+
+mod helpers;
+
+mod bad_input;
+mod concurrency;
+mod crash;
+mod openapi;
+mod queue_flow;
