@@ -27,7 +27,7 @@ fn bench(c: &mut Criterion) {
     let spec = hospital.queues[&QueueId::parse("internal-medicine").unwrap()].clone();
     let rooms: Vec<RoomId> = spec.rooms.keys().cloned().collect();
     let mut group = c.benchmark_group("core");
-    for waiting in [50u64, 500] {
+    for waiting in [50u64, 500, 5000] {
         // Steady state: each iteration issues one ticket and calls one, so the line stays `waiting` long.
         let mut s = QueueState::new(spec.clone());
         let mut n = 0u64;

@@ -84,7 +84,8 @@ fn python_peer() -> Option<String> {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (seconds, connections) = if full { (20u64, 64usize) } else { (1, 8) };
+    let connections: usize = std::env::var("BENCH_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    let seconds = if full { 20u64 } else { 1 };
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(&dir.path().join("data"));
     let queues: Vec<(&str, &str)> = vec![
@@ -156,7 +157,16 @@ fn main() {
     println!("ratio durable HTTP commands / raw batched SQLite rows: {:.3}", per_sec / raw);
     if full {
         match python_peer() {
-            Some(line) => println!("peer sqlite_peer.py: {line}"),
+            Some(line) => {
+                println!("peer sqlite_peer.py: {line}");
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    for k in ["per_event_txn_eps", "batch100_eps"] {
+                        if let Some(x) = v[k].as_f64() {
+                            println!("ratio durable HTTP commands / peer {k}: {:.3}", per_sec / x);
+                        }
+                    }
+                }
+            }
             None => println!("peer sqlite_peer.py: not found beside the project (../shared/peers)"),
         }
     }

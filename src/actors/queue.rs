@@ -130,7 +130,7 @@ impl Handler<Execute> for ClinicQueue {
         if decision.events.iter().any(|e| matches!(e, Event::Called { .. })) {
             self.metrics.calls.with_label_values(&[self.state.id().as_str()]).inc();
         }
-        self.metrics.queue_waiting.with_label_values(&[self.state.id().as_str()]).set(self.state.counts().waiting as i64);
+        self.metrics.queue_waiting.with_label_values(&[self.state.id().as_str()]).set(self.state.waiting_count() as i64);
         let ticket = decision.subject.as_ref().and_then(|t| self.state.ticket_view(t, now));
         let transferred = match &msg.cmd {
             Command::TransferOut { ticket, .. } => self.state.ticket(ticket).map(|t| t.data.clone()),

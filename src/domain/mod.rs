@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod line;
 pub mod queue;
 pub mod view;
 

@@ -10,6 +10,7 @@ use super::config::QueueSpec;
 use super::error::QueueError;
 use super::event::{Event, Pos, TicketData, UnixMs, VisitKind, KEY_SCALE};
 use super::ids::{DoctorId, QueueId, RoomId, TicketId};
+use super::line::{Entry, Line};
 use chrono::{NaiveDate, TimeZone};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -39,6 +40,11 @@ impl fmt::Display for Status {
     }
 }
 
+/// `(rank, band, slot start, key, placement)`: see [`Pos`]. The reference definition of the
+/// calling order, against which tests check the [`Line`] index.
+#[cfg(test)]
+pub(crate) type SortKey = (u8, u8, i64, i64, u64);
+
 /// A ticket as this queue knows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ticket {
@@ -64,7 +70,8 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    fn sort_key(&self, now: UnixMs) -> (u8, u8, i64, i64, u64) {
+    #[cfg(test)]
+    pub(crate) fn sort_key(&self, now: UnixMs) -> SortKey {
         let p = self.pos.unwrap_or(Pos { rank: u8::MAX, slot_start: None, key: i64::MAX });
         match p.slot_start {
             Some(s) if s <= now => (p.rank, 0, s, p.key, self.placement),
@@ -111,6 +118,8 @@ pub struct QueueState {
     ewma_service_ms: f64,
     placements: u64,
     idempotency: BTreeMap<String, (String, Option<TicketId>)>,
+    /// The waiting tickets in calling order, kept by `apply`.
+    line: Line,
 }
 
 /// A ticket's place in line and expected wait.
@@ -135,6 +144,7 @@ impl QueueState {
             ewma_service_ms: ewma,
             placements: 0,
             idempotency: BTreeMap::new(),
+            line: Line::default(),
         }
     }
 
@@ -156,6 +166,9 @@ impl QueueState {
     pub fn service_day(&self) -> Option<NaiveDate> {
         self.day
     }
+    pub fn waiting_count(&self) -> usize {
+        self.line.len()
+    }
     pub fn mean_service_secs(&self) -> f64 {
         self.ewma_service_ms / 1000.0
     }
@@ -171,9 +184,7 @@ impl QueueState {
 
     /// Waiting tickets in calling order at `now`.
     pub fn waiting_order(&self, now: UnixMs) -> Vec<&Ticket> {
-        let mut w: Vec<&Ticket> = self.tickets.values().filter(|t| t.status == Status::Waiting).collect();
-        w.sort_by_key(|t| t.sort_key(now));
-        w
+        self.line.iter(now).filter_map(|e| self.tickets.get(&e.id)).collect()
     }
 
     /// Rooms that may call `t` and are not paused.
@@ -189,17 +200,7 @@ impl QueueState {
     /// Place in line and ETA of a waiting ticket.
     pub fn standing(&self, id: &TicketId, now: UnixMs) -> Option<Standing> {
         let t = self.tickets.get(id).filter(|t| t.status == Status::Waiting)?;
-        let key = t.sort_key(now);
-        let ahead = self
-            .tickets
-            .values()
-            .filter(|u| u.status == Status::Waiting && u.data.id != t.data.id && u.sort_key(now) < key)
-            .filter(|u| match (&t.data.doctor, &u.data.doctor) {
-                (Some(a), Some(b)) => a == b,
-                // A pooled ticket waits behind everyone before it; a bound one behind pooled ones too.
-                _ => true,
-            })
-            .count();
+        let (_, ahead) = self.line.with_ahead(now).find(|(e, _)| e.placement == t.placement)?;
         Some(Standing { ahead, eta_secs: self.eta_secs(t, ahead) })
     }
 
@@ -387,12 +388,8 @@ impl QueueState {
                     return Err(QueueError::RoomPaused(room.clone()));
                 }
                 let doctor = self.spec.rooms.get(room).and_then(|r| r.doctor.as_ref());
-                let next = self
-                    .tickets
-                    .values()
-                    .filter(|t| t.status == Waiting && t.callable_by(doctor))
-                    .min_by_key(|t| t.sort_key(now));
-                let Some(next) = next else { return Ok(None) };
+                let next = self.line.iter(now).find(|e| e.doctor.is_none() || e.doctor.as_ref() == doctor);
+                let Some(next) = next.and_then(|e| self.tickets.get(&e.id)) else { return Ok(None) };
                 // Pressing "next" finishes whoever the room was seeing.
                 if let Some(cur) = rs.current.as_ref().and_then(|c| self.tickets.get(c)) {
                     if matches!(cur.status, Called | InService) {
@@ -523,10 +520,12 @@ impl QueueState {
         if k == 0 {
             return vec![];
         }
-        self.waiting_with_ahead(now)
-            .into_iter()
-            .filter(|(t, ahead)| *ahead < k && !t.precalled)
-            .map(|(t, _)| Event::PreCalled { ticket: t.data.id.clone() })
+        self.line
+            .within(k, now)
+            .filter(|(_, ahead)| *ahead < k)
+            .filter_map(|(e, _)| self.tickets.get(&e.id))
+            .filter(|t| !t.precalled)
+            .map(|t| Event::PreCalled { ticket: t.data.id.clone() })
             .collect()
     }
 
@@ -534,34 +533,36 @@ impl QueueState {
     /// pass: a pooled ticket waits behind everyone before it; a doctor-bound ticket behind the
     /// pooled ones and those bound to the same doctor.
     pub fn waiting_with_ahead(&self, now: UnixMs) -> Vec<(&Ticket, usize)> {
-        let mut pooled = 0usize;
-        let mut total = 0usize;
-        let mut by_doctor: BTreeMap<&DoctorId, usize> = BTreeMap::new();
-        let mut out = Vec::new();
-        for t in self.waiting_order(now) {
-            let ahead = match &t.data.doctor {
-                None => total,
-                Some(d) => pooled + by_doctor.get(d).copied().unwrap_or(0),
-            };
-            out.push((t, ahead));
-            total += 1;
-            match &t.data.doctor {
-                None => pooled += 1,
-                Some(d) => *by_doctor.entry(d).or_default() += 1,
-            }
-        }
-        out
+        self.line.with_ahead(now).filter_map(|(e, ahead)| self.tickets.get(&e.id).map(|t| (t, ahead))).collect()
     }
 
     /// Apply one event. Infallible: events were checked by `decide` before they were journaled.
     /// `at` is the time the event was recorded.
     pub fn apply(&mut self, event: &Event, at: UnixMs) {
+        // Keep the line in step: out with the ticket's old place, in with its new one.
+        fn place(s: &QueueState, id: Option<&TicketId>) -> Option<(Pos, Entry)> {
+            let t = s.tickets.get(id?).filter(|t| t.status == Status::Waiting)?;
+            let pos = t.pos?;
+            Some((pos, Entry { id: t.data.id.clone(), doctor: t.data.doctor.clone(), slot_start: pos.slot_start, placement: t.placement }))
+        }
+        let before = place(self, event.ticket());
+        self.apply_inner(event, at);
+        if let Some((pos, e)) = before {
+            self.line.remove(pos, e.placement);
+        }
+        if let Some((pos, e)) = place(self, event.ticket()) {
+            self.line.insert(pos, e);
+        }
+    }
+
+    fn apply_inner(&mut self, event: &Event, at: UnixMs) {
         use Status::*;
         match event {
             Event::DayStarted { day } => {
                 self.day = Some(*day);
                 self.issued = 0;
                 self.tickets.clear();
+                self.line = Line::default();
                 self.idempotency.clear();
                 for r in self.rooms.values_mut() {
                     r.current = None;

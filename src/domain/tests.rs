@@ -384,10 +384,20 @@ proptest! {
         for o in &ops {
             let before: BTreeSet<_> = run.s.tickets().filter(|t| matches!(t.status, Status::Called | Status::InService)).map(|t| t.data.id.clone()).collect();
             let n_called = run.called.len();
+            let n_log = run.log.len();
             run.step(o);
             for t in &run.called[n_called..] {
                 prop_assert!(!before.contains(t), "{t} called while already called");
             }
+            if run.log.len() > n_log {
+                // Everyone within the pre-call position has had "you are next" (checked with the
+                // per-ticket standing, independent of the prefix shortcut in `precalls`).
+                for t in run.s.waiting_order(run.now) {
+                    let ahead = run.s.standing(&t.data.id, run.now).unwrap().ahead;
+                    prop_assert!(ahead >= 1 || t.precalled, "{} is next but was not pre-called", t.data.id);
+                }
+            }
+            prop_assert_eq!(run.s.waiting_count(), run.s.counts().waiting);
             let held: Vec<_> = run.s.rooms().values().filter_map(|r| r.current.clone()).collect();
             let uniq: BTreeSet<_> = held.iter().collect();
             prop_assert_eq!(held.len(), uniq.len());
@@ -398,7 +408,14 @@ proptest! {
     #[test]
     fn replay_reproduces_state(ops in proptest::collection::vec(op(), 1..120)) {
         let mut run = Run::new();
-        for o in &ops { run.step(o); }
+        for o in &ops {
+            run.step(o);
+            // The line index gives exactly the reference calling order.
+            let mut reference: Vec<_> = run.s.tickets().filter(|t| t.status == Status::Waiting).collect();
+            reference.sort_by_key(|t| t.sort_key(run.now));
+            let ids = |v: Vec<&super::queue::Ticket>| v.into_iter().map(|t| t.data.id.clone()).collect::<Vec<_>>();
+            prop_assert_eq!(ids(run.s.waiting_order(run.now)), ids(reference));
+        }
         prop_assert_eq!(replay(&run.s, &run.log), run.s);
     }
 
