@@ -31,11 +31,17 @@ pub struct Limits {
     /// Concurrent connections per HTTP worker; beyond it, new connections wait in the backlog.
     pub max_connections_per_worker: usize,
     pub journal: WriterLimits,
+    pub push: crate::actors::PushLimits,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 64 * 1024, max_connections_per_worker: 10_000, journal: WriterLimits::default() }
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_connections_per_worker: 25_000,
+            journal: WriterLimits::default(),
+            push: crate::actors::PushLimits::default(),
+        }
     }
 }
 
@@ -72,6 +78,17 @@ impl Settings {
             None => stored_secret(&data_dir.join("staff-token"))?,
         };
         let patient_key = stored_secret(&data_dir.join("patient-key"))?;
+        let mut limits = Limits::default();
+        // Patient connection limits; tests shorten them.
+        if let Some(n) = env_number("CLINICFLOW_WS_OUTBOX")? {
+            limits.push.outbox = (n as usize).max(1);
+        }
+        if let Some(n) = env_number("CLINICFLOW_WS_HEARTBEAT_SECS")? {
+            limits.push.heartbeat = std::time::Duration::from_secs(n.max(1));
+        }
+        if let Some(n) = env_number("CLINICFLOW_WS_IDLE_SECS")? {
+            limits.push.idle_timeout = std::time::Duration::from_secs(n.max(1));
+        }
         let http_workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
         Ok(Self {
             data_dir: data_dir.to_owned(),
@@ -80,8 +97,15 @@ impl Settings {
             staff_token: Secret(staff_token),
             patient_key: Secret(patient_key),
             http_workers,
-            limits: Limits::default(),
+            limits,
         })
+    }
+}
+
+fn env_number(name: &str) -> anyhow::Result<Option<u64>> {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().map(Some).with_context(|| format!("{name} must be a whole number, not {v:?}")),
+        Err(_) => Ok(None),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Wires storage → actors → edges in one place.
 
-use crate::actors::{Directory, Floor, QueueHandle};
+use crate::actors::{Directory, Floor, QueueHandle, SessionHub};
 use crate::configuration::Settings;
 use crate::domain::event::TicketData;
 use crate::domain::ids::QueueId;
@@ -73,6 +73,10 @@ impl Application {
             tracing::warn!(recovered, "interrupted transfers finished");
         }
 
+        let reader = SqliteJournal::open(&path).context("opening the journal for reading")?;
+        let hub = SessionHub::start(&floor, Box::new(reader), metrics.clone(), settings.limits.push);
+        let ws_state = web::Data::new(crate::edges::ws::WsState { hub, limits: settings.limits.push });
+
         let state = web::Data::new(AppState {
             floor: floor.clone(),
             auth: Auth::new(settings.staff_token.expose(), &hospital.tokens, settings.patient_key.expose()),
@@ -85,8 +89,10 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(ws_state.clone())
                 .wrap_fn(http::count_requests)
                 .configure(http::configure)
+                .configure(crate::edges::ws::configure)
                 .default_service(web::to(http::no_route))
         })
         .workers(settings.http_workers)

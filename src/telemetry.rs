@@ -22,6 +22,12 @@ pub struct Metrics {
     pub command_seconds: HistogramVec,
     /// HTTP requests by route pattern and status.
     pub http_requests: IntCounterVec,
+    /// Open patient WebSocket connections.
+    pub ws_connections: prometheus::IntGauge,
+    /// Patient connections ended by the server, by reason (`too_slow`, `idle`, `protocol`).
+    pub ws_disconnects: IntCounterVec,
+    /// Messages queued to patient connections.
+    pub push_messages: prometheus::IntCounter,
     pub journal_commit_seconds: Histogram,
     pub journal_batch_events: Histogram,
 }
@@ -39,6 +45,9 @@ impl Metrics {
         )
         .expect("valid metric");
         let http_requests = IntCounterVec::new(Opts::new("clinicflow_http_requests_total", "HTTP requests by route and status"), &["route", "status"]).expect("valid metric");
+        let ws_connections = prometheus::IntGauge::new("clinicflow_ws_connections", "Open patient WebSocket connections").expect("valid metric");
+        let ws_disconnects = IntCounterVec::new(Opts::new("clinicflow_ws_disconnects_total", "Patient connections ended by the server"), &["reason"]).expect("valid metric");
+        let push_messages = prometheus::IntCounter::new("clinicflow_push_messages_total", "Messages queued to patient connections").expect("valid metric");
         let journal_commit_seconds = Histogram::with_opts(
             HistogramOpts::new("clinicflow_journal_commit_seconds", "Time of one journal transaction (group commit)")
                 .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1]),
@@ -56,11 +65,26 @@ impl Metrics {
             Box::new(command_seconds.clone()),
             Box::new(http_requests.clone()),
             Box::new(journal_commit_seconds.clone()),
+            Box::new(ws_connections.clone()),
+            Box::new(ws_disconnects.clone()),
+            Box::new(push_messages.clone()),
             Box::new(journal_batch_events.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Self { registry, queue_waiting, calls, commands, command_seconds, http_requests, journal_commit_seconds, journal_batch_events }
+        Self {
+            registry,
+            queue_waiting,
+            calls,
+            commands,
+            command_seconds,
+            http_requests,
+            ws_connections,
+            ws_disconnects,
+            push_messages,
+            journal_commit_seconds,
+            journal_batch_events,
+        }
     }
 
     /// Prometheus text exposition format.

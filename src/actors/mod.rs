@@ -3,9 +3,11 @@
 
 mod floor;
 mod queue;
+mod session;
 
 pub use floor::{Directory, Floor, FloorError};
 pub use queue::{ClinicQueue, CommandError, Committed, Outcome, QueueHandle};
+pub use session::{close, PushLimits, SessionHub};
 
 /// Wall clock in ms. Read only in the actor shell, never in the core.
 pub fn now_ms() -> i64 {

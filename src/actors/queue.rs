@@ -84,6 +84,25 @@ struct Snapshot;
 #[rtype(result = "Option<TicketView>")]
 struct GetTicket(TicketId);
 
+/// Every waiting ticket with its position and ETA.
+#[derive(Message)]
+#[rtype(result = "Vec<(TicketId, usize, Option<u64>)>")]
+struct Positions;
+
+impl Handler<Positions> for ClinicQueue {
+    type Result = MessageResult<Positions>;
+    fn handle(&mut self, _: Positions, _: &mut Self::Context) -> Self::Result {
+        let now = now_ms();
+        MessageResult(
+            self.state
+                .waiting_with_ahead(now)
+                .into_iter()
+                .map(|(t, ahead)| (t.data.id.clone(), ahead, self.state.eta_secs(t, ahead)))
+                .collect(),
+        )
+    }
+}
+
 impl Handler<Execute> for ClinicQueue {
     type Result = ResponseFuture<Result<Outcome, CommandError>>;
 
@@ -222,6 +241,10 @@ impl QueueHandle {
 
     pub async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, CommandError> {
         self.addr.send(GetTicket(id)).await.map_err(|e| CommandError::Unavailable(e.to_string()))
+    }
+
+    pub async fn positions(&self) -> Result<Vec<(TicketId, usize, Option<u64>)>, CommandError> {
+        self.addr.send(Positions).await.map_err(|e| CommandError::Unavailable(e.to_string()))
     }
 
     /// Committed events of this queue, in commit order per command.

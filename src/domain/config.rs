@@ -224,6 +224,11 @@ impl Hospital {
         Self::from_config(cfg)
     }
 
+    /// A room by id, from whichever queue lists it.
+    pub fn room(&self, id: &RoomId) -> Option<&Room> {
+        self.room_queues.get(id)?.first().and_then(|q| self.queues.get(q)).and_then(|q| q.rooms.get(id))
+    }
+
     pub fn demo() -> Self {
         Self::from_toml(DEMO_CONFIG).expect("the embedded demo config is valid (tested)")
     }

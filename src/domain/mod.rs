@@ -1,10 +1,12 @@
 //! The pure core of queueing: ids, hospital config, commands, events and the queue state
 //! machine. No IO, no clock, no actix.
 
+pub mod announce;
 pub mod command;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod feed;
 pub mod ids;
 pub mod line;
 pub mod queue;

@@ -1,3 +1,4 @@
 //! Edges translate and validate, nothing more: bytes in, domain types to a handle, errors out.
 
 pub mod http;
+pub mod ws;

@@ -51,6 +51,11 @@ pub trait JournalStore: Send + 'static {
     /// One queue's events from its latest `DayStarted` on, in order: what rebuilds its live state.
     fn load_current_day(&mut self, queue: &QueueId) -> Result<Vec<StoredEvent>, StorageError>;
 
+    /// Every event about one ticket, in order (the patient session's history, across queues).
+    /// Events about one ticket after journal position `after`, in order (the patient's feed,
+    /// across queues).
+    fn ticket_events(&mut self, ticket: &crate::domain::ids::TicketId, after: i64) -> Result<Vec<StoredEvent>, StorageError>;
+
     /// Total events in the journal (health and tests).
     fn count(&mut self) -> Result<i64, StorageError>;
 }

@@ -78,6 +78,21 @@ impl JournalStore for SqliteJournal {
         Ok(out)
     }
 
+    fn ticket_events(&mut self, ticket: &crate::domain::ids::TicketId, after: i64) -> Result<Vec<StoredEvent>, StorageError> {
+        let mut stmt = self.conn.prepare_cached("SELECT seq, queue, at_ms, body FROM events WHERE ticket = ?1 AND seq > ?2 ORDER BY seq")?;
+        let rows = stmt.query_map(params![ticket.as_str(), after], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, queue, at, body) = row?;
+            let queue = QueueId::parse(&queue).map_err(|e| StorageError::Corrupt { seq, reason: e.to_string() })?;
+            let event = serde_json::from_str(&body).map_err(|e| StorageError::Corrupt { seq, reason: e.to_string() })?;
+            out.push(StoredEvent { seq, queue, at, event });
+        }
+        Ok(out)
+    }
+
     fn count(&mut self) -> Result<i64, StorageError> {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
     }

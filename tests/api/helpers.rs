@@ -32,11 +32,17 @@ pub async fn spawn_app() -> TestApp {
 
 /// A server on `data` (kept by the caller, so a restart finds the same journal).
 pub fn start(data: &Path, config: Option<&Path>) -> TestApp {
+    start_with_env(data, config, &[])
+}
+
+/// `start` with extra environment (limits the tests shorten).
+pub fn start_with_env(data: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> TestApp {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_clinicflow"));
     cmd.arg("serve").arg("--data").arg(data).arg("--http").arg("127.0.0.1:0");
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
+    cmd.envs(env.iter().copied());
     let mut child = cmd
         .env("CLINICFLOW_STAFF_TOKEN", TOKEN)
         .env("RUST_LOG", "warn")

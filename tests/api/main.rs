@@ -6,4 +6,5 @@ mod bad_input;
 mod concurrency;
 mod crash;
 mod openapi;
+mod push;
 mod queue_flow;

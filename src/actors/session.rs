@@ -1,0 +1,361 @@
+//! Patient push: one `PatientSession` actor per followed ticket owns that ticket's connections
+//! (a patient's phone, a family member's phone) and its feed; the `SessionHub` routes committed
+//! events from every queue to the sessions of their tickets and sends coalesced position/ETA
+//! updates about once a second.
+
+use super::queue::QueueHandle;
+use super::Floor;
+use crate::domain::config::Hospital;
+use crate::domain::event::Event;
+use crate::domain::feed::TicketFeed;
+use crate::domain::ids::{QueueId, TicketId};
+use crate::domain::view::TicketView;
+use crate::storage::JournalStore;
+use crate::telemetry::Metrics;
+use actix::prelude::*;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Limits of patient connections.
+#[derive(Debug, Clone, Copy)]
+pub struct PushLimits {
+    /// Messages waiting for one connection. When full the client is too slow to read: it is
+    /// disconnected with close code 4008 rather than let memory grow.
+    pub outbox: usize,
+    /// How often the server pings each connection.
+    pub heartbeat: Duration,
+    /// A connection silent (no frame, no pong) for this long is closed with 4001.
+    pub idle_timeout: Duration,
+    /// Position/ETA updates are coalesced to at most one per this interval.
+    pub position_interval: Duration,
+}
+
+impl Default for PushLimits {
+    fn default() -> Self {
+        Self { outbox: 256, heartbeat: Duration::from_secs(15), idle_timeout: Duration::from_secs(45), position_interval: Duration::from_secs(1) }
+    }
+}
+
+/// Close codes the server uses (documented in the README).
+pub mod close {
+    /// The client did not read fast enough; its outbox filled.
+    pub const TOO_SLOW: u16 = 4008;
+    /// No frame or pong within the idle timeout.
+    pub const IDLE: u16 = 4001;
+}
+
+/// How the session ends a connection.
+pub type Kill = oneshot::Sender<(u16, &'static str)>;
+
+struct Conn {
+    tx: mpsc::Sender<String>,
+    kill: Option<Kill>,
+}
+
+type Journal = Arc<Mutex<Box<dyn JournalStore>>>;
+
+pub struct PatientSession {
+    ticket: TicketId,
+    feed: TicketFeed,
+    conns: HashMap<u64, Conn>,
+    next_conn: u64,
+    last_position: Option<(usize, Option<u64>)>,
+    hub: SessionHub,
+}
+
+impl PatientSession {
+    /// Bring the feed up to date from the journal (at start, and after a missed broadcast).
+    fn load_history(&mut self) -> Vec<String> {
+        let events = {
+            let mut j = self.hub.inner.journal.lock().unwrap_or_else(|p| p.into_inner());
+            j.ticket_events(&self.ticket, self.feed.last_journal_seq())
+        };
+        let mut fresh = Vec::new();
+        match events {
+            Ok(events) => {
+                for e in events {
+                    if let Some(item) = self.feed.push(e.seq, &e.queue, e.at, &e.event, &self.hub.inner.hospital) {
+                        fresh.push(item.message.to_string());
+                    }
+                }
+            }
+            Err(e) => tracing::error!(ticket = %self.ticket, error = %e, "reading the ticket's history"),
+        }
+        fresh
+    }
+
+    fn send_all(&mut self, text: &str) {
+        let metrics = &self.hub.inner.metrics;
+        self.conns.retain(|_, c| match c.tx.try_send(text.to_owned()) {
+            Ok(()) => {
+                metrics.push_messages.inc();
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if let Some(k) = c.kill.take() {
+                    let _ = k.send((close::TOO_SLOW, "outbox full: the client does not read"));
+                }
+                metrics.ws_disconnects.with_label_values(&["too_slow"]).inc();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+}
+
+impl Actor for PatientSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        self.load_history();
+    }
+}
+
+/// A new connection: it gets the snapshot, then the feed after `since` (if given), then live.
+#[derive(Message)]
+#[rtype(result = "u64")]
+struct Attach {
+    since: Option<u64>,
+    snapshot: TicketView,
+    tx: mpsc::Sender<String>,
+    kill: Kill,
+}
+
+impl Handler<Attach> for PatientSession {
+    type Result = u64;
+    fn handle(&mut self, msg: Attach, _: &mut Self::Context) -> u64 {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let snapshot = serde_json::json!({"type": "snapshot", "seq": self.feed.last_seq(), "ticket": msg.snapshot});
+        let mut first = vec![snapshot.to_string()];
+        if let Some(since) = msg.since {
+            first.extend(self.feed.since(since).iter().map(|i| i.message.to_string()));
+        }
+        let mut conn = Conn { tx: msg.tx, kill: Some(msg.kill) };
+        for text in first {
+            if conn.tx.try_send(text).is_err() {
+                if let Some(k) = conn.kill.take() {
+                    let _ = k.send((close::TOO_SLOW, "outbox full: the client does not read"));
+                }
+                return id;
+            }
+        }
+        self.conns.insert(id, conn);
+        id
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Detach(u64);
+
+impl Handler<Detach> for PatientSession {
+    type Result = ();
+    fn handle(&mut self, msg: Detach, ctx: &mut Self::Context) {
+        self.conns.remove(&msg.0);
+        if self.conns.is_empty() {
+            self.hub.forget(&self.ticket, &ctx.address());
+            ctx.stop();
+        }
+    }
+}
+
+/// Something about this ticket was committed (live delivery) or a broadcast was missed: read
+/// the ticket's new events from the journal. The journal, not the broadcast, is the source, so
+/// the feed is complete and in order even when two queues' notices cross.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct CatchUp;
+
+impl Handler<CatchUp> for PatientSession {
+    type Result = ();
+    fn handle(&mut self, _: CatchUp, _: &mut Self::Context) {
+        let fresh = self.load_history();
+        if !fresh.is_empty() {
+            // The place in line changed in kind (called, transferred …): the next position is news.
+            self.last_position = None;
+        }
+        for text in fresh {
+            self.send_all(&text);
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Position {
+    position: usize,
+    eta_secs: Option<u64>,
+}
+
+impl Handler<Position> for PatientSession {
+    type Result = ();
+    fn handle(&mut self, msg: Position, _: &mut Self::Context) {
+        let now = (msg.position, msg.eta_secs);
+        if self.last_position == Some(now) {
+            return;
+        }
+        self.last_position = Some(now);
+        let text = serde_json::json!({"type": "position", "seq": self.feed.last_seq(), "ticket": self.ticket, "position": msg.position, "eta_secs": msg.eta_secs});
+        self.send_all(&text.to_string());
+    }
+}
+
+struct HubInner {
+    sessions: RwLock<HashMap<TicketId, Addr<PatientSession>>>,
+    journal: Journal,
+    hospital: Arc<Hospital>,
+    metrics: Arc<Metrics>,
+    /// Queues with changes since the last position round.
+    dirty: Mutex<BTreeSet<QueueId>>,
+}
+
+/// Routes committed events to patient sessions. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionHub {
+    inner: Arc<HubInner>,
+}
+
+/// Why a connection could not attach.
+#[derive(Debug, thiserror::Error)]
+#[error("the patient session is unavailable")]
+pub struct AttachError;
+
+impl SessionHub {
+    /// Start routing: one task per queue reads its committed events; one ticker sends positions.
+    /// Must run inside an actix system.
+    pub fn start(floor: &Floor, journal: Box<dyn JournalStore>, metrics: Arc<Metrics>, limits: PushLimits) -> Self {
+        let hub = Self {
+            inner: Arc::new(HubInner {
+                sessions: RwLock::new(HashMap::new()),
+                journal: Arc::new(Mutex::new(journal)),
+                hospital: floor.hospital.clone(),
+                metrics,
+                dirty: Mutex::new(BTreeSet::new()),
+            }),
+        };
+        for q in floor.queues() {
+            hub.route(q);
+        }
+        let hub2 = hub.clone();
+        let queues: HashMap<QueueId, QueueHandle> = floor.queues().map(|q| (q.id().clone(), q.clone())).collect();
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(limits.position_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                hub2.send_positions(&queues).await;
+            }
+        });
+        hub
+    }
+
+    fn route(&self, queue: &QueueHandle) {
+        let mut rx = queue.subscribe();
+        let hub = self.clone();
+        let id = queue.id().clone();
+        actix_rt::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(c) => {
+                        let tickets: BTreeSet<&TicketId> = c.events.iter().filter_map(Event::ticket).collect();
+                        for addr in tickets.into_iter().filter_map(|t| hub.get(t)) {
+                            addr.do_send(CatchUp);
+                        }
+                        hub.inner.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(c.queue.clone());
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        // Missed events are in the journal: every session catches up from there.
+                        tracing::warn!(queue = %id, missed = n, "push router lagged; sessions resync from the journal");
+                        for addr in hub.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).values() {
+                            addr.do_send(CatchUp);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
+    async fn send_positions(&self, queues: &HashMap<QueueId, QueueHandle>) {
+        let dirty: Vec<QueueId> = std::mem::take(&mut *self.inner.dirty.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
+        if self.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            return;
+        }
+        for q in dirty {
+            let Some(handle) = queues.get(&q) else { continue };
+            let Ok(positions) = handle.positions().await else { continue };
+            let sessions = self.inner.sessions.read().unwrap_or_else(|p| p.into_inner());
+            for (ticket, position, eta_secs) in positions {
+                if let Some(addr) = sessions.get(&ticket) {
+                    addr.do_send(Position { position, eta_secs });
+                }
+            }
+        }
+    }
+
+    fn get(&self, t: &TicketId) -> Option<Addr<PatientSession>> {
+        self.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).get(t).cloned()
+    }
+
+    fn forget(&self, t: &TicketId, addr: &Addr<PatientSession>) {
+        let mut m = self.inner.sessions.write().unwrap_or_else(|p| p.into_inner());
+        if m.get(t) == Some(addr) {
+            m.remove(t);
+        }
+    }
+
+    fn session(&self, t: &TicketId) -> Addr<PatientSession> {
+        let mut m = self.inner.sessions.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = m.get(t).filter(|a| a.connected()) {
+            return a.clone();
+        }
+        let addr = PatientSession {
+            ticket: t.clone(),
+            feed: TicketFeed::new(t.clone()),
+            conns: HashMap::new(),
+            next_conn: 0,
+            last_position: None,
+            hub: self.clone(),
+        }
+        .start();
+        m.insert(t.clone(), addr.clone());
+        addr
+    }
+
+    /// Attach a connection to the ticket's session (started if needed). Returns the session's
+    /// address, the connection id (for `detach`) and the receiver the session uses to end the
+    /// connection (close code and reason).
+    pub async fn attach(
+        &self,
+        ticket: &TicketId,
+        since: Option<u64>,
+        snapshot: TicketView,
+        tx: mpsc::Sender<String>,
+    ) -> Result<(Addr<PatientSession>, u64, oneshot::Receiver<(u16, &'static str)>), AttachError> {
+        // A session that is stopping (its last connection just left) refuses; start a new one.
+        for _ in 0..3 {
+            let addr = self.session(ticket);
+            let (kill, killed) = oneshot::channel();
+            match addr.send(Attach { since, snapshot: snapshot.clone(), tx: tx.clone(), kill }).await {
+                Ok(id) => {
+                    self.inner.metrics.ws_connections.inc();
+                    return Ok((addr, id, killed));
+                }
+                Err(_) => self.forget(ticket, &addr),
+            }
+        }
+        Err(AttachError)
+    }
+
+    pub fn detach(&self, addr: &Addr<PatientSession>, conn: u64) {
+        self.inner.metrics.ws_connections.dec();
+        addr.do_send(Detach(conn));
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}

@@ -1,0 +1,122 @@
+//! `/ws/tickets/{id}?token=…&since=N`: the patient's phone. Checked before the upgrade (401/403/
+//! 404); then one task per connection runs `select!` over client frames, the bounded outbox the
+//! patient session fills, the session's kill signal, and a heartbeat tick.
+
+use crate::actors::{close, PushLimits, SessionHub};
+use crate::domain::ids::TicketId;
+use crate::edges::http::error::ApiError;
+use crate::edges::http::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{CloseCode, CloseReason, Message};
+use futures_util::StreamExt;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Largest frame a phone may send (it only sends pings and small JSON).
+const MAX_CLIENT_FRAME: usize = 4 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/ws/tickets/{ticket}").route(web::get().to(patient_socket)));
+}
+
+pub struct WsState {
+    pub hub: SessionHub,
+    pub limits: PushLimits,
+}
+
+async fn patient_socket(
+    state: web::Data<AppState>,
+    ws: web::Data<WsState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let ticket = TicketId::parse(&path).map_err(|_| ApiError::not_found("unknown_ticket", format!("unknown ticket {:?}", path.as_str())))?;
+    state.auth.ticket_access(&req, &ticket)?;
+    let since = match serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string()).unwrap_or_default().into_iter().find(|(k, _)| k == "since") {
+        None => None,
+        Some((_, v)) => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request("invalid_since", "since must be a non-negative integer"))?),
+    };
+    let snapshot = state.floor.ticket(&ticket).await?;
+    let (response, session, stream) =
+        actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("not_websocket", format!("a WebSocket upgrade is required: {e}")))?;
+    let (tx, rx) = mpsc::channel(ws.limits.outbox);
+    let (addr, conn, killed) = ws
+        .hub
+        .attach(&ticket, since, snapshot, tx)
+        .await
+        .map_err(|e| ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?;
+    let hub = ws.hub.clone();
+    let limits = ws.limits;
+    let metrics = state.metrics.clone();
+    actix_web::rt::spawn(async move {
+        let reason = run(session, stream.max_frame_size(MAX_CLIENT_FRAME), rx, killed, limits).await;
+        if let Some(r) = reason {
+            metrics.ws_disconnects.with_label_values(&[r]).inc();
+        }
+        hub.detach(&addr, conn);
+    });
+    Ok(response)
+}
+
+/// Serve one connection until it ends; returns why the server ended it, if it did.
+async fn run(
+    mut session: actix_ws::Session,
+    mut stream: actix_ws::MessageStream,
+    mut outbox: mpsc::Receiver<String>,
+    mut killed: tokio::sync::oneshot::Receiver<(u16, &'static str)>,
+    limits: PushLimits,
+) -> Option<&'static str> {
+    let mut heartbeat = tokio::time::interval(limits.heartbeat);
+    heartbeat.tick().await;
+    let mut last_heard = Instant::now();
+    let close_with = |code: u16, text: &str| Some(CloseReason { code: CloseCode::Other(code), description: Some(text.to_owned()) });
+    let ended = loop {
+        tokio::select! {
+            msg = outbox.recv() => match msg {
+                Some(text) => {
+                    // A stalled reader blocks this write once the socket is full; the session's
+                    // kill (outbox full) must still get through.
+                    tokio::select! {
+                        r = session.text(text) => if r.is_err() { return None },
+                        k = &mut killed => break k.ok().map(|(code, why)| (close_with(code, why), "too_slow")),
+                    }
+                }
+                None => break None,
+            },
+            k = &mut killed => break k.ok().map(|(code, why)| (close_with(code, why), "too_slow")),
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Ping(b))) => {
+                    last_heard = Instant::now();
+                    if session.pong(&b).await.is_err() { return None }
+                }
+                Some(Ok(Message::Pong(_))) => last_heard = Instant::now(),
+                // A phone may send anything small; the feed is read-only, so text is ignored.
+                Some(Ok(Message::Text(_))) | Some(Ok(Message::Continuation(_))) | Some(Ok(Message::Nop)) => last_heard = Instant::now(),
+                Some(Ok(Message::Binary(_))) => break Some((Some(CloseReason { code: CloseCode::Unsupported, description: Some("binary frames are not accepted".into()) }), "protocol")),
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Err(e)) => {
+                    let code = match e { actix_ws::ProtocolError::Overflow => CloseCode::Size, _ => CloseCode::Protocol };
+                    break Some((Some(CloseReason { code, description: Some(e.to_string()) }), "protocol"));
+                }
+            },
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > limits.idle_timeout {
+                    break Some((close_with(close::IDLE, "idle timeout"), "idle"));
+                }
+                if session.ping(b"").await.is_err() { return None }
+            }
+        }
+    };
+    match ended {
+        Some((reason, why)) => {
+            // The client may not be reading at all: do not wait long to say goodbye.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), session.close(reason)).await;
+            Some(why)
+        }
+        None => {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), session.close(None)).await;
+            None
+        }
+    }
+}
