@@ -75,6 +75,7 @@ impl Application {
 
         let reader = SqliteJournal::open(&path).context("opening the journal for reading")?;
         let hub = SessionHub::start(&floor, Box::new(reader), metrics.clone(), settings.limits.push);
+        crate::actors::webhooks::start(hospital.clone(), &floor, &path, &settings.data_dir, metrics.clone())?;
         let ws_state = web::Data::new(crate::edges::ws::WsState { hub, limits: settings.limits.push });
 
         let state = web::Data::new(AppState {

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub push_messages: prometheus::IntCounter,
     pub journal_commit_seconds: Histogram,
     pub journal_batch_events: Histogram,
+    /// Webhook attempts by hook and outcome (`delivered`, `retried`, `given_up`).
+    pub webhooks: IntCounterVec,
 }
 
 impl Metrics {
@@ -48,6 +50,7 @@ impl Metrics {
         let ws_connections = prometheus::IntGauge::new("clinicflow_ws_connections", "Open patient WebSocket connections").expect("valid metric");
         let ws_disconnects = IntCounterVec::new(Opts::new("clinicflow_ws_disconnects_total", "Patient connections ended by the server"), &["reason"]).expect("valid metric");
         let push_messages = prometheus::IntCounter::new("clinicflow_push_messages_total", "Messages queued to patient connections").expect("valid metric");
+        let webhooks = IntCounterVec::new(Opts::new("clinicflow_webhooks_total", "Webhook deliveries by hook and outcome"), &["hook", "outcome"]).expect("valid metric");
         let journal_commit_seconds = Histogram::with_opts(
             HistogramOpts::new("clinicflow_journal_commit_seconds", "Time of one journal transaction (group commit)")
                 .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1]),
@@ -68,6 +71,7 @@ impl Metrics {
             Box::new(ws_connections.clone()),
             Box::new(ws_disconnects.clone()),
             Box::new(push_messages.clone()),
+            Box::new(webhooks.clone()),
             Box::new(journal_batch_events.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -84,6 +88,7 @@ impl Metrics {
             push_messages,
             journal_commit_seconds,
             journal_batch_events,
+            webhooks,
         }
     }
 

@@ -4,6 +4,7 @@
 mod floor;
 mod queue;
 mod session;
+pub mod webhooks;
 
 pub use floor::{Directory, Floor, FloorError};
 pub use queue::{ClinicQueue, CommandError, Committed, Outcome, QueueHandle};

@@ -34,6 +34,45 @@ pub struct HospitalConfig {
     /// Bearer tokens for staff and devices, beside the admin token from `CLINICFLOW_STAFF_TOKEN`.
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Outbound notification hooks (a WeChat service account bridge, an SMS gateway).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// One outbound webhook: every matching ticket event is POSTed here, HMAC-signed, retried with
+/// backoff, at least once, with an idempotency id.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Names the hook in logs, metrics and the idempotency ids.
+    pub id: String,
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// HMAC-SHA256 key, at least 16 characters.
+    pub secret: String,
+    /// Event kinds to send (`called`, `recalled`, `you_are_next`, `missed`, `completed`,
+    /// `transferred`, `issued`, `checked_in`, `started`, `cancelled`, `returned`); empty = all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Attempts per event before it is given up (counted in metrics, logged).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay; it doubles per attempt up to `retry_max_ms`.
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial_ms: u64,
+    #[serde(default = "default_retry_max")]
+    pub retry_max_ms: u64,
+}
+
+fn default_retry_initial() -> u64 {
+    1_000
+}
+fn default_retry_max() -> u64 {
+    60_000
+}
+
+fn default_attempts() -> u32 {
+    12
 }
 
 /// What a bearer token may do.
@@ -216,6 +255,7 @@ pub struct Hospital {
     /// Which queues each room calls from (a room may serve several).
     pub room_queues: BTreeMap<RoomId, Vec<QueueId>>,
     pub tokens: Vec<TokenConfig>,
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 impl Hospital {
@@ -319,6 +359,24 @@ impl Hospital {
         if queues.is_empty() {
             return err("no queues".into());
         }
+        let mut hook_ids = BTreeSet::new();
+        for w in &cfg.webhooks {
+            if w.id.is_empty() || !w.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return err(format!("webhook id {:?}: letters, digits, '-' and '_' only", w.id));
+            }
+            if !hook_ids.insert(w.id.clone()) {
+                return err(format!("webhook {} defined twice", w.id));
+            }
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return err(format!("webhook {}: url must start with http:// or https://", w.id));
+            }
+            if w.secret.len() < 16 {
+                return err(format!("webhook {}: secret must be at least 16 characters", w.id));
+            }
+            if w.max_attempts == 0 {
+                return err(format!("webhook {}: max_attempts must be at least 1", w.id));
+            }
+        }
         for t in &cfg.tokens {
             if t.token.len() < 16 || t.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return err(format!("token of {} must be at least 16 printable characters", t.name));
@@ -333,6 +391,7 @@ impl Hospital {
             queues,
             room_queues,
             tokens: cfg.tokens,
+            webhooks: cfg.webhooks,
         })
     }
 }

@@ -23,6 +23,7 @@ pub struct TicketFeed {
     ticket: Option<TicketId>,
     number: String,
     masked_name: String,
+    patient: String,
     items: Vec<FeedItem>,
 }
 
@@ -48,6 +49,7 @@ impl TicketFeed {
     fn learn(&mut self, t: &TicketData) {
         self.number = t.number.clone();
         self.masked_name = t.name.masked();
+        self.patient = t.patient.to_string();
     }
 
     /// Add a journaled event. Returns the new item, or `None` if it was already in the feed (a
@@ -97,7 +99,7 @@ impl TicketFeed {
             Event::IdempotencyRecorded { .. } | Event::DayStarted { .. } | Event::RoomPaused { .. } | Event::RoomResumed { .. } => return None,
         };
         let seq = self.last_seq() + 1;
-        let mut message = json!({"type": "event", "seq": seq, "ticket": self.ticket, "number": self.number, "queue": queue, "at": at});
+        let mut message = json!({"type": "event", "seq": seq, "ticket": self.ticket, "number": self.number, "patient_id": self.patient, "queue": queue, "at": at});
         if let (Some(m), Value::Object(b)) = (message.as_object_mut(), body) {
             m.extend(b);
         }

@@ -56,6 +56,12 @@ pub trait JournalStore: Send + 'static {
     /// across queues).
     fn ticket_events(&mut self, ticket: &crate::domain::ids::TicketId, after: i64) -> Result<Vec<StoredEvent>, StorageError>;
 
+    /// Events of every queue after journal position `after`, at most `limit`, in order.
+    fn events_after(&mut self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StorageError>;
+
+    /// The newest journal position (0 when empty).
+    fn last_seq(&mut self) -> Result<i64, StorageError>;
+
     /// Total events in the journal (health and tests).
     fn count(&mut self) -> Result<i64, StorageError>;
 }

@@ -37,6 +37,12 @@ impl SqliteJournal {
     }
 }
 
+fn decode(seq: i64, queue: &str, at: i64, body: &str) -> Result<StoredEvent, StorageError> {
+    let queue = QueueId::parse(queue).map_err(|e| StorageError::Corrupt { seq, reason: e.to_string() })?;
+    let event = serde_json::from_str(body).map_err(|e| StorageError::Corrupt { seq, reason: e.to_string() })?;
+    Ok(StoredEvent { seq, queue, at, event })
+}
+
 impl JournalStore for SqliteJournal {
     fn append(&mut self, batch: &[NewEvent]) -> Result<Vec<i64>, StorageError> {
         let tx = self.conn.transaction()?;
@@ -83,14 +89,27 @@ impl JournalStore for SqliteJournal {
         let rows = stmt.query_map(params![ticket.as_str(), after], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
         })?;
-        let mut out = Vec::new();
-        for row in rows {
+        rows.map(|row| {
             let (seq, queue, at, body) = row?;
-            let queue = QueueId::parse(&queue).map_err(|e| StorageError::Corrupt { seq, reason: e.to_string() })?;
-            let event = serde_json::from_str(&body).map_err(|e| StorageError::Corrupt { seq, reason: e.to_string() })?;
-            out.push(StoredEvent { seq, queue, at, event });
-        }
-        Ok(out)
+            decode(seq, &queue, at, &body)
+        })
+        .collect()
+    }
+
+    fn events_after(&mut self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StorageError> {
+        let mut stmt = self.conn.prepare_cached("SELECT seq, queue, at_ms, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
+        })?;
+        rows.map(|row| {
+            let (seq, queue, at, body) = row?;
+            decode(seq, &queue, at, &body)
+        })
+        .collect()
+    }
+
+    fn last_seq(&mut self) -> Result<i64, StorageError> {
+        Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
     }
 
     fn count(&mut self) -> Result<i64, StorageError> {

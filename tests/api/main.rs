@@ -7,4 +7,5 @@ mod concurrency;
 mod crash;
 mod openapi;
 mod push;
+mod webhooks;
 mod queue_flow;
