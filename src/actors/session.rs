@@ -59,7 +59,8 @@ type Journal = Arc<Mutex<Box<dyn JournalStore>>>;
 pub struct PatientSession {
     ticket: TicketId,
     feed: TicketFeed,
-    conns: HashMap<u64, Conn>,
+    /// Usually one or two: a Vec is smaller than a map.
+    conns: Vec<(u64, Conn)>,
     next_conn: u64,
     last_position: Option<(usize, Option<u64>)>,
     hub: SessionHub,
@@ -77,7 +78,7 @@ impl PatientSession {
             Ok(events) => {
                 for e in events {
                     if let Some(item) = self.feed.push(e.seq, &e.queue, e.at, &e.event, &self.hub.inner.hospital) {
-                        fresh.push(item.message.to_string());
+                        fresh.push(item.text.to_string());
                     }
                 }
             }
@@ -88,7 +89,7 @@ impl PatientSession {
 
     fn send_all(&mut self, text: &str) {
         let metrics = &self.hub.inner.metrics;
-        self.conns.retain(|_, c| match c.tx.try_send(text.to_owned()) {
+        self.conns.retain_mut(|(_, c)| match c.tx.try_send(text.to_owned()) {
             Ok(()) => {
                 metrics.push_messages.inc();
                 true
@@ -131,7 +132,7 @@ impl Handler<Attach> for PatientSession {
         let snapshot = serde_json::json!({"type": "snapshot", "seq": self.feed.last_seq(), "ticket": msg.snapshot});
         let mut first = vec![snapshot.to_string()];
         if let Some(since) = msg.since {
-            first.extend(self.feed.since(since).iter().map(|i| i.message.to_string()));
+            first.extend(self.feed.since(since).iter().map(|i| i.text.to_string()));
         }
         let mut conn = Conn { tx: msg.tx, kill: Some(msg.kill) };
         for text in first {
@@ -142,7 +143,7 @@ impl Handler<Attach> for PatientSession {
                 return id;
             }
         }
-        self.conns.insert(id, conn);
+        self.conns.push((id, conn));
         id
     }
 }
@@ -154,7 +155,7 @@ struct Detach(u64);
 impl Handler<Detach> for PatientSession {
     type Result = ();
     fn handle(&mut self, msg: Detach, ctx: &mut Self::Context) {
-        self.conns.remove(&msg.0);
+        self.conns.retain(|(id, _)| *id != msg.0);
         if self.conns.is_empty() {
             self.hub.forget(&self.ticket, &ctx.address());
             ctx.stop();
@@ -210,6 +211,9 @@ struct HubInner {
     metrics: Arc<Metrics>,
     /// Queues with changes since the last position round.
     dirty: Mutex<BTreeSet<QueueId>>,
+    /// The thread patient sessions, routers and the position ticker run on, apart from the
+    /// queue actors: a burst of pushes to thousands of phones never delays a call.
+    arbiter: actix_rt::ArbiterHandle,
 }
 
 /// Routes committed events to patient sessions. Cheap to clone.
@@ -234,6 +238,7 @@ impl SessionHub {
                 hospital: floor.hospital.clone(),
                 metrics,
                 dirty: Mutex::new(BTreeSet::new()),
+                arbiter: actix_rt::Arbiter::new().handle(),
             }),
         };
         for q in floor.queues() {
@@ -241,12 +246,17 @@ impl SessionHub {
         }
         let hub2 = hub.clone();
         let queues: HashMap<QueueId, QueueHandle> = floor.queues().map(|q| (q.id().clone(), q.clone())).collect();
-        actix_rt::spawn(async move {
-            let mut tick = tokio::time::interval(limits.position_interval);
+        hub.inner.arbiter.spawn(async move {
+            // Rounds are spread over the interval (a tenth of it per step) instead of one burst
+            // for every queue at once; each queue is still updated at most once per interval.
+            let step = limits.position_interval / 10;
+            let mut tick = tokio::time::interval(step.max(Duration::from_millis(10)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last: HashMap<QueueId, tokio::time::Instant> = HashMap::new();
+            let per_step = queues.len().div_ceil(10).max(1);
             loop {
                 tick.tick().await;
-                hub2.send_positions(&queues).await;
+                hub2.send_positions(&queues, &mut last, per_step, limits.position_interval).await;
             }
         });
         hub
@@ -256,7 +266,7 @@ impl SessionHub {
         let mut rx = queue.subscribe();
         let hub = self.clone();
         let id = queue.id().clone();
-        actix_rt::spawn(async move {
+        self.inner.arbiter.spawn(async move {
             loop {
                 match rx.recv().await {
                     Ok(c) => {
@@ -279,20 +289,41 @@ impl SessionHub {
         });
     }
 
-    async fn send_positions(&self, queues: &HashMap<QueueId, QueueHandle>) {
-        let dirty: Vec<QueueId> = std::mem::take(&mut *self.inner.dirty.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
-        if self.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).is_empty() {
+    /// Send positions for up to `budget` changed queues not updated within `interval`.
+    async fn send_positions(
+        &self,
+        queues: &HashMap<QueueId, QueueHandle>,
+        last: &mut HashMap<QueueId, tokio::time::Instant>,
+        budget: usize,
+        interval: Duration,
+    ) {
+        let now = tokio::time::Instant::now();
+        let due: Vec<QueueId> = {
+            let mut dirty = self.inner.dirty.lock().unwrap_or_else(|p| p.into_inner());
+            let due: Vec<QueueId> =
+                dirty.iter().filter(|q| last.get(*q).map_or(true, |t| now.duration_since(*t) >= interval)).take(budget).cloned().collect();
+            for q in &due {
+                dirty.remove(q);
+            }
+            due
+        };
+        if due.is_empty() || self.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).is_empty() {
             return;
         }
-        for q in dirty {
+        for q in due {
+            last.insert(q.clone(), now);
             let Some(handle) = queues.get(&q) else { continue };
             let Ok(positions) = handle.positions().await else { continue };
-            let sessions = self.inner.sessions.read().unwrap_or_else(|p| p.into_inner());
-            for (ticket, position, eta_secs) in positions {
-                if let Some(addr) = sessions.get(&ticket) {
-                    addr.do_send(Position { position, eta_secs });
+            {
+                let sessions = self.inner.sessions.read().unwrap_or_else(|p| p.into_inner());
+                for (ticket, position, eta_secs) in positions {
+                    if let Some(addr) = sessions.get(&ticket) {
+                        addr.do_send(Position { position, eta_secs });
+                    }
                 }
             }
+            // Let the sessions work through this queue's updates before the next queue's.
+            tokio::task::yield_now().await;
         }
     }
 
@@ -315,12 +346,12 @@ impl SessionHub {
         let addr = PatientSession {
             ticket: t.clone(),
             feed: TicketFeed::new(t.clone()),
-            conns: HashMap::new(),
+            conns: Vec::new(),
             next_conn: 0,
             last_position: None,
             hub: self.clone(),
-        }
-        .start();
+        };
+        let addr = PatientSession::start_in_arbiter(&self.inner.arbiter, move |_| addr);
         m.insert(t.clone(), addr.clone());
         addr
     }

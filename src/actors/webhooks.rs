@@ -158,8 +158,7 @@ impl HookWorker {
         }
         let feed = self.feeds.get_mut(&ticket)?;
         let item = feed.push(e.seq, &e.queue, e.at, &e.event, &self.hospital)?;
-        let kind = item.message["event"].as_str().unwrap_or_default();
-        (self.hook.events.is_empty() || self.hook.events.iter().any(|k| k == kind)).then(|| item.message.clone())
+        (self.hook.events.is_empty() || self.hook.events.iter().any(|k| k == item.kind)).then(|| item.message())
     }
 
     /// POST until a 2xx or `max_attempts`; the idempotency id is the same on every attempt.

@@ -15,7 +15,17 @@ pub struct FeedItem {
     pub seq: u64,
     /// Position in the journal (for de-duplicating live delivery against history).
     pub journal_seq: i64,
-    pub message: Value,
+    /// The event kind (`called`, `recalled` …).
+    pub kind: &'static str,
+    /// The message as sent: serialized once, shared by every connection and kept compact.
+    pub text: std::sync::Arc<str>,
+}
+
+impl FeedItem {
+    /// The message as JSON (for webhooks and tests).
+    pub fn message(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -98,12 +108,25 @@ impl TicketFeed {
             Event::Returned { doctor, .. } => json!({"event": "returned", "doctor": doctor}),
             Event::IdempotencyRecorded { .. } | Event::DayStarted { .. } | Event::RoomPaused { .. } | Event::RoomResumed { .. } => return None,
         };
+        let kind: &'static str = match body["event"].as_str() {
+            Some("issued") => "issued",
+            Some("transferred") => "transferred",
+            Some("checked_in") => "checked_in",
+            Some("you_are_next") => "you_are_next",
+            Some("called") => "called",
+            Some("recalled") => "recalled",
+            Some("started") => "started",
+            Some("completed") => "completed",
+            Some("missed") => "missed",
+            Some("cancelled") => "cancelled",
+            _ => "returned",
+        };
         let seq = self.last_seq() + 1;
         let mut message = json!({"type": "event", "seq": seq, "ticket": self.ticket, "number": self.number, "patient_id": self.patient, "queue": queue, "at": at});
         if let (Some(m), Value::Object(b)) = (message.as_object_mut(), body) {
             m.extend(b);
         }
-        self.items.push(FeedItem { seq, journal_seq, message });
+        self.items.push(FeedItem { seq, journal_seq, kind, text: message.to_string().into() });
         self.items.last()
     }
 }
@@ -140,10 +163,10 @@ mod tests {
             feed.push(i as i64 + 1, &q, now, e, &h);
             feed.push(i as i64 + 1, &q, now, e, &h); // a live copy of the same event
         }
-        let kinds: Vec<_> = feed.since(0).iter().map(|i| i.message["event"].as_str().unwrap().to_owned()).collect();
+        let kinds: Vec<_> = feed.since(0).iter().map(|i| i.kind.to_owned()).collect();
         assert_eq!(kinds, ["issued", "you_are_next", "called", "recalled"]);
         assert_eq!(feed.since(2).iter().map(|i| i.seq).collect::<Vec<_>>(), [3, 4]);
-        assert_eq!(feed.since(2)[0].message["text_zh"], "请 A001 号 张*丰 到 101 诊室就诊");
+        assert_eq!(feed.since(2)[0].message()["text_zh"], "请 A001 号 张*丰 到 101 诊室就诊");
         assert!(feed.since(9).is_empty());
     }
 }

@@ -262,3 +262,59 @@ async fn a_stalled_reader_is_cut_off_and_others_keep_receiving() {
     .await;
     assert_eq!(drained, Ok(true), "the stalled connection was closed by the server");
 }
+
+/// The phone follows its ticket into another queue.
+#[tokio::test]
+async fn the_session_follows_a_transfer() {
+    let app = spawn_app().await;
+    let t = app.issue("surgery", "p1").await;
+    let mut ws = connect(&app, &t, None).await;
+    next_json(&mut ws).await;
+    let id = t["id"].as_str().unwrap();
+    let r = app.post(&format!("/api/v1/tickets/{id}/transfer"), serde_json::json!({"to": "orthopedics"})).await;
+    assert_eq!(r.status(), 200);
+    let ev = next_event(&mut ws, &["transferred"]).await;
+    assert_eq!(ev["from"], "surgery");
+    assert_eq!(ev["to"], "orthopedics");
+    assert_eq!(ev["number"], t["number"], "same number after the transfer");
+    app.call_next("orthopedics", "c-304").await.unwrap();
+    let called = next_event(&mut ws, &["called"]).await;
+    assert_eq!(called["queue"], "orthopedics");
+    assert_eq!(called["room"], "c-304");
+}
+
+/// A connection that never answers pings is closed after the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("CLINICFLOW_WS_HEARTBEAT_SECS", "1"), ("CLINICFLOW_WS_IDLE_SECS", "2")];
+    let app = crate::helpers::start_with_env(&dir.path().join("data"), None, &env);
+    let t = app.issue("ent", "p1").await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!(
+        "GET /ws/tickets/{}?token={} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        t["id"].as_str().unwrap(),
+        t["access_token"].as_str().unwrap()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    // Read (never answering pings) until the server closes; the last frame is a close with 4001.
+    let mut all = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server did not close the silent connection");
+    // A close frame: opcode 0x88, then the 2-byte code 4001 (0x0FA1).
+    let pos = all.windows(2).rposition(|w| w[0] == 0x88).expect("a close frame");
+    assert_eq!(&all[pos + 2..pos + 4], &[0x0f, 0xa1], "close code 4001");
+    let m = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("clinicflow_ws_disconnects_total{reason=\"idle\"} 1"), "{m}");
+}
