@@ -57,11 +57,13 @@ pub struct Settings {
     pub patient_key: Secret,
     pub http_workers: usize,
     pub limits: Limits,
+    /// The MQTT broker for displays and keypads (`--mqtt-broker`); `None`: MQTT off.
+    pub mqtt: Option<crate::edges::mqtt::MqttSettings>,
 }
 
 impl Settings {
     /// Resolve settings from the `serve` flags. Creates the data dir and its secrets if missing.
-    pub fn load(data_dir: &Path, http: &str, config: Option<&Path>, staff_token: Option<String>) -> anyhow::Result<Self> {
+    pub fn load(data_dir: &Path, http: &str, config: Option<&Path>, staff_token: Option<String>, mqtt_broker: Option<&str>, mqtt_prefix: Option<&str>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
         let hospital = match config {
             Some(path) => {
@@ -90,7 +92,17 @@ impl Settings {
             limits.push.idle_timeout = std::time::Duration::from_secs(n.max(1));
         }
         let http_workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+        let prefix = mqtt_prefix.map(str::to_owned).unwrap_or_else(|| format!("clinicflow/{}", hospital.site));
+        anyhow::ensure!(
+            !prefix.is_empty() && !prefix.ends_with('/') && !prefix.contains(['+', '#']),
+            "the MQTT prefix must not be empty, end with '/' or contain '+' or '#'"
+        );
+        let mqtt = match mqtt_broker.filter(|u| !u.is_empty() && *u != "off") {
+            Some(url) => Some(crate::edges::mqtt::MqttSettings::from_url(url, prefix)?),
+            None => None,
+        };
         Ok(Self {
+            mqtt,
             data_dir: data_dir.to_owned(),
             http: http.to_owned(),
             hospital,

@@ -25,6 +25,12 @@ enum Cmd {
         /// Hospital config (TOML); the embedded demo hospital when absent.
         #[arg(long, env = "CLINICFLOW_CONFIG")]
         config: Option<PathBuf>,
+        /// MQTT broker for displays and keypads: mqtt://[user[:password]@]host[:port], or off.
+        #[arg(long, env = "CLINICFLOW_MQTT_BROKER")]
+        mqtt_broker: Option<String>,
+        /// MQTT topic prefix (default clinicflow/{site}).
+        #[arg(long, env = "CLINICFLOW_MQTT_PREFIX")]
+        mqtt_prefix: Option<String>,
     },
 }
 
@@ -32,7 +38,7 @@ fn main() -> std::process::ExitCode {
     clinicflow::telemetry::init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Serve { data, http, config } => serve(data, http, config),
+        Cmd::Serve { data, http, config, mqtt_broker, mqtt_prefix } => serve(data, http, config, mqtt_broker, mqtt_prefix),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -43,13 +49,14 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn serve(data: PathBuf, http: String, config: Option<PathBuf>) -> anyhow::Result<()> {
+fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt_broker: Option<String>, mqtt_prefix: Option<String>) -> anyhow::Result<()> {
     let token = std::env::var("CLINICFLOW_STAFF_TOKEN").ok();
-    let settings = Settings::load(&data, &http, config.as_deref(), token)?;
+    let settings = Settings::load(&data, &http, config.as_deref(), token, mqtt_broker.as_deref(), mqtt_prefix.as_deref())?;
     actix_web::rt::System::new().block_on(async move {
         let staff = settings.staff_token.clone();
         let hospital = settings.hospital.name.clone();
         let queues = settings.hospital.queues.len();
+        let mqtt = settings.mqtt.clone();
         let app = Application::build(settings).await?;
         let addr = app.address();
         let shown = if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
@@ -58,6 +65,10 @@ fn serve(data: PathBuf, http: String, config: Option<PathBuf>) -> anyhow::Result
         println!("listening on http://{shown}");
         println!("staff token: {}", staff.expose());
         println!("api docs: http://{shown}/api/v1/openapi.json");
+        match &mqtt {
+            Some(m) => println!("mqtt: broker {}:{}, topics under {}/", m.host, m.port, m.prefix),
+            None => println!("mqtt: off (give --mqtt-broker mqtt://host:port for displays and keypads)"),
+        }
         app.run_until(shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())

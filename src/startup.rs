@@ -78,7 +78,12 @@ impl Application {
         crate::actors::webhooks::start(hospital.clone(), &floor, &path, &settings.data_dir, metrics.clone())?;
         let ws_state = web::Data::new(crate::edges::ws::WsState { hub, limits: settings.limits.push });
 
+        let displays = crate::edges::mqtt::DisplayRegistry::new(&hospital);
+        if let Some(m) = settings.mqtt.clone() {
+            crate::edges::mqtt::start(m, floor.clone(), displays.clone(), metrics.clone());
+        }
         let state = web::Data::new(AppState {
+            displays,
             floor: floor.clone(),
             auth: Auth::new(settings.staff_token.expose(), &hospital.tokens, settings.patient_key.expose()),
             metrics,

@@ -30,6 +30,12 @@ pub struct Metrics {
     pub push_messages: prometheus::IntCounter,
     pub journal_commit_seconds: Histogram,
     pub journal_batch_events: Histogram,
+    /// Displays' last status: 1 online, 0 offline (absent until a display speaks).
+    pub display_online: IntGaugeVec,
+    /// MQTT messages refused or ignored, by reason.
+    pub mqtt_rejected: IntCounterVec,
+    /// Incoming MQTT publishes dropped because the handler was behind.
+    pub mqtt_dropped: prometheus::IntCounter,
     /// Webhook attempts by hook and outcome (`delivered`, `retried`, `given_up`).
     pub webhooks: IntCounterVec,
 }
@@ -50,6 +56,9 @@ impl Metrics {
         let ws_connections = prometheus::IntGauge::new("clinicflow_ws_connections", "Open patient WebSocket connections").expect("valid metric");
         let ws_disconnects = IntCounterVec::new(Opts::new("clinicflow_ws_disconnects_total", "Patient connections ended by the server"), &["reason"]).expect("valid metric");
         let push_messages = prometheus::IntCounter::new("clinicflow_push_messages_total", "Messages queued to patient connections").expect("valid metric");
+        let display_online = IntGaugeVec::new(Opts::new("clinicflow_display_online", "Display status: 1 online, 0 offline"), &["display"]).expect("valid metric");
+        let mqtt_rejected = IntCounterVec::new(Opts::new("clinicflow_mqtt_rejected_total", "MQTT messages refused or ignored, by reason"), &["reason"]).expect("valid metric");
+        let mqtt_dropped = prometheus::IntCounter::new("clinicflow_mqtt_dropped_total", "Incoming MQTT publishes dropped while the handler was behind").expect("valid metric");
         let webhooks = IntCounterVec::new(Opts::new("clinicflow_webhooks_total", "Webhook deliveries by hook and outcome"), &["hook", "outcome"]).expect("valid metric");
         let journal_commit_seconds = Histogram::with_opts(
             HistogramOpts::new("clinicflow_journal_commit_seconds", "Time of one journal transaction (group commit)")
@@ -72,6 +81,9 @@ impl Metrics {
             Box::new(ws_disconnects.clone()),
             Box::new(push_messages.clone()),
             Box::new(webhooks.clone()),
+            Box::new(display_online.clone()),
+            Box::new(mqtt_rejected.clone()),
+            Box::new(mqtt_dropped.clone()),
             Box::new(journal_batch_events.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -89,6 +101,9 @@ impl Metrics {
             journal_commit_seconds,
             journal_batch_events,
             webhooks,
+            display_online,
+            mqtt_rejected,
+            mqtt_dropped,
         }
     }
 

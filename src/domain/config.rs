@@ -37,6 +37,40 @@ pub struct HospitalConfig {
     /// Outbound notification hooks (a WeChat service account bridge, an SMS gateway).
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// Wall displays (door and corridor screens) on MQTT.
+    #[serde(default)]
+    pub displays: Vec<DisplayConfig>,
+    /// Caller keypads on MQTT.
+    #[serde(default)]
+    pub keypads: Vec<KeypadConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisplayKind {
+    /// Beside one room's door: its current patient and the next three.
+    Door,
+    /// In a corridor: the current calls of several rooms and their next numbers.
+    Corridor,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisplayConfig {
+    pub id: String,
+    pub kind: DisplayKind,
+    pub rooms: Vec<RoomId>,
+    /// Where it hangs, for staff ("1F corridor east").
+    #[serde(default)]
+    pub location: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeypadConfig {
+    pub id: String,
+    /// Rooms this keypad may call for.
+    pub rooms: Vec<RoomId>,
 }
 
 /// One outbound webhook: every matching ticket event is POSTed here, HMAC-signed, retried with
@@ -256,6 +290,13 @@ pub struct Hospital {
     pub room_queues: BTreeMap<RoomId, Vec<QueueId>>,
     pub tokens: Vec<TokenConfig>,
     pub webhooks: Vec<WebhookConfig>,
+    pub displays: Vec<DisplayConfig>,
+    pub keypads: Vec<KeypadConfig>,
+}
+
+/// Device ids appear in MQTT topics: no `/`, `+`, `#` or spaces.
+fn valid_device_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 impl Hospital {
@@ -377,6 +418,21 @@ impl Hospital {
                 return err(format!("webhook {}: max_attempts must be at least 1", w.id));
             }
         }
+        let mut device_ids = BTreeSet::new();
+        for (id, rooms) in cfg.displays.iter().map(|d| (&d.id, &d.rooms)).chain(cfg.keypads.iter().map(|k| (&k.id, &k.rooms))) {
+            if !valid_device_id(id) {
+                return err(format!("device id {id:?}: 1-64 letters, digits, '-', '_' or '.'"));
+            }
+            if !device_ids.insert(id.clone()) {
+                return err(format!("device {id} defined twice"));
+            }
+            if rooms.is_empty() {
+                return err(format!("device {id} has no rooms"));
+            }
+            if let Some(r) = rooms.iter().find(|r| !room_queues.contains_key(*r)) {
+                return err(format!("device {id} names room {r}, which no queue calls from"));
+            }
+        }
         for t in &cfg.tokens {
             if t.token.len() < 16 || t.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return err(format!("token of {} must be at least 16 printable characters", t.name));
@@ -392,6 +448,8 @@ impl Hospital {
             room_queues,
             tokens: cfg.tokens,
             webhooks: cfg.webhooks,
+            displays: cfg.displays,
+            keypads: cfg.keypads,
         })
     }
 }

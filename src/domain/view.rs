@@ -62,6 +62,7 @@ pub struct RoomView {
     pub paused: bool,
     pub current_ticket: Option<TicketId>,
     pub current_number: Option<String>,
+    pub current_masked_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -156,6 +157,7 @@ impl QueueState {
                     doctor: r.doctor.clone(),
                     paused: st.paused,
                     current_number: st.current.as_ref().and_then(|c| self.ticket(c)).map(|t| t.data.number.clone()),
+                    current_masked_name: st.current.as_ref().and_then(|c| self.ticket(c)).map(|t| t.data.name.masked()),
                     current_ticket: st.current,
                 }
             })

@@ -1,4 +1,5 @@
 //! Edges translate and validate, nothing more: bytes in, domain types to a handle, errors out.
 
 pub mod http;
+pub mod mqtt;
 pub mod ws;

@@ -37,11 +37,23 @@ pub fn start(data: &Path, config: Option<&Path>) -> TestApp {
 
 /// `start` with extra environment (limits the tests shorten).
 pub fn start_with_env(data: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> TestApp {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clinicflow"));
-    cmd.arg("serve").arg("--data").arg(data).arg("--http").arg("127.0.0.1:0");
+    let mut args: Vec<String> = Vec::new();
     if let Some(c) = config {
-        cmd.arg("--config").arg(c);
+        args.push("--config".into());
+        args.push(c.display().to_string());
     }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    launch(data, &args, env)
+}
+
+/// `start` with extra `serve` arguments.
+pub fn start_args(data: &Path, args: &[&str]) -> TestApp {
+    launch(data, args, &[])
+}
+
+fn launch(data: &Path, args: &[&str], env: &[(&str, &str)]) -> TestApp {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clinicflow"));
+    cmd.arg("serve").arg("--data").arg(data).arg("--http").arg("127.0.0.1:0").args(args);
     cmd.envs(env.iter().copied());
     let mut child = cmd
         .env("CLINICFLOW_STAFF_TOKEN", TOKEN)

@@ -30,6 +30,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// Everything a handler needs. Cloned into each HTTP worker.
 pub struct AppState {
     pub floor: Floor,
+    /// Displays and their last MQTT status.
+    pub displays: crate::edges::mqtt::DisplayRegistry,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     pub journal: JournalWriter,
@@ -45,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/api/v1")
                 .service(resource("/openapi.json").route(web::get().to(openapi)))
+                .service(resource("/displays").route(web::get().to(list_displays)))
                 .service(resource("/queues").route(web::get().to(list_queues)))
                 .service(resource("/queues/{queue}").route(web::get().to(get_queue)))
                 .service(resource("/queues/{queue}/tickets").route(web::post().to(issue_ticket)))
@@ -171,6 +174,15 @@ fn replayed_header(res: &mut actix_web::HttpResponseBuilder, outcome: &Outcome) 
     if outcome.replayed {
         res.insert_header(("Idempotent-Replayed", "true"));
     }
+}
+
+// ---- displays -------------------------------------------------------------------------------
+
+async fn list_displays(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    state.auth.staff(&req, ALL_STAFF)?;
+    let displays = state.displays.list();
+    let offline = displays.iter().filter(|d| d.online == Some(false)).count();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "displays": displays, "offline": offline })))
 }
 
 // ---- queues ---------------------------------------------------------------------------------

@@ -1,0 +1,408 @@
+//! MQTT edge: wall displays and caller keypads. The server is a client of a broker (rumqttc);
+//! it publishes each display's retained `state` and one `announce` per call, tracks displays'
+//! `status` (online/offline, set by their last will), and applies keypad `command`s, answering
+//! on `ack`. Topics and payloads: `firmware-protocol/README.md`.
+
+use crate::actors::{Floor, FloorError};
+use crate::domain::command::{Command, Idempotency};
+use crate::domain::config::{DisplayConfig, Hospital};
+use crate::domain::display::{display_state, queues_of};
+use crate::domain::event::Event;
+use crate::domain::ids::{QueueId, RoomId, TicketId};
+use crate::domain::view::QueueSnapshot;
+use crate::edges::http::error::ApiError;
+use crate::telemetry::Metrics;
+use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Protocol version carried in every payload as `v`.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest keypad command accepted (small microcontrollers send ~60 bytes).
+pub const MAX_COMMAND_BYTES: usize = 512;
+/// Keypad command ids remembered for de-duplication (beyond this, the journal's idempotency
+/// record still catches a repeated call-next).
+const SEEN_COMMANDS: usize = 4_096;
+/// Incoming publishes waiting for the handler; beyond it they are dropped and counted.
+const INCOMING: usize = 1_024;
+
+/// Where the broker is and how to log in.
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Topic prefix, default `clinicflow/{site}`.
+    pub prefix: String,
+}
+
+impl MqttSettings {
+    /// `mqtt://[user[:password]@]host[:port]`.
+    pub fn from_url(url: &str, prefix: String) -> anyhow::Result<Self> {
+        let rest = url.strip_prefix("mqtt://").ok_or_else(|| anyhow::anyhow!("the broker URL must start with mqtt:// (got {url:?})"))?;
+        let (auth, hostport) = match rest.rsplit_once('@') {
+            Some((a, h)) => (Some(a), h),
+            None => (None, rest),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| anyhow::anyhow!("bad port in {url:?}"))?),
+            None => (hostport.to_owned(), 1883),
+        };
+        anyhow::ensure!(!host.is_empty(), "no host in {url:?}");
+        let (username, password) = match auth.map(|a| a.split_once(':').map_or((a, None), |(u, p)| (u, Some(p)))) {
+            Some((u, p)) => (Some(u.to_owned()), p.map(str::to_owned)),
+            None => (None, None),
+        };
+        Ok(Self { host, port, username, password, prefix })
+    }
+}
+
+/// What the server knows of each display: its last status message.
+#[derive(Debug, Clone, Serialize)]
+pub struct DisplayHealth {
+    pub id: String,
+    pub kind: crate::domain::config::DisplayKind,
+    pub rooms: Vec<RoomId>,
+    pub location: String,
+    /// `None` until the display has said anything.
+    pub online: Option<bool>,
+    /// When the status last changed (Unix ms).
+    pub since: Option<i64>,
+}
+
+/// Shared with the HTTP edge (`GET /api/v1/displays`).
+#[derive(Clone, Default)]
+pub struct DisplayRegistry(Arc<RwLock<BTreeMap<String, DisplayHealth>>>);
+
+impl DisplayRegistry {
+    pub fn new(hospital: &Hospital) -> Self {
+        let m = hospital
+            .displays
+            .iter()
+            .map(|d| {
+                let h = DisplayHealth { id: d.id.clone(), kind: d.kind, rooms: d.rooms.clone(), location: d.location.clone(), online: None, since: None };
+                (d.id.clone(), h)
+            })
+            .collect();
+        Self(Arc::new(RwLock::new(m)))
+    }
+    pub fn list(&self) -> Vec<DisplayHealth> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+    fn set(&self, id: &str, online: bool, at: i64) -> bool {
+        let mut m = self.0.write().unwrap_or_else(|p| p.into_inner());
+        match m.get_mut(id) {
+            Some(h) => {
+                if h.online != Some(online) {
+                    h.online = Some(online);
+                    h.since = Some(at);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Start the MQTT edge. Must run inside an actix system.
+pub fn start(settings: MqttSettings, floor: Floor, registry: DisplayRegistry, metrics: Arc<Metrics>) {
+    let mut opts = MqttOptions::new(format!("clinicflow-{}", std::process::id()), settings.host.clone(), settings.port);
+    opts.set_keep_alive(Duration::from_secs(15));
+    opts.set_max_packet_size(64 * 1024, 64 * 1024);
+    if let Some(u) = &settings.username {
+        opts.set_credentials(u.clone(), settings.password.clone().unwrap_or_default());
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 1_024);
+    let prefix = Arc::new(settings.prefix.clone());
+    let (in_tx, in_rx) = mpsc::channel::<rumqttc::Publish>(INCOMING);
+    let (resync_tx, resync_rx) = mpsc::channel::<()>(1);
+
+    // The event loop: never returns on errors, logs and backs off.
+    {
+        let (client, prefix, metrics) = (client.clone(), prefix.clone(), metrics.clone());
+        actix_rt::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                match eventloop.poll().await {
+                    Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                        tracing::info!("connected to the MQTT broker");
+                        backoff = Duration::from_millis(200);
+                        for t in ["keypads/+/command", "displays/+/status"] {
+                            let _ = client.try_subscribe(format!("{prefix}/{t}"), QoS::AtLeastOnce);
+                        }
+                        let _ = resync_tx.try_send(());
+                    }
+                    Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                        if in_tx.try_send(p).is_err() {
+                            metrics.mqtt_dropped.inc();
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "MQTT connection lost; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+        });
+    }
+    let hospital = floor.hospital.clone();
+    actix_rt::spawn(handle_incoming(in_rx, client.clone(), prefix.clone(), floor.clone(), registry, metrics.clone()));
+    actix_rt::spawn(publish_displays(client, prefix, floor, hospital, resync_rx));
+}
+
+// ---- displays -------------------------------------------------------------------------------
+
+async fn publish_displays(client: AsyncClient, prefix: Arc<String>, floor: Floor, hospital: Arc<Hospital>, mut resync: mpsc::Receiver<()>) {
+    // One stream of (queue, events) from every queue, in commit order per queue.
+    let (tx, mut commits) = mpsc::channel::<(QueueId, Vec<i64>, Vec<Event>)>(4_096);
+    for q in floor.queues() {
+        let (mut rx, tx) = (q.subscribe(), tx.clone());
+        actix_rt::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(c) => {
+                        if tx.send((c.queue.clone(), c.seqs.clone(), c.events.clone())).await.is_err() {
+                            break;
+                        }
+                    }
+                    // Missed commits: the next state publish is computed from snapshots anyway.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+    let displays: Vec<(DisplayConfig, Vec<QueueId>)> = hospital.displays.iter().map(|d| (d.clone(), queues_of(d, &hospital))).collect();
+    let mut published: HashMap<String, Value> = HashMap::new();
+    loop {
+        let dirty: Vec<QueueId> = tokio::select! {
+            Some(()) = resync.recv() => {
+                published.clear(); // (re)connected: publish every state again
+                floor.queues().map(|q| q.id().clone()).collect()
+            }
+            Some((queue, seqs, events)) = commits.recv() => {
+                announce(&client, &prefix, &floor, &hospital, &displays, &queue, &seqs, &events).await;
+                vec![queue]
+            }
+            else => return,
+        };
+        let affected: Vec<&(DisplayConfig, Vec<QueueId>)> = displays.iter().filter(|(_, qs)| qs.iter().any(|q| dirty.contains(q))).collect();
+        let mut snaps: BTreeMap<QueueId, QueueSnapshot> = BTreeMap::new();
+        for (_, qs) in &affected {
+            for q in qs {
+                if !snaps.contains_key(q) {
+                    if let Ok(s) = floor.queue(q).map(|h| h.clone()) {
+                        if let Ok(snap) = s.snapshot().await {
+                            snaps.insert(q.clone(), snap);
+                        }
+                    }
+                }
+            }
+        }
+        for (d, _) in affected {
+            let state = serde_json::to_value(display_state(d, &hospital, &snaps)).unwrap_or_default();
+            if published.get(&d.id) == Some(&state) {
+                continue;
+            }
+            let mut payload = json!({"v": PROTOCOL_VERSION, "display": d.id, "at": crate::actors::now_ms()});
+            if let (Some(p), Value::Object(s)) = (payload.as_object_mut(), state.clone()) {
+                p.extend(s);
+            }
+            if client.publish(format!("{prefix}/displays/{}/state", d.id), QoS::AtLeastOnce, true, payload.to_string()).await.is_ok() {
+                published.insert(d.id.clone(), state);
+            }
+        }
+    }
+}
+
+/// One `announce` per call or recall, to every display showing that room.
+#[allow(clippy::too_many_arguments)]
+async fn announce(
+    client: &AsyncClient,
+    prefix: &str,
+    floor: &Floor,
+    hospital: &Hospital,
+    displays: &[(DisplayConfig, Vec<QueueId>)],
+    queue: &QueueId,
+    seqs: &[i64],
+    events: &[Event],
+) {
+    for (event, seq) in events.iter().zip(seqs) {
+        let (ticket, room, kind) = match event {
+            Event::Called { ticket, room, .. } => (ticket, room, "call"),
+            Event::Recalled { ticket, room } => (ticket, room, "recall"),
+            _ => continue,
+        };
+        let Ok(t) = floor.ticket(ticket).await else { continue };
+        let (zh, en) = hospital.room(room).map_or((room.to_string(), String::new()), |r| (r.name.clone(), r.name_en.clone()));
+        let a = crate::domain::announce::call(&t.number, &t.masked_name, &zh, &en);
+        for (d, _) in displays.iter().filter(|(d, _)| d.rooms.contains(room)) {
+            let payload = json!({
+                "v": PROTOCOL_VERSION, "display": d.id, "kind": kind, "seq": seq, "at": crate::actors::now_ms(),
+                "queue": queue, "ticket": ticket, "number": t.number, "name": t.masked_name,
+                "room": room, "room_name": zh, "room_name_en": en, "text_zh": a.text_zh, "text_en": a.text_en,
+            });
+            let _ = client.publish(format!("{prefix}/displays/{}/announce", d.id), QoS::AtLeastOnce, false, payload.to_string()).await;
+        }
+    }
+}
+
+// ---- incoming: keypads and display status ----------------------------------------------------
+
+async fn handle_incoming(
+    mut rx: mpsc::Receiver<rumqttc::Publish>,
+    client: AsyncClient,
+    prefix: Arc<String>,
+    floor: Floor,
+    registry: DisplayRegistry,
+    metrics: Arc<Metrics>,
+) {
+    let mut seen: HashMap<(String, String), Value> = HashMap::new();
+    let mut order: VecDeque<(String, String)> = VecDeque::new();
+    while let Some(p) = rx.recv().await {
+        let Some(rest) = p.topic.strip_prefix(prefix.as_str()).and_then(|r| r.strip_prefix('/')) else { continue };
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            ["displays", id, "status"] => {
+                let online = match &p.payload[..] {
+                    b"online" => true,
+                    b"offline" => false,
+                    _ => {
+                        metrics.mqtt_rejected.with_label_values(&["bad_status"]).inc();
+                        tracing::info!(display = id, "ignored a status that is neither online nor offline");
+                        continue;
+                    }
+                };
+                if registry.set(id, online, crate::actors::now_ms()) {
+                    metrics.display_online.with_label_values(&[id]).set(i64::from(online));
+                    tracing::info!(display = id, online, "display status");
+                } else {
+                    metrics.mqtt_rejected.with_label_values(&["unknown_display"]).inc();
+                }
+            }
+            ["keypads", keypad, "command"] => {
+                let keypad = keypad.to_string();
+                let (id, ack) = keypad_command(&floor, &keypad, &p.payload, &mut seen, &mut order).await;
+                if ack["ok"] == json!(false) {
+                    metrics.mqtt_rejected.with_label_values(&[ack["code"].as_str().unwrap_or("error")]).inc();
+                    tracing::info!(%keypad, code = %ack["code"], "keypad command refused");
+                }
+                if let Some(id) = id {
+                    remember(&mut seen, &mut order, (keypad.clone(), id), ack.clone());
+                }
+                let _ = client.publish(format!("{prefix}/keypads/{keypad}/ack"), QoS::AtLeastOnce, false, ack.to_string()).await;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn remember(seen: &mut HashMap<(String, String), Value>, order: &mut VecDeque<(String, String)>, key: (String, String), ack: Value) {
+    if seen.insert(key.clone(), ack).is_none() {
+        order.push_back(key);
+        if order.len() > SEEN_COMMANDS {
+            if let Some(old) = order.pop_front() {
+                seen.remove(&old);
+            }
+        }
+    }
+}
+
+fn refuse(id: Option<&str>, code: &str, message: impl Into<String>) -> Value {
+    json!({"v": PROTOCOL_VERSION, "id": id, "ok": false, "code": code, "message": message.into()})
+}
+
+/// Apply one keypad command; returns its id (to remember) and the ack.
+async fn keypad_command(
+    floor: &Floor,
+    keypad: &str,
+    payload: &[u8],
+    seen: &mut HashMap<(String, String), Value>,
+    _order: &mut VecDeque<(String, String)>,
+) -> (Option<String>, Value) {
+    if payload.len() > MAX_COMMAND_BYTES {
+        return (None, refuse(None, "payload_too_large", format!("commands are at most {MAX_COMMAND_BYTES} bytes")));
+    }
+    let v: Value = match serde_json::from_slice(payload) {
+        Ok(v) => v,
+        Err(e) => return (None, refuse(None, "invalid_json", e.to_string())),
+    };
+    let Some(id) = v["id"].as_str().filter(|s| !s.is_empty() && s.len() <= 64).map(str::to_owned) else {
+        return (None, refuse(None, "invalid_field", "id: a string of 1-64 characters is required"));
+    };
+    if let Some(ack) = seen.get(&(keypad.to_owned(), id.clone())) {
+        return (None, ack.clone()); // a re-sent command: the same answer, applied once
+    }
+    let (Some(action), Some(room)) = (v["action"].as_str(), v["room"].as_str()) else {
+        return (Some(id.clone()), refuse(Some(&id), "invalid_field", "action and room are required"));
+    };
+    let Some(pad) = floor.hospital.keypads.iter().find(|k| k.id == keypad) else {
+        return (Some(id.clone()), refuse(Some(&id), "unknown_keypad", format!("keypad {keypad} is not configured")));
+    };
+    let Some(room) = RoomId::parse(room).ok().filter(|r| pad.rooms.contains(r)) else {
+        return (Some(id.clone()), refuse(Some(&id), "room_not_bound", format!("keypad {keypad} may not call for room {room}")));
+    };
+    let idem = Some(Idempotency { key: format!("keypad:{keypad}:{id}"), fingerprint: format!("{action}:{room}") });
+    let result = apply(floor, keypad, action, &room, idem).await;
+    let ack = match result {
+        Ok(t) => json!({
+            "v": PROTOCOL_VERSION, "id": id, "ok": true, "action": action, "room": room,
+            "ticket": t.as_ref().map(|t| &t.0), "number": t.as_ref().map(|t| &t.1),
+        }),
+        Err(e) => {
+            let e: ApiError = e;
+            refuse(Some(&id), e.code, e.message)
+        }
+    };
+    (Some(id), ack)
+}
+
+/// The room's current patient (called or in service), across the queues it calls from.
+async fn current_ticket(floor: &Floor, room: &RoomId) -> Option<TicketId> {
+    for q in floor.hospital.room_queues.get(room).into_iter().flatten() {
+        if let Ok(s) = floor.queue(q).ok()?.snapshot().await {
+            if let Some(t) = s.rooms.iter().find(|r| &r.id == room).and_then(|r| r.current_ticket.clone()) {
+                return Some(t);
+            }
+        }
+    }
+    None
+}
+
+async fn apply(floor: &Floor, keypad: &str, action: &str, room: &RoomId, idem: Option<Idempotency>) -> Result<Option<(TicketId, String)>, ApiError> {
+    let view = |o: crate::actors::Outcome| o.ticket.map(|t| (t.id, t.number));
+    match action {
+        "call_next" => {
+            for q in floor.hospital.room_queues.get(room).into_iter().flatten() {
+                let cmd = Command::CallNext { room: room.clone(), caller: format!("keypad:{keypad}") };
+                if let Some(t) = view(floor.execute(q, cmd, idem.clone()).await?) {
+                    return Ok(Some(t));
+                }
+            }
+            Ok(None)
+        }
+        "recall" | "skip" | "complete" => {
+            let t = current_ticket(floor, room)
+                .await
+                .ok_or_else(|| ApiError::new(actix_web::http::StatusCode::CONFLICT, "no_current_patient", format!("room {room} has no called patient")))?;
+            let cmd = match action {
+                "recall" => Command::Recall { ticket: t.clone() },
+                "skip" => Command::Skip { ticket: t.clone() },
+                _ => Command::Complete { ticket: t.clone() },
+            };
+            Ok(view(floor.on_ticket(&t, cmd, idem).await?))
+        }
+        "pause" | "resume" => {
+            floor.set_room_paused(room, action == "pause").await.map_err(|e: FloorError| ApiError::from(e))?;
+            Ok(None)
+        }
+        other => Err(ApiError::unprocessable("unknown_action", format!("unknown action {other:?}: call_next, recall, skip, complete, pause or resume"))),
+    }
+}

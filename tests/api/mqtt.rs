@@ -1,0 +1,235 @@
+//! Displays and keypads over MQTT, against a real Mosquitto started by the test.
+
+use crate::helpers::{start_args, TestApp};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use serde_json::{json, Value};
+use std::process::{Child, Command};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const PREFIX: &str = "clinicflow/demo";
+
+/// A schema from `firmware-protocol/schemas/`.
+fn schema(name: &str) -> jsonschema::Validator {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-protocol/schemas").join(name);
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    jsonschema::validator_for(&v).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Every payload the server publishes validates against its schema.
+fn check(topic: &str, v: &Value) {
+    let name = if topic.ends_with("/state") {
+        "state.schema.json"
+    } else if topic.ends_with("/announce") {
+        "announce.schema.json"
+    } else if topic.ends_with("/ack") {
+        "ack.schema.json"
+    } else if topic.ends_with("/status") {
+        "status.schema.json"
+    } else {
+        return;
+    };
+    let errors: Vec<String> = schema(name).iter_errors(v).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+    assert!(errors.is_empty(), "{topic} does not validate against {name}: {errors:?}\n{v}");
+}
+
+#[test]
+fn the_test_vectors_validate_against_the_schemas() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-protocol/vectors");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let schema_name = format!("{}.schema.json", name.split('-').next().unwrap());
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let errors: Vec<String> = schema(&schema_name).iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+        n += 1;
+    }
+    assert!(n >= 5);
+    // And the schemas say no to what firmware must not send.
+    assert!(!schema("command.schema.json").is_valid(&json!({"id": "", "action": "call_next", "room": "c-204"})));
+    assert!(!schema("command.schema.json").is_valid(&json!({"id": "1", "action": "dance", "room": "c-204"})));
+}
+
+struct Mosquitto {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn mosquitto() -> Mosquitto {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n")).unwrap();
+    let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap_or("mosquitto");
+    let child = Command::new(bin).arg("-c").arg(&conf).spawn().expect("mosquitto (scripts/test installs it)");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Mosquitto { child, port, _dir: dir };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("mosquitto did not start");
+}
+
+/// A device: an MQTT client whose received publishes arrive on a channel.
+struct Device {
+    client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<(String, Value)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn device(port: u16, id: &str, will: Option<LastWill>, subs: &[String]) -> Device {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(5));
+    if let Some(w) = will {
+        o.set_last_will(w);
+    }
+    let (client, mut ev) = AsyncClient::new(o, 64);
+    for s in subs {
+        client.subscribe(s, QoS::AtLeastOnce).await.unwrap();
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let v = serde_json::from_slice(&p.payload).unwrap_or(Value::String(String::from_utf8_lossy(&p.payload).into()));
+                    check(&p.topic, &v);
+                    let _ = tx.send((p.topic.clone(), v));
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    Device { client, rx, task }
+}
+
+impl Device {
+    /// The next message on a topic ending with `suffix` that satisfies `pred`.
+    async fn expect(&mut self, suffix: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let wait = async {
+            loop {
+                let (t, v) = self.rx.recv().await.expect("device connected");
+                if t.ends_with(suffix) && pred(&v) {
+                    return v;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(15), wait).await.unwrap_or_else(|_| panic!("no {suffix} message in 15 s"))
+    }
+    async fn press(&self, id: &str, action: &str, room: &str) {
+        let cmd = json!({"id": id, "action": action, "room": room}).to_string();
+        self.client.publish(format!("{PREFIX}/keypads/keypad-c-204/command"), QoS::AtLeastOnce, false, cmd).await.unwrap();
+    }
+}
+
+fn serve_with(m: &Mosquitto, dir: &std::path::Path) -> TestApp {
+    start_args(&dir.join("data"), &["--mqtt-broker", &format!("mqtt://127.0.0.1:{}", m.port)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keypad_press_acks_updates_the_door_display_and_announces() {
+    let m = mosquitto().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = serve_with(&m, dir.path());
+    let subs = [format!("{PREFIX}/displays/door-c-204/#"), format!("{PREFIX}/keypads/keypad-c-204/ack")];
+    let mut pad = device(m.port, "test-keypad", None, &subs).await;
+    let t = app.issue("ent", "p1").await;
+    let number = t["number"].as_str().unwrap().to_owned();
+    // The door display lists the waiting patient (masked) as next.
+    let n = number.clone();
+    let state = pad.expect("/state", move |v| v["next"][0]["next"][0]["number"] == n.as_str()).await;
+    assert_eq!(state["v"], 1);
+    assert_eq!(state["kind"], "door");
+    assert_eq!(state["next"][0]["next"][0]["name"], "张*丰");
+
+    pad.press("k-1", "call_next", "c-204").await;
+    let ack = pad.expect("/ack", |v| v["id"] == "k-1").await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["number"], number.as_str());
+    let announce = pad.expect("/announce", |_| true).await;
+    assert_eq!(announce["kind"], "call");
+    assert_eq!(announce["text_zh"], format!("请 {number} 号 张*丰 到 204 诊室就诊"));
+    let n = number.clone();
+    let state = pad.expect("/state", move |v| v["rooms"][0]["current"]["number"] == n.as_str()).await;
+    assert_eq!(state["rooms"][0]["room_name"], "204 诊室");
+
+    // The same command id again: the same answer, applied once.
+    app.issue("ent", "p2").await;
+    pad.press("k-1", "call_next", "c-204").await;
+    let again = pad.expect("/ack", |v| v["id"] == "k-1").await;
+    assert_eq!(again, ack);
+    let q = app.get_json("/api/v1/queues/ent").await;
+    assert_eq!(q["counts"]["waiting"], 1, "the repeated press called nobody else");
+
+    // Bad input: an ack with a code, nothing changes, the bridge keeps serving.
+    for (payload, code) in [
+        ("{not json".to_owned(), "invalid_json"),
+        (json!({"id": "k-2", "action": "teleport", "room": "c-204"}).to_string(), "unknown_action"),
+        (json!({"id": "k-3", "action": "call_next", "room": "c-101"}).to_string(), "room_not_bound"),
+        (json!({"id": "k-4", "action": "call_next", "room": "c-204", "pad": "x".repeat(600)}).to_string(), "payload_too_large"),
+    ] {
+        pad.client.publish(format!("{PREFIX}/keypads/keypad-c-204/command"), QoS::AtLeastOnce, false, payload).await.unwrap();
+        let nack = pad.expect("/ack", |v| v["ok"] == false).await;
+        assert_eq!(nack["code"], code, "{nack}");
+    }
+    assert_eq!(app.get_json("/api/v1/queues/ent").await["counts"]["waiting"], 1);
+    pad.press("k-5", "recall", "c-204").await;
+    let ack = pad.expect("/ack", |v| v["id"] == "k-5").await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(pad.expect("/announce", |_| true).await["kind"], "recall");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebooted_display_gets_its_state_at_once_and_a_dead_one_shows_offline() {
+    let m = mosquitto().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = serve_with(&m, dir.path());
+    let t = app.issue("ent", "p1").await;
+    app.call_next("ent", "c-204").await.unwrap();
+
+    // A display that boots now receives the retained state straight away.
+    let mut screen = device(m.port, "door-c-204-boot", None, &[format!("{PREFIX}/displays/door-c-204/state")]).await;
+    let n = t["number"].as_str().unwrap().to_owned();
+    screen.expect("/state", move |v| v["rooms"][0]["current"]["number"] == n.as_str()).await;
+
+    // Online, then killed without a goodbye: its last will marks it offline.
+    let status = format!("{PREFIX}/displays/door-c-204/status");
+    let will = LastWill::new(&status, "offline", QoS::AtLeastOnce, true);
+    let d = device(m.port, "door-c-204", Some(will), &[]).await;
+    d.client.publish(&status, QoS::AtLeastOnce, true, "online").await.unwrap();
+    let find = |v: &Value| v["displays"].as_array().unwrap().iter().find(|x| x["id"] == "door-c-204").cloned().unwrap();
+    let mut online = Value::Null;
+    for _ in 0..100 {
+        online = find(&app.get_json("/api/v1/displays").await)["online"].clone();
+        if online == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(online, true);
+    d.task.abort(); // the connection drops without DISCONNECT
+    drop(d.client);
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        last = app.get_json("/api/v1/displays").await;
+        if find(&last)["online"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(find(&last)["online"], false, "{last}");
+    assert_eq!(last["offline"], 1);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("clinicflow_display_online{display=\"door-c-204\"} 0"), "{metrics}");
+}
