@@ -399,28 +399,21 @@ impl QueueState {
                 ev.push(Event::Called { ticket: next.data.id.clone(), room: room.clone(), caller: caller.clone() });
                 Ok(Some(next.data.id.clone()))
             }
-            Command::Recall { ticket } => {
+            Command::Recall { ticket } | Command::Start { ticket } | Command::Skip { ticket } => {
                 fresh(ticket)?;
-                let t = self.expect(ticket, &[Called], "recall")?;
-                ev.push(Event::Recalled { ticket: ticket.clone(), room: t.room.clone().unwrap_or_else(|| unreachable_room()) });
-                Ok(Some(ticket.clone()))
-            }
-            Command::Start { ticket } => {
-                fresh(ticket)?;
-                let t = self.expect(ticket, &[Called], "start")?;
-                ev.push(Event::Started { ticket: ticket.clone(), room: t.room.clone().unwrap_or_else(|| unreachable_room()) });
-                Ok(Some(ticket.clone()))
-            }
-            Command::Skip { ticket } => {
-                fresh(ticket)?;
-                let t = self.expect(ticket, &[Called], "skip")?;
-                ev.push(Event::Missed { ticket: ticket.clone(), room: t.room.clone().unwrap_or_else(|| unreachable_room()) });
-                Ok(Some(ticket.clone()))
+                let t = self.expect(ticket, &[Called], cmd.name())?;
+                let (ticket, room) = (ticket.clone(), t.room.clone().unwrap_or_else(unreachable_room));
+                ev.push(match cmd {
+                    Command::Recall { .. } => Event::Recalled { ticket: ticket.clone(), room },
+                    Command::Start { .. } => Event::Started { ticket: ticket.clone(), room },
+                    _ => Event::Missed { ticket: ticket.clone(), room },
+                });
+                Ok(Some(ticket))
             }
             Command::Complete { ticket } => {
                 fresh(ticket)?;
                 let t = self.expect(ticket, &[Called, InService], "complete")?;
-                let room = t.room.clone().unwrap_or_else(|| unreachable_room());
+                let room = t.room.clone().unwrap_or_else(unreachable_room);
                 ev.push(self.completion(t, &room, now));
                 Ok(Some(ticket.clone()))
             }

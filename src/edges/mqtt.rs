@@ -3,7 +3,7 @@
 //! `status` (online/offline, set by their last will), and applies keypad `command`s, answering
 //! on `ack`. Topics and payloads: `firmware-protocol/README.md`.
 
-use crate::actors::{Floor, FloorError};
+use crate::actors::Floor;
 use crate::domain::command::{Command, Idempotency};
 use crate::domain::config::{DisplayConfig, Hospital};
 use crate::domain::display::{display_state, queues_of};
@@ -289,7 +289,7 @@ async fn handle_incoming(
             }
             ["keypads", keypad, "command"] => {
                 let keypad = keypad.to_string();
-                let (id, ack) = keypad_command(&floor, &keypad, &p.payload, &mut seen, &mut order).await;
+                let (id, ack) = keypad_command(&floor, &keypad, &p.payload, &seen).await;
                 if ack["ok"] == json!(false) {
                     metrics.mqtt_rejected.with_label_values(&[ack["code"].as_str().unwrap_or("error")]).inc();
                     tracing::info!(%keypad, code = %ack["code"], "keypad command refused");
@@ -324,8 +324,7 @@ async fn keypad_command(
     floor: &Floor,
     keypad: &str,
     payload: &[u8],
-    seen: &mut HashMap<(String, String), Value>,
-    _order: &mut VecDeque<(String, String)>,
+    seen: &HashMap<(String, String), Value>,
 ) -> (Option<String>, Value) {
     if payload.len() > MAX_COMMAND_BYTES {
         return (None, refuse(None, "payload_too_large", format!("commands are at most {MAX_COMMAND_BYTES} bytes")));
@@ -400,7 +399,7 @@ async fn apply(floor: &Floor, keypad: &str, action: &str, room: &RoomId, idem: O
             Ok(view(floor.on_ticket(&t, cmd, idem).await?))
         }
         "pause" | "resume" => {
-            floor.set_room_paused(room, action == "pause").await.map_err(|e: FloorError| ApiError::from(e))?;
+            floor.set_room_paused(room, action == "pause").await?;
             Ok(None)
         }
         other => Err(ApiError::unprocessable("unknown_action", format!("unknown action {other:?}: call_next, recall, skip, complete, pause or resume"))),

@@ -37,6 +37,19 @@ impl SqliteJournal {
     }
 }
 
+impl SqliteJournal {
+    /// Run a query selecting `seq, queue, at_ms, body` and decode the events.
+    fn select(&mut self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<StoredEvent>, StorageError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?)))?;
+        rows.map(|row| {
+            let (seq, queue, at, body) = row?;
+            decode(seq, &queue, at, &body)
+        })
+        .collect()
+    }
+}
+
 fn decode(seq: i64, queue: &str, at: i64, body: &str) -> Result<StoredEvent, StorageError> {
     let queue = QueueId::parse(queue).map_err(|e| StorageError::Corrupt { seq, reason: e.to_string() })?;
     let event = serde_json::from_str(body).map_err(|e| StorageError::Corrupt { seq, reason: e.to_string() })?;
@@ -71,41 +84,15 @@ impl JournalStore for SqliteJournal {
             .optional()?
             .flatten()
             .unwrap_or(0);
-        let mut stmt = self.conn.prepare("SELECT seq, at_ms, body FROM events WHERE queue = ?1 AND seq >= ?2 ORDER BY seq")?;
-        let rows = stmt.query_map(params![queue.as_str(), start], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, at, body) = row?;
-            let event = serde_json::from_str(&body).map_err(|e| StorageError::Corrupt { seq, reason: e.to_string() })?;
-            out.push(StoredEvent { seq, queue: queue.clone(), at, event });
-        }
-        Ok(out)
+        self.select("SELECT seq, queue, at_ms, body FROM events WHERE queue = ?1 AND seq >= ?2 ORDER BY seq", params![queue.as_str(), start])
     }
 
     fn ticket_events(&mut self, ticket: &crate::domain::ids::TicketId, after: i64) -> Result<Vec<StoredEvent>, StorageError> {
-        let mut stmt = self.conn.prepare_cached("SELECT seq, queue, at_ms, body FROM events WHERE ticket = ?1 AND seq > ?2 ORDER BY seq")?;
-        let rows = stmt.query_map(params![ticket.as_str(), after], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
-        })?;
-        rows.map(|row| {
-            let (seq, queue, at, body) = row?;
-            decode(seq, &queue, at, &body)
-        })
-        .collect()
+        self.select("SELECT seq, queue, at_ms, body FROM events WHERE ticket = ?1 AND seq > ?2 ORDER BY seq", params![ticket.as_str(), after])
     }
 
     fn events_after(&mut self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StorageError> {
-        let mut stmt = self.conn.prepare_cached("SELECT seq, queue, at_ms, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-        let rows = stmt.query_map(params![after, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
-        })?;
-        rows.map(|row| {
-            let (seq, queue, at, body) = row?;
-            decode(seq, &queue, at, &body)
-        })
-        .collect()
+        self.select("SELECT seq, queue, at_ms, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2", params![after, limit as i64])
     }
 
     fn last_seq(&mut self) -> Result<i64, StorageError> {
