@@ -26,7 +26,7 @@ impl Drop for Server {
 
 fn start_server(data: &std::path::Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_clinicflow"))
-        .args(["serve", "--http", "127.0.0.1:0", "--data"])
+        .args(["serve", "--http", "127.0.0.1:0", "--mqtt", "off", "--data"])
         .arg(data)
         .env("CLINICFLOW_STAFF_TOKEN", TOKEN)
         .env("RUST_LOG", "warn")

@@ -81,7 +81,7 @@ fn main() {
     let cfg = dir.path().join("bench.toml");
     std::fs::write(&cfg, config()).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_clinicflow"))
-        .args(["serve", "--http", "127.0.0.1:0", "--data"])
+        .args(["serve", "--http", "127.0.0.1:0", "--mqtt", "off", "--data"])
         .arg(dir.path().join("data"))
         .arg("--config")
         .arg(&cfg)

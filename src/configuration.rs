@@ -57,13 +57,15 @@ pub struct Settings {
     pub patient_key: Secret,
     pub http_workers: usize,
     pub limits: Limits,
-    /// The MQTT broker for displays and keypads (`--mqtt-broker`); `None`: MQTT off.
+    /// The MQTT broker for displays and keypads; `None`: MQTT off.
     pub mqtt: Option<crate::edges::mqtt::MqttSettings>,
+    /// Where to run the embedded broker (`--mqtt`); `None` when off or an external broker is used.
+    pub embedded_broker: Option<std::net::SocketAddr>,
 }
 
 impl Settings {
     /// Resolve settings from the `serve` flags. Creates the data dir and its secrets if missing.
-    pub fn load(data_dir: &Path, http: &str, config: Option<&Path>, staff_token: Option<String>, mqtt_broker: Option<&str>, mqtt_prefix: Option<&str>) -> anyhow::Result<Self> {
+    pub fn load(data_dir: &Path, http: &str, config: Option<&Path>, staff_token: Option<String>, mqtt: &MqttFlags) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
         let hospital = match config {
             Some(path) => {
@@ -92,17 +94,26 @@ impl Settings {
             limits.push.idle_timeout = std::time::Duration::from_secs(n.max(1));
         }
         let http_workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
-        let prefix = mqtt_prefix.map(str::to_owned).unwrap_or_else(|| format!("clinicflow/{}", hospital.site));
+        let prefix = mqtt.prefix.clone().unwrap_or_else(|| format!("clinicflow/{}", hospital.site));
         anyhow::ensure!(
             !prefix.is_empty() && !prefix.ends_with('/') && !prefix.contains(['+', '#']),
             "the MQTT prefix must not be empty, end with '/' or contain '+' or '#'"
         );
-        let mqtt = match mqtt_broker.filter(|u| !u.is_empty() && *u != "off") {
-            Some(url) => Some(crate::edges::mqtt::MqttSettings::from_url(url, prefix)?),
-            None => None,
+        // An external broker wins; otherwise the embedded one unless it is off.
+        let (mqtt, embedded_broker) = match mqtt.broker.as_deref().filter(|u| !u.is_empty() && *u != "off") {
+            Some(url) => (Some(crate::edges::mqtt::MqttSettings::from_url(url, prefix)?), None),
+            None if mqtt.embedded == "off" => (None, None),
+            None => {
+                let addr: std::net::SocketAddr =
+                    mqtt.embedded.parse().with_context(|| format!("--mqtt must be ADDR:PORT or off, not {:?}", mqtt.embedded))?;
+                let local = if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
+                let settings = crate::edges::mqtt::MqttSettings { host: local, port: addr.port(), username: None, password: None, prefix };
+                (Some(settings), Some(addr))
+            }
         };
         Ok(Self {
             mqtt,
+            embedded_broker,
             data_dir: data_dir.to_owned(),
             http: http.to_owned(),
             hospital,
@@ -119,6 +130,17 @@ fn env_number(name: &str) -> anyhow::Result<Option<u64>> {
         Ok(v) => v.trim().parse().map(Some).with_context(|| format!("{name} must be a whole number, not {v:?}")),
         Err(_) => Ok(None),
     }
+}
+
+/// The `serve` flags about MQTT.
+#[derive(Debug, Clone)]
+pub struct MqttFlags {
+    /// `--mqtt`: the embedded broker's `ADDR:PORT`, or `off`.
+    pub embedded: String,
+    /// `--mqtt-broker`: an external broker's URL (turns the embedded one off).
+    pub broker: Option<String>,
+    /// `--mqtt-prefix`.
+    pub prefix: Option<String>,
 }
 
 /// Read a secret kept in the data dir, or create it (random, 0600).

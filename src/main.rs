@@ -1,7 +1,7 @@
 //! `clinicflow`: telemetry → settings → Application::build → run until a signal.
 
 use clap::{Parser, Subcommand};
-use clinicflow::configuration::Settings;
+use clinicflow::configuration::{MqttFlags, Settings};
 use clinicflow::startup::Application;
 use std::path::PathBuf;
 
@@ -25,7 +25,10 @@ enum Cmd {
         /// Hospital config (TOML); the embedded demo hospital when absent.
         #[arg(long, env = "CLINICFLOW_CONFIG")]
         config: Option<PathBuf>,
-        /// MQTT broker for displays and keypads: mqtt://[user[:password]@]host[:port], or off.
+        /// Embedded MQTT broker for displays and keypads: ADDR:PORT (port 0 picks one), or off.
+        #[arg(long, default_value = "0.0.0.0:1883", env = "CLINICFLOW_MQTT")]
+        mqtt: String,
+        /// An external MQTT broker instead of the embedded one: mqtt://[user[:password]@]host[:port].
         #[arg(long, env = "CLINICFLOW_MQTT_BROKER")]
         mqtt_broker: Option<String>,
         /// MQTT topic prefix (default clinicflow/{site}).
@@ -38,7 +41,9 @@ fn main() -> std::process::ExitCode {
     clinicflow::telemetry::init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Serve { data, http, config, mqtt_broker, mqtt_prefix } => serve(data, http, config, mqtt_broker, mqtt_prefix),
+        Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_prefix } => {
+            serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, prefix: mqtt_prefix })
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -49,9 +54,16 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt_broker: Option<String>, mqtt_prefix: Option<String>) -> anyhow::Result<()> {
+fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags) -> anyhow::Result<()> {
     let token = std::env::var("CLINICFLOW_STAFF_TOKEN").ok();
-    let settings = Settings::load(&data, &http, config.as_deref(), token, mqtt_broker.as_deref(), mqtt_prefix.as_deref())?;
+    let mut settings = Settings::load(&data, &http, config.as_deref(), token, &mqtt)?;
+    if let Some(listen) = settings.embedded_broker {
+        let addr = clinicflow::edges::broker::start(listen)?;
+        if let Some(m) = settings.mqtt.as_mut() {
+            m.port = addr.port();
+        }
+        println!("mqtt: embedded broker on {addr}");
+    }
     actix_web::rt::System::new().block_on(async move {
         let staff = settings.staff_token.clone();
         let hospital = settings.hospital.name.clone();
@@ -66,8 +78,8 @@ fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt_broker: Opti
         println!("staff token: {}", staff.expose());
         println!("api docs: http://{shown}/api/v1/openapi.json");
         match &mqtt {
-            Some(m) => println!("mqtt: broker {}:{}, topics under {}/", m.host, m.port, m.prefix),
-            None => println!("mqtt: off (give --mqtt-broker mqtt://host:port for displays and keypads)"),
+            Some(m) => println!("mqtt: displays and keypads via {}:{}, topics under {}/", m.host, m.port, m.prefix),
+            None => println!("mqtt: off"),
         }
         app.run_until(shutdown_signal()).await?;
         tracing::info!("stopped");

@@ -1,5 +1,6 @@
 //! Edges translate and validate, nothing more: bytes in, domain types to a handle, errors out.
 
+pub mod broker;
 pub mod http;
 pub mod mqtt;
 pub mod ws;

@@ -10,6 +10,8 @@ pub const TOKEN: &str = "test-staff-token-0123456789";
 
 pub struct TestApp {
     pub base: String,
+    /// The embedded MQTT broker's port, when it runs.
+    pub mqtt_port: Option<u16>,
     pub client: reqwest::Client,
     child: Child,
     _dir: Option<tempfile::TempDir>,
@@ -53,7 +55,8 @@ pub fn start_args(data: &Path, args: &[&str]) -> TestApp {
 
 fn launch(data: &Path, args: &[&str], env: &[(&str, &str)]) -> TestApp {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_clinicflow"));
-    cmd.arg("serve").arg("--data").arg(data).arg("--http").arg("127.0.0.1:0").args(args);
+    // The embedded broker on a free port, so tests can run side by side.
+    cmd.arg("serve").arg("--data").arg(data).arg("--http").arg("127.0.0.1:0").arg("--mqtt").arg("127.0.0.1:0").args(args);
     cmd.envs(env.iter().copied());
     let mut child = cmd
         .env("CLINICFLOW_STAFF_TOKEN", TOKEN)
@@ -66,20 +69,27 @@ fn launch(data: &Path, args: &[&str], env: &[(&str, &str)]) -> TestApp {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("mqtt: embedded broker on ") {
+                let _ = tx.send(format!("mqtt {}", addr.trim()));
+            }
             if let Some(url) = line.strip_prefix("listening on ") {
                 let _ = tx.send(url.trim().to_owned());
             }
         }
     });
-    let base = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(b) => b,
-        Err(_) => {
-            let _ = child.kill();
-            panic!("clinicflow did not print its address within 60 s");
+    let mut mqtt_port = None;
+    let base = loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(m) if m.starts_with("mqtt ") => mqtt_port = m.rsplit(':').next().and_then(|p| p.parse().ok()),
+            Ok(b) => break b,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("clinicflow did not print its address within 60 s");
+            }
         }
     };
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
-    TestApp { base, client, child, _dir: None }
+    TestApp { base, client, child, mqtt_port, _dir: None }
 }
 
 impl TestApp {

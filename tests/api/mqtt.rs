@@ -138,12 +138,30 @@ fn serve_with(m: &Mosquitto, dir: &std::path::Path) -> TestApp {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keypad_press_acks_updates_the_door_display_and_announces() {
+async fn keypad_press_acks_updates_the_door_display_and_announces_via_mosquitto() {
     let m = mosquitto().await;
     let dir = tempfile::tempdir().unwrap();
     let app = serve_with(&m, dir.path());
+    keypad_flow(&app, m.port).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keypad_press_acks_updates_the_door_display_and_announces_via_the_embedded_broker() {
+    let app = crate::helpers::spawn_app().await;
+    let port = app.mqtt_port.expect("the embedded broker runs by default");
+    keypad_flow(&app, port).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn displays_get_retained_state_and_last_will_via_the_embedded_broker() {
+    let app = crate::helpers::spawn_app().await;
+    let port = app.mqtt_port.expect("the embedded broker runs by default");
+    display_lifecycle(&app, port).await;
+}
+
+async fn keypad_flow(app: &TestApp, port: u16) {
     let subs = [format!("{PREFIX}/displays/door-c-204/#"), format!("{PREFIX}/keypads/keypad-c-204/ack")];
-    let mut pad = device(m.port, "test-keypad", None, &subs).await;
+    let mut pad = device(port, "test-keypad", None, &subs).await;
     let t = app.issue("ent", "p1").await;
     let number = t["number"].as_str().unwrap().to_owned();
     // The door display lists the waiting patient (masked) as next.
@@ -195,18 +213,22 @@ async fn a_rebooted_display_gets_its_state_at_once_and_a_dead_one_shows_offline(
     let m = mosquitto().await;
     let dir = tempfile::tempdir().unwrap();
     let app = serve_with(&m, dir.path());
+    display_lifecycle(&app, m.port).await;
+}
+
+async fn display_lifecycle(app: &TestApp, port: u16) {
     let t = app.issue("ent", "p1").await;
     app.call_next("ent", "c-204").await.unwrap();
 
     // A display that boots now receives the retained state straight away.
-    let mut screen = device(m.port, "door-c-204-boot", None, &[format!("{PREFIX}/displays/door-c-204/state")]).await;
+    let mut screen = device(port, "door-c-204-boot", None, &[format!("{PREFIX}/displays/door-c-204/state")]).await;
     let n = t["number"].as_str().unwrap().to_owned();
     screen.expect("/state", move |v| v["rooms"][0]["current"]["number"] == n.as_str()).await;
 
     // Online, then killed without a goodbye: its last will marks it offline.
     let status = format!("{PREFIX}/displays/door-c-204/status");
     let will = LastWill::new(&status, "offline", QoS::AtLeastOnce, true);
-    let d = device(m.port, "door-c-204", Some(will), &[]).await;
+    let d = device(port, "door-c-204", Some(will), &[]).await;
     d.client.publish(&status, QoS::AtLeastOnce, true, "online").await.unwrap();
     let find = |v: &Value| v["displays"].as_array().unwrap().iter().find(|x| x["id"] == "door-c-204").cloned().unwrap();
     let mut online = Value::Null;
