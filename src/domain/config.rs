@@ -63,6 +63,19 @@ pub struct DisplayConfig {
     /// Where it hangs, for staff ("1F corridor east").
     #[serde(default)]
     pub location: String,
+    /// Payload encoding: UTF-8, or GB2312 for LED controllers that cannot show UTF-8.
+    #[serde(default)]
+    pub encoding: PayloadEncoding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadEncoding {
+    #[default]
+    #[serde(rename = "utf-8")]
+    Utf8,
+    /// GB2312 as encoded by GBK (its superset); characters outside it become `&#NNNN;`.
+    Gb2312,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -30,6 +30,14 @@ const SEEN_COMMANDS: usize = 4_096;
 /// Incoming publishes waiting for the handler; beyond it they are dropped and counted.
 const INCOMING: usize = 1_024;
 
+/// The bytes a display receives for a JSON payload, in its configured encoding.
+pub fn encode_for(display: &DisplayConfig, json: &str) -> Vec<u8> {
+    match display.encoding {
+        crate::domain::config::PayloadEncoding::Utf8 => json.as_bytes().to_vec(),
+        crate::domain::config::PayloadEncoding::Gb2312 => encoding_rs::GBK.encode(json).0.into_owned(),
+    }
+}
+
 /// Where the broker is and how to log in.
 #[derive(Debug, Clone)]
 pub struct MqttSettings {
@@ -215,7 +223,7 @@ async fn publish_displays(client: AsyncClient, prefix: Arc<String>, floor: Floor
             if let (Some(p), Value::Object(s)) = (payload.as_object_mut(), state.clone()) {
                 p.extend(s);
             }
-            if client.publish(format!("{prefix}/displays/{}/state", d.id), QoS::AtLeastOnce, true, payload.to_string()).await.is_ok() {
+            if client.publish(format!("{prefix}/displays/{}/state", d.id), QoS::AtLeastOnce, true, encode_for(d, &payload.to_string())).await.is_ok() {
                 published.insert(d.id.clone(), state);
             }
         }
@@ -249,7 +257,7 @@ async fn announce(
                 "queue": queue, "ticket": ticket, "number": t.number, "name": t.masked_name,
                 "room": room, "room_name": zh, "room_name_en": en, "text_zh": a.text_zh, "text_en": a.text_en,
             });
-            let _ = client.publish(format!("{prefix}/displays/{}/announce", d.id), QoS::AtLeastOnce, false, payload.to_string()).await;
+            let _ = client.publish(format!("{prefix}/displays/{}/announce", d.id), QoS::AtLeastOnce, false, encode_for(d, &payload.to_string())).await;
         }
     }
 }

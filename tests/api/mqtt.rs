@@ -255,3 +255,37 @@ async fn display_lifecycle(app: &TestApp, port: u16) {
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("clinicflow_display_online{display=\"door-c-204\"} 0"), "{metrics}");
 }
+
+/// An LED controller configured for GB2312 receives its payloads in GB2312 (GBK) bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gb2312_display_gets_gb2312_payloads() {
+    let app = crate::helpers::spawn_app().await;
+    let port = app.mqtt_port.expect("the embedded broker runs by default");
+    let mut o = MqttOptions::new("corridor-3f", "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut ev) = AsyncClient::new(o, 64);
+    client.subscribe(format!("{PREFIX}/displays/corridor-3f/announce"), QoS::AtLeastOnce).await.unwrap();
+    // Wait for the subscription before calling.
+    loop {
+        if let Ok(Event::Incoming(Packet::SubAck(_))) = ev.poll().await {
+            break;
+        }
+    }
+    let t = app.issue("cardiology", "p1").await;
+    app.call_next("cardiology", "c-301").await.unwrap();
+    let bytes = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Ok(Event::Incoming(Packet::Publish(p))) = ev.poll().await {
+                return p.payload.to_vec();
+            }
+        }
+    })
+    .await
+    .expect("an announce");
+    assert!(std::str::from_utf8(&bytes).is_err(), "not UTF-8");
+    let (text, _, bad) = encoding_rs::GBK.decode(&bytes);
+    assert!(!bad);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["text_zh"], format!("请 {} 号 张*丰 到 301 诊室就诊", t["number"].as_str().unwrap()));
+    check("x/announce", &v);
+}
