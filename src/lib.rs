@@ -11,9 +11,11 @@
 //! - [`configuration`]: typed settings for `serve` (flags and environment).
 //! - [`startup`]: wires storage → actors → edges; binds the listener it is given (port 0 in tests).
 //! - [`telemetry`]: tracing subscriber and Prometheus metrics.
+//! - [`devices`]: `clinicflow devices`, simulated displays and keypads over MQTT.
 
 pub mod actors;
 pub mod configuration;
+pub mod devices;
 pub mod domain;
 pub mod edges;
 pub mod startup;

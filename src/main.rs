@@ -14,6 +14,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Simulated displays and keypads against a running server's MQTT broker (demos, load).
+    Devices {
+        /// The broker: mqtt://host:port (the server's embedded broker by default).
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        broker: String,
+        /// Hospital config naming the devices; the demo hospital when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// MQTT topic prefix (default clinicflow/{site}).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// How many of the config's displays to run.
+        #[arg(long, default_value_t = 1000)]
+        displays: usize,
+        /// How many of the config's keypads to run.
+        #[arg(long, default_value_t = 1000)]
+        keypads: usize,
+        /// Seconds between each keypad's call-next presses.
+        #[arg(long, default_value_t = 10.0)]
+        press_every: f64,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 60.0)]
+        duration: f64,
+    },
     /// Run the server: demo hospital by default, SQLite journal under ./data.
     Serve {
         /// Data directory (journal, secrets).
@@ -41,6 +65,9 @@ fn main() -> std::process::ExitCode {
     clinicflow::telemetry::init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
+        Cmd::Devices { broker, config, prefix, displays, keypads, press_every, duration } => {
+            devices(broker, config, prefix, displays, keypads, press_every, duration)
+        }
         Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_prefix } => {
             serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, prefix: mqtt_prefix })
         }
@@ -85,6 +112,36 @@ fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags) 
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+fn devices(
+    broker: String,
+    config: Option<PathBuf>,
+    prefix: Option<String>,
+    displays: usize,
+    keypads: usize,
+    press_every: f64,
+    duration: f64,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let hospital = match config {
+        Some(p) => clinicflow::domain::config::Hospital::from_toml(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)?,
+        None => clinicflow::domain::config::Hospital::demo(),
+    };
+    let prefix = prefix.unwrap_or_else(|| format!("clinicflow/{}", hospital.site));
+    let m = clinicflow::edges::mqtt::MqttSettings::from_url(&broker, prefix)?;
+    anyhow::ensure!(press_every > 0.0 && duration > 0.0, "--press-every and --duration must be positive");
+    let sim = clinicflow::devices::DeviceSim {
+        host: m.host,
+        port: m.port,
+        prefix: m.prefix,
+        displays,
+        keypads,
+        press_every: std::time::Duration::from_secs_f64(press_every),
+        duration: std::time::Duration::from_secs_f64(duration),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(clinicflow::devices::run(sim, &hospital))
 }
 
 async fn shutdown_signal() {

@@ -289,3 +289,25 @@ async fn a_gb2312_display_gets_gb2312_payloads() {
     assert_eq!(v["text_zh"], format!("请 {} 号 张*丰 到 301 诊室就诊", t["number"].as_str().unwrap()));
     check("x/announce", &v);
 }
+
+/// `clinicflow devices` runs the config's displays and keypads against the server and stops by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_simulator_calls_patients_and_shows_them() {
+    let app = crate::helpers::spawn_app().await;
+    let port = app.mqtt_port.expect("the embedded broker runs by default");
+    let t = app.issue("ent", "p1").await;
+    let number = t["number"].as_str().unwrap().to_owned();
+    let args = ["devices".to_owned(), "--broker".into(), format!("mqtt://127.0.0.1:{port}"), "--press-every".into(), "0.5".into(), "--duration".into(), "4".into()];
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new(env!("CARGO_BIN_EXE_clinicflow")).args(args).output().unwrap()).await.unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("called {number}")), "{text}");
+    assert!(text.contains(&format!("door-c-204 says: 请 {number} 号")), "{text}");
+    assert!(text.contains("devices: done"));
+    let ticket = app.get_json(&format!("/api/v1/tickets/{}", t["id"].as_str().unwrap())).await;
+    assert_ne!(ticket["status"], "waiting");
+    let displays = app.get_json("/api/v1/displays").await;
+    let all = displays["displays"].as_array().unwrap();
+    let heard = all.iter().filter(|d| !d["online"].is_null()).count();
+    assert!(heard * 2 >= all.len(), "simulated displays report their status: {heard} of {}", all.len());
+}

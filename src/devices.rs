@@ -1,0 +1,116 @@
+//! `clinicflow devices`: simulated wall displays and caller keypads against a running server's
+//! MQTT broker, for demos and load. Each display connects with its last will, says `online`,
+//! and prints what it would show and speak; each keypad presses call-next on its room every few
+//! seconds and prints the ack. Bounded: `--duration` ends it.
+
+use crate::domain::config::Hospital;
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct DeviceSim {
+    pub host: String,
+    pub port: u16,
+    pub prefix: String,
+    /// How many of the config's displays and keypads to run (in config order).
+    pub displays: usize,
+    pub keypads: usize,
+    /// Seconds between a keypad's presses.
+    pub press_every: Duration,
+    pub duration: Duration,
+}
+
+/// Run the simulation until `duration` is over. Prints one line per event to stdout.
+pub async fn run(sim: DeviceSim, hospital: &Hospital) -> anyhow::Result<()> {
+    let mut tasks = Vec::new();
+    for d in hospital.displays.iter().take(sim.displays) {
+        let (sim, id) = (sim.clone(), d.id.clone());
+        tasks.push(tokio::spawn(async move { display(sim, id).await }));
+    }
+    for k in hospital.keypads.iter().take(sim.keypads) {
+        let (sim, id, room) = (sim.clone(), k.id.clone(), k.rooms[0].to_string());
+        tasks.push(tokio::spawn(async move { keypad(sim, id, room).await }));
+    }
+    println!("devices: {} displays, {} keypads on {}:{} under {}/", sim.displays.min(hospital.displays.len()), sim.keypads.min(hospital.keypads.len()), sim.host, sim.port, sim.prefix);
+    tokio::time::sleep(sim.duration).await;
+    for t in tasks {
+        t.abort();
+    }
+    println!("devices: done");
+    Ok(())
+}
+
+fn options(sim: &DeviceSim, id: &str) -> MqttOptions {
+    let mut o = MqttOptions::new(format!("sim-{id}"), sim.host.clone(), sim.port);
+    o.set_keep_alive(Duration::from_secs(15));
+    o
+}
+
+async fn display(sim: DeviceSim, id: String) {
+    let status = format!("{}/displays/{id}/status", sim.prefix);
+    let mut o = options(&sim, &id);
+    o.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
+    let (client, mut ev) = AsyncClient::new(o, 64);
+    loop {
+        match ev.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                let _ = client.subscribe(format!("{}/displays/{id}/#", sim.prefix), QoS::AtLeastOnce).await;
+                let _ = client.publish(&status, QoS::AtLeastOnce, true, "online").await;
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let text = match std::str::from_utf8(&p.payload) {
+                    Ok(t) => t.to_owned(),
+                    Err(_) => encoding_rs::GBK.decode(&p.payload).0.into_owned(),
+                };
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if p.topic.ends_with("/announce") {
+                    println!("{id} says: {}", v["text_zh"].as_str().unwrap_or(""));
+                } else if p.topic.ends_with("/state") {
+                    let current: Vec<String> =
+                        v["rooms"].as_array().into_iter().flatten().map(|r| format!("{}={}", r["room"].as_str().unwrap_or("?"), r["current"]["number"].as_str().unwrap_or("-"))).collect();
+                    println!("{id} shows: {}", current.join(" "));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("{id}: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn keypad(sim: DeviceSim, id: String, room: String) {
+    let (client, mut ev) = AsyncClient::new(options(&sim, &id), 64);
+    let ack = format!("{}/keypads/{id}/ack", sim.prefix);
+    let command = format!("{}/keypads/{id}/command", sim.prefix);
+    let mut press = tokio::time::interval(sim.press_every);
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            e = ev.poll() => match e {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = client.subscribe(&ack, QoS::AtLeastOnce).await;
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap_or_default();
+                    if v["ok"] == true {
+                        println!("{id} ack {}: called {}", v["id"].as_str().unwrap_or("?"), v["number"].as_str().unwrap_or("nobody"));
+                    } else {
+                        println!("{id} ack {}: refused {}", v["id"].as_str().unwrap_or("?"), v["code"].as_str().unwrap_or("?"));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("{id}: {e}; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            _ = press.tick() => {
+                n += 1;
+                let cmd = serde_json::json!({"id": format!("{id}-{n}"), "action": "call_next", "room": room});
+                let _ = client.publish(&command, QoS::AtLeastOnce, false, cmd.to_string()).await;
+            }
+        }
+    }
+}
