@@ -6,51 +6,12 @@
 //! `cargo bench --bench durable_http` runs the full load (20 s); under `cargo test` it runs a
 //! one-second smoke version so CI keeps it compiling and working.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const TOKEN: &str = "bench-staff-token-0123456789";
-
-struct Server {
-    child: std::process::Child,
-    base: String,
-}
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(data: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clinicflow"))
-        .args(["serve", "--http", "127.0.0.1:0", "--mqtt", "off", "--data"])
-        .arg(data)
-        .env("CLINICFLOW_STAFF_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start clinicflow");
-    let out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut base = String::new();
-    for line in out.lines().map_while(Result::ok) {
-        if let Some(u) = line.strip_prefix("listening on ") {
-            base = u.trim().to_owned();
-            break;
-        }
-    }
-    assert!(!base.is_empty(), "server did not start");
-    Server { child, base }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
+use support::{percentile, Server, TOKEN};
 
 /// Raw SQLite: the journal's row shape, WAL + synchronous=FULL, 100 rows per transaction.
 fn raw_sqlite_batched(dir: &std::path::Path, rows: usize) -> f64 {
@@ -73,21 +34,12 @@ fn raw_sqlite_batched(dir: &std::path::Path, rows: usize) -> f64 {
     rows as f64 / start.elapsed().as_secs_f64()
 }
 
-fn python_peer() -> Option<String> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/sqlite_peer.py");
-    if !script.exists() {
-        return None;
-    }
-    let out = Command::new("python3").arg(&script).output().ok()?;
-    String::from_utf8(out.stdout).ok()?.lines().last().map(str::to_owned)
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let connections: usize = std::env::var("BENCH_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
     let seconds = if full { 20u64 } else { 1 };
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(&dir.path().join("data"));
+    let server = Server::start(&dir.path().join("data"), &["--mqtt".into(), "off".into()]);
     let queues: Vec<(&str, &str)> = vec![
         ("internal-medicine", "c-101"),
         ("surgery", "c-104"),
@@ -156,7 +108,7 @@ fn main() {
     println!("raw SQLite (rusqlite, WAL, synchronous=FULL, 100 rows/txn): {raw:.0} rows/s");
     println!("ratio durable HTTP commands / raw batched SQLite rows: {:.3}", per_sec / raw);
     if full {
-        match python_peer() {
+        match support::peer("python3", "sqlite_peer.py", &[]) {
             Some(line) => {
                 println!("peer sqlite_peer.py: {line}");
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {

@@ -8,14 +8,15 @@
 //! `cargo bench --bench ws_fanout` runs it fully (`WS_N` to change N); under `cargo test` it runs
 //! a small smoke version (200 connections, 2 s).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::{percentile, Server, TOKEN};
 
-const TOKEN: &str = "bench-staff-token-0123456789";
 const QUEUES: usize = 20;
 
 fn raise_fd_limit() -> u64 {
@@ -38,13 +39,6 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn config() -> String {
     let mut s = String::from("site = \"bench\"\nname = \"bench\"\n[[departments]]\nid = \"d\"\nname = \"d\"\n");
     for q in 0..QUEUES {
@@ -58,18 +52,13 @@ fn config() -> String {
 }
 
 fn peer(kind: &str, n: usize) -> Option<serde_json::Value> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/ws_bench.py");
-    if !script.exists() {
-        return None;
-    }
-    let mut cmd = Command::new("python3");
-    cmd.arg(&script).args(["--peer", kind, "--n", &n.to_string()]);
+    let mut envs = Vec::new();
     if let Ok(p) = std::env::var("PEER_NODE_PATH") {
-        cmd.env("NODE_PATH", p);
+        envs.push(("NODE_PATH", p));
     }
-    let out = cmd.output().ok()?;
-    let line = String::from_utf8(out.stdout).ok()?.lines().last()?.to_owned();
-    serde_json::from_str(&line).ok()
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/ws_bench.py");
+    let out = std::process::Command::new("python3").arg(path).args(["--peer", kind, "--n", &n.to_string()]).envs(envs).output().ok()?;
+    serde_json::from_str(String::from_utf8(out.stdout).ok()?.lines().last()?).ok()
 }
 
 fn main() {
@@ -80,24 +69,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bench.toml");
     std::fs::write(&cfg, config()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clinicflow"))
-        .args(["serve", "--http", "127.0.0.1:0", "--mqtt", "off", "--data"])
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&cfg)
-        .env("CLINICFLOW_STAFF_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start clinicflow");
-    let pid = child.id();
-    let mut base = String::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
-        if let Some(u) = line.strip_prefix("listening on ") {
-            base = u.trim().to_owned();
-            break;
-        }
-    }
+    let server = Server::start(&dir.path().join("data"), &["--mqtt".into(), "off".into(), "--config".into(), cfg.display().to_string()]);
+    let (pid, base) = (server.pid(), server.base.clone());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let result = rt.block_on(async {
         let client = reqwest::Client::new();
@@ -208,12 +181,11 @@ fn main() {
             "bench": "clinicflow_ws_fanout", "n": n, "fd_limit": limit, "connect_s": connect_s,
             "rss_before_kb": rss0, "rss_after_kb": rss1, "rss_per_conn_bytes": ((rss1 as f64 - rss0 as f64) * 1024.0 / n as f64).round(),
             "calls": sent.len(), "delivered": e2e.len(),
-            "call_to_phone_p50_ms": pct(&e2e, 0.5), "call_to_phone_p99_ms": pct(&e2e, 0.99), "call_to_phone_max_ms": e2e.last(),
-            "commit_to_phone_p50_ms": pct(&from_commit, 0.5), "commit_to_phone_p99_ms": pct(&from_commit, 0.99),
+            "call_to_phone_p50_ms": percentile(&e2e, 0.5), "call_to_phone_p99_ms": percentile(&e2e, 0.99), "call_to_phone_max_ms": e2e.last(),
+            "commit_to_phone_p50_ms": percentile(&from_commit, 0.5), "commit_to_phone_p99_ms": percentile(&from_commit, 0.99),
         })
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     drop(rt);
     println!("{result}");
     println!(

@@ -5,6 +5,18 @@ use clinicflow::configuration::{MqttFlags, Settings};
 use clinicflow::startup::Application;
 use std::path::PathBuf;
 
+/// The operator's console lines. A closed stdout (piped into `head`, a supervisor that stopped
+/// reading) must never take the server down, so write errors are ignored instead of `println!`'s
+/// panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($arg)*);
+        let _ = out.flush();
+    }};
+}
+
 #[derive(Parser)]
 #[command(name = "clinicflow", version, about = "Real-time server of a hospital outpatient floor")]
 struct Cli {
@@ -89,7 +101,7 @@ fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags) 
         if let Some(m) = settings.mqtt.as_mut() {
             m.port = addr.port();
         }
-        println!("mqtt: embedded broker on {addr}");
+        say!("mqtt: embedded broker on {addr}");
     }
     actix_web::rt::System::new().block_on(async move {
         let staff = settings.staff_token.clone();
@@ -100,13 +112,13 @@ fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags) 
         let addr = app.address();
         let shown = if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
         // The operator's first screen: where it listens and the token to use. stdout on purpose.
-        println!("clinicflow serving {hospital} ({queues} queues)");
-        println!("listening on http://{shown}");
-        println!("staff token: {}", staff.expose());
-        println!("api docs: http://{shown}/api/v1/openapi.json");
+        say!("clinicflow serving {hospital} ({queues} queues)");
+        say!("listening on http://{shown}");
+        say!("staff token: {}", staff.expose());
+        say!("api docs: http://{shown}/api/v1/openapi.json");
         match &mqtt {
-            Some(m) => println!("mqtt: displays and keypads via {}:{}, topics under {}/", m.host, m.port, m.prefix),
-            None => println!("mqtt: off"),
+            Some(m) => say!("mqtt: displays and keypads via {}:{}, topics under {}/", m.host, m.port, m.prefix),
+            None => say!("mqtt: off"),
         }
         app.run_until(shutdown_signal()).await?;
         tracing::info!("stopped");

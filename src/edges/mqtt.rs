@@ -122,6 +122,11 @@ pub fn start(settings: MqttSettings, floor: Floor, registry: DisplayRegistry, me
     let mut opts = MqttOptions::new(format!("clinicflow-{}", std::process::id()), settings.host.clone(), settings.port);
     opts.set_keep_alive(Duration::from_secs(15));
     opts.set_max_packet_size(64 * 1024, 64 * 1024);
+    // A command is acknowledged to the broker only after it is handled (journaled and answered).
+    // This also keeps the PUBACK from going out just before the answer: rumqttc cannot set
+    // TCP_NODELAY, and a PUBACK followed by a publish would wait ~40 ms for the broker's
+    // delayed ACK (Nagle).
+    opts.set_manual_acks(true);
     if let Some(u) = &settings.username {
         opts.set_credentials(u.clone(), settings.password.clone().unwrap_or_default());
     }
@@ -146,7 +151,12 @@ pub fn start(settings: MqttSettings, floor: Floor, registry: DisplayRegistry, me
                         let _ = resync_tx.try_send(());
                     }
                     Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                        if in_tx.try_send(p).is_err() {
+                        if let Err(e) = in_tx.try_send(p) {
+                            // Acknowledge what is dropped too, or the broker's in-flight window fills.
+                            let p = match e {
+                                mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p) => p,
+                            };
+                            let _ = client.try_ack(&p);
                             metrics.mqtt_dropped.inc();
                         }
                     }
@@ -275,40 +285,55 @@ async fn handle_incoming(
     let mut seen: HashMap<(String, String), Value> = HashMap::new();
     let mut order: VecDeque<(String, String)> = VecDeque::new();
     while let Some(p) = rx.recv().await {
-        let Some(rest) = p.topic.strip_prefix(prefix.as_str()).and_then(|r| r.strip_prefix('/')) else { continue };
-        let parts: Vec<&str> = rest.split('/').collect();
-        match parts.as_slice() {
-            ["displays", id, "status"] => {
-                let online = match &p.payload[..] {
-                    b"online" => true,
-                    b"offline" => false,
-                    _ => {
-                        metrics.mqtt_rejected.with_label_values(&["bad_status"]).inc();
-                        tracing::info!(display = id, "ignored a status that is neither online nor offline");
-                        continue;
-                    }
-                };
-                if registry.set(id, online, crate::actors::now_ms()) {
-                    metrics.display_online.with_label_values(&[id]).set(i64::from(online));
-                    tracing::info!(display = id, online, "display status");
-                } else {
-                    metrics.mqtt_rejected.with_label_values(&["unknown_display"]).inc();
+        handle_publish(&p, &client, &prefix, &floor, &registry, &metrics, &mut seen, &mut order).await;
+        let _ = client.ack(&p).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle_publish(
+    p: &rumqttc::Publish,
+    client: &AsyncClient,
+    prefix: &str,
+    floor: &Floor,
+    registry: &DisplayRegistry,
+    metrics: &Metrics,
+    seen: &mut HashMap<(String, String), Value>,
+    order: &mut VecDeque<(String, String)>,
+) {
+    let Some(rest) = p.topic.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) else { return };
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        ["displays", id, "status"] => {
+            let online = match &p.payload[..] {
+                b"online" => true,
+                b"offline" => false,
+                _ => {
+                    metrics.mqtt_rejected.with_label_values(&["bad_status"]).inc();
+                    tracing::info!(display = id, "ignored a status that is neither online nor offline");
+                    return;
                 }
+            };
+            if registry.set(id, online, crate::actors::now_ms()) {
+                metrics.display_online.with_label_values(&[id]).set(i64::from(online));
+                tracing::info!(display = id, online, "display status");
+            } else {
+                metrics.mqtt_rejected.with_label_values(&["unknown_display"]).inc();
             }
-            ["keypads", keypad, "command"] => {
-                let keypad = keypad.to_string();
-                let (id, ack) = keypad_command(&floor, &keypad, &p.payload, &seen).await;
-                if ack["ok"] == json!(false) {
-                    metrics.mqtt_rejected.with_label_values(&[ack["code"].as_str().unwrap_or("error")]).inc();
-                    tracing::info!(%keypad, code = %ack["code"], "keypad command refused");
-                }
-                if let Some(id) = id {
-                    remember(&mut seen, &mut order, (keypad.clone(), id), ack.clone());
-                }
-                let _ = client.publish(format!("{prefix}/keypads/{keypad}/ack"), QoS::AtLeastOnce, false, ack.to_string()).await;
-            }
-            _ => {}
         }
+        ["keypads", keypad, "command"] => {
+            let keypad = keypad.to_string();
+            let (id, ack) = keypad_command(floor, &keypad, &p.payload, seen).await;
+            if ack["ok"] == json!(false) {
+                metrics.mqtt_rejected.with_label_values(&[ack["code"].as_str().unwrap_or("error")]).inc();
+                tracing::info!(%keypad, code = %ack["code"], "keypad command refused");
+            }
+            if let Some(id) = id {
+                remember(seen, order, (keypad.clone(), id), ack.clone());
+            }
+            let _ = client.publish(format!("{prefix}/keypads/{keypad}/ack"), QoS::AtLeastOnce, false, ack.to_string()).await;
+        }
+        _ => {}
     }
 }
 

@@ -102,3 +102,48 @@ async fn acknowledged_commands_survive_kill_9() {
         assert_eq!(n, total + 1, "{queue}: numbering continues");
     }
 }
+
+/// A supervisor that stops reading the server's stdout (or `clinicflow serve | head -1`) must not
+/// take the server down: its console lines go to a pipe whose reader is already closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    // A free port, found by binding and letting go (the server is told it explicitly, since its
+    // stdout, where it would say which port it took, is unreadable).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_clinicflow"))
+        .args(["serve", "--mqtt", "127.0.0.1:0", "--http", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir.path().join("data"))
+        .env("CLINICFLOW_STAFF_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(writer)
+        .spawn()
+        .expect("start clinicflow");
+    let mut child = KillOnDrop(child);
+    let child = &mut child.0;
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/v1/queues/internal-medicine/tickets");
+    let mut issued = None;
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("clinicflow exited with {status} when its stdout was closed");
+        }
+        if let Ok(r) = client.post(&url).bearer_auth(TOKEN).json(&serde_json::json!({"patient_id": "p-1", "name": "张三"})).send().await {
+            issued = Some(r.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(issued, Some(201), "the server answers while its stdout is closed");
+    assert!(child.try_wait().unwrap().is_none(), "still running after printing its banner");
+}
+
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
