@@ -61,11 +61,13 @@ pub struct Settings {
     pub mqtt: Option<crate::edges::mqtt::MqttSettings>,
     /// Where to run the embedded broker (`--mqtt`); `None` when off or an external broker is used.
     pub embedded_broker: Option<std::net::SocketAddr>,
+    /// The indoor maps: the embedded demo hospital, or `--map DIR` folders.
+    pub maps: crate::map::store::MapSource,
 }
 
 impl Settings {
     /// Resolve settings from the `serve` flags. Creates the data dir and its secrets if missing.
-    pub fn load(data_dir: &Path, http: &str, config: Option<&Path>, staff_token: Option<String>, mqtt: &MqttFlags) -> anyhow::Result<Self> {
+    pub fn load(data_dir: &Path, http: &str, config: Option<&Path>, staff_token: Option<String>, mqtt: &MqttFlags, maps: &[PathBuf]) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
         let hospital = match config {
             Some(path) => {
@@ -111,7 +113,9 @@ impl Settings {
                 (Some(settings), Some(addr))
             }
         };
+        let maps = if maps.is_empty() { crate::map::store::MapSource::Demo } else { crate::map::store::MapSource::Dirs(maps.to_vec()) };
         Ok(Self {
+            maps,
             mqtt,
             embedded_broker,
             data_dir: data_dir.to_owned(),

@@ -7,6 +7,8 @@
 //!   and the group-commit writer thread every actor appends through.
 //! - [`actors`]: `ClinicQueue`, one actix actor per queue, the only writer of that queue's state;
 //!   [`actors::Floor`] holds the handles and routes ticket commands to the queue that owns them.
+//! - [`map`]: the pure indoor map core: GeoJSON loading and checks, the petgraph router,
+//!   turn-by-turn text, SVG.
 //! - [`edges`]: HTTP (actix-web): parse, call a handle, map the error. No business rules.
 //! - [`configuration`]: typed settings for `serve` (flags and environment).
 //! - [`startup`]: wires storage → actors → edges; binds the listener it is given (port 0 in tests).
@@ -18,6 +20,7 @@ pub mod configuration;
 pub mod devices;
 pub mod domain;
 pub mod edges;
+pub mod map;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -50,6 +50,11 @@ enum Cmd {
         #[arg(long, default_value_t = 60.0)]
         duration: f64,
     },
+    /// Indoor maps: check a map folder, print a route, draw a level.
+    Map {
+        #[command(subcommand)]
+        command: MapCmd,
+    },
     /// Run the server: demo hospital by default, SQLite journal under ./data.
     Serve {
         /// Data directory (journal, secrets).
@@ -70,6 +75,50 @@ enum Cmd {
         /// MQTT topic prefix (default clinicflow/{site}).
         #[arg(long, env = "CLINICFLOW_MQTT_PREFIX")]
         mqtt_prefix: Option<String>,
+        /// A venue map folder (repeat for several venues); the embedded demo hospital when absent.
+        #[arg(long = "map", env = "CLINICFLOW_MAP", value_delimiter = ',')]
+        maps: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MapCmd {
+    /// Validate a map folder (geometry, references, duplicate ids, edges that leave their level,
+    /// reachability from every entrance under every profile). Exit code 1 on any error.
+    Check { dir: PathBuf },
+    /// Print the route between two places (marker:, room:, department:, place:, node: or a bare id).
+    Route {
+        /// Map folder; the embedded demo hospital when absent.
+        #[arg(long)]
+        map: Option<PathBuf>,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// default, accessible or slow.
+        #[arg(long, default_value = "default")]
+        profile: String,
+        /// zh or en.
+        #[arg(long, default_value = "zh")]
+        lang: String,
+    },
+    /// SVG of one level, with a route drawn when --from and --to are given.
+    Render {
+        /// Map folder; the embedded demo hospital when absent.
+        #[arg(long)]
+        map: Option<PathBuf>,
+        /// Level id (e.g. A-L1).
+        #[arg(long)]
+        level: String,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "default")]
+        profile: String,
+        /// Output file; stdout when absent.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -80,8 +129,9 @@ fn main() -> std::process::ExitCode {
         Cmd::Devices { broker, config, prefix, displays, keypads, press_every, duration } => {
             devices(broker, config, prefix, displays, keypads, press_every, duration)
         }
-        Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_prefix } => {
-            serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, prefix: mqtt_prefix })
+        Cmd::Map { command } => map_cmd(command),
+        Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_prefix, maps } => {
+            serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, prefix: mqtt_prefix }, maps)
         }
     };
     match result {
@@ -93,9 +143,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags) -> anyhow::Result<()> {
+fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags, maps: Vec<PathBuf>) -> anyhow::Result<()> {
     let token = std::env::var("CLINICFLOW_STAFF_TOKEN").ok();
-    let mut settings = Settings::load(&data, &http, config.as_deref(), token, &mqtt)?;
+    let mut settings = Settings::load(&data, &http, config.as_deref(), token, &mqtt, &maps)?;
     if let Some(listen) = settings.embedded_broker {
         let addr = clinicflow::edges::broker::start(listen)?;
         if let Some(m) = settings.mqtt.as_mut() {
@@ -154,6 +204,72 @@ fn devices(
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(clinicflow::devices::run(sim, &hospital))
+}
+
+fn map_cmd(cmd: MapCmd) -> anyhow::Result<()> {
+    use clinicflow::map::{self, model::Lang, Profile};
+    let load = |dir: Option<&std::path::Path>| -> anyhow::Result<map::VenueMap> {
+        match dir {
+            Some(d) => map::load_dir(d).map_err(|e| anyhow::anyhow!("{} is not a valid map:\n{e}", d.display())),
+            None => Ok(map::demo()),
+        }
+    };
+    let profile_of = |p: &str| Profile::parse(p).ok_or_else(|| anyhow::anyhow!("unknown profile {p:?} (default, accessible, slow)"));
+    let route_of = |m: &map::VenueMap, from: &str, to: &str, profile: Profile| -> anyhow::Result<(map::Route, map::model::Endpoint, map::model::Endpoint)> {
+        let f = m.resolve(from).ok_or_else(|| anyhow::anyhow!("unknown place {from:?}"))?;
+        let t = m.resolve(to).ok_or_else(|| anyhow::anyhow!("unknown place {to:?}"))?;
+        let r = m.route(&f, &t, profile).map_err(|_| anyhow::anyhow!("no {} route from {from} to {to}", profile.name()))?;
+        Ok((r, f, t))
+    };
+    match cmd {
+        MapCmd::Check { dir } => match map::load_dir(&dir) {
+            Ok(m) => {
+                say!(
+                    "{}: ok — venue {} ({} buildings, {} levels, {} nodes, {} edges, {} places, {} entrances)",
+                    dir.display(),
+                    m.id,
+                    m.buildings.len(),
+                    m.levels.len(),
+                    m.graph.node_count(),
+                    m.graph.edge_count(),
+                    m.places.len(),
+                    m.entrances.len()
+                );
+                Ok(())
+            }
+            Err(issues) => {
+                for i in &issues.0 {
+                    eprintln!("{}/{i}", dir.display());
+                }
+                anyhow::bail!("{} error(s) in {}", issues.0.len(), dir.display())
+            }
+        },
+        MapCmd::Route { map: dir, from, to, profile, lang } => {
+            let m = load(dir.as_deref())?;
+            let lang = Lang::parse(&lang).ok_or_else(|| anyhow::anyhow!("unknown language {lang:?} (zh, en)"))?;
+            let (r, f, t) = route_of(&m, &from, &to, profile_of(&profile)?)?;
+            for s in map::text::steps(&m, &r, &f.label, &t.label, lang) {
+                say!("{:>4}  {}", s.floor, s.text);
+            }
+            say!("{:.0} m, {:.0} s ({} profile)", r.distance_m, r.seconds, r.profile.name());
+            Ok(())
+        }
+        MapCmd::Render { map: dir, level, from, to, profile, out } => {
+            let m = load(dir.as_deref())?;
+            let li = m.levels.iter().position(|l| l.id == level).ok_or_else(|| anyhow::anyhow!("no level {level:?} (levels: {})", m.levels.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", ")))?;
+            let route = match (from, to) {
+                (Some(f), Some(t)) => Some(route_of(&m, &f, &t, profile_of(&profile)?)?.0),
+                (None, None) => None,
+                _ => anyhow::bail!("--from and --to go together"),
+            };
+            let svg = map::render::level_svg(&m, li, route.as_ref());
+            match out {
+                Some(p) => std::fs::write(&p, svg)?,
+                None => say!("{svg}"),
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -54,6 +54,8 @@ impl Application {
     /// Open the journal, rebuild state, start the actors and bind the HTTP listener.
     /// Must run inside an actix system (`actix_web::main`).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // The maps first: a broken map stops the start with every problem listed.
+        let maps = Arc::new(crate::map::store::MapStore::new(settings.maps.clone()).map_err(|e| anyhow::anyhow!("the map is not valid:\n{e}"))?);
         let metrics = Arc::new(Metrics::new());
         let path = settings.data_dir.join("journal.sqlite");
         let mut store = SqliteJournal::open(&path).with_context(|| format!("opening journal {}", path.display()))?;
@@ -89,6 +91,7 @@ impl Application {
             metrics,
             journal,
             max_body_bytes: settings.limits.max_body_bytes,
+            maps,
         });
         let listener = TcpListener::bind(&settings.http).with_context(|| format!("binding {}", settings.http))?;
         let addr = listener.local_addr()?;

@@ -5,6 +5,7 @@ mod helpers;
 mod bad_input;
 mod concurrency;
 mod crash;
+mod maps;
 mod mqtt;
 mod openapi;
 mod push;

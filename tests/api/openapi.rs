@@ -21,7 +21,9 @@ async fn every_documented_operation_exists() {
                 .replace("{queue}", "internal-medicine")
                 .replace("{ticket}", "t0")
                 .replace("{room}", "c-101")
-                .replace("{action}", "recall");
+                .replace("{action}", "recall")
+                .replace("{venue}", "demo-hospital")
+                .replace("{file}", "A-L1.svg");
             let url = app.url(&format!("{server}{concrete}"));
             let req = match method.as_str() {
                 "get" => app.client.get(url),

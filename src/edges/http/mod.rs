@@ -2,6 +2,7 @@
 
 mod auth;
 pub mod error;
+pub mod maps;
 
 pub use auth::Auth;
 use auth::{ALL_STAFF, CLINICAL};
@@ -36,6 +37,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub journal: JournalWriter,
     pub max_body_bytes: usize,
+    /// The indoor maps (immutable snapshots, swapped whole on reload).
+    pub maps: Arc<crate::map::store::MapStore>,
 }
 
 type Data = web::Data<AppState>;
@@ -54,7 +57,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/queues/{queue}/call-next").route(web::post().to(call_next)))
                 .service(resource("/tickets/{ticket}").route(web::get().to(get_ticket)))
                 .service(resource("/tickets/{ticket}/{action}").route(web::post().to(ticket_action)))
-                .service(resource("/rooms/{room}/{action}").route(web::post().to(room_action))),
+                .service(resource("/rooms/{room}/{action}").route(web::post().to(room_action)))
+                .service(resource("/route").route(web::get().to(maps::route)))
+                .service(resource("/pois").route(web::get().to(maps::pois)))
+                .service(resource("/locate").route(web::get().to(maps::locate)))
+                .service(resource("/maps").route(web::get().to(maps::list_maps)))
+                .service(resource("/maps/reload").route(web::post().to(maps::reload)))
+                .service(resource("/maps/{venue}/levels/{file}").route(web::get().to(maps::level_svg))),
         );
 }
 
