@@ -9,6 +9,7 @@
 //!   [`actors::Floor`] holds the handles and routes ticket commands to the queue that owns them.
 //! - [`map`]: the pure indoor map core: GeoJSON loading and checks, the petgraph router,
 //!   turn-by-turn text, SVG.
+//! - [`plan`]: the pure next-stop planner and `clinicflow simulate`.
 //! - [`edges`]: HTTP (actix-web): parse, call a handle, map the error. No business rules.
 //! - [`configuration`]: typed settings for `serve` (flags and environment).
 //! - [`startup`]: wires storage → actors → edges; binds the listener it is given (port 0 in tests).
@@ -21,6 +22,7 @@ pub mod devices;
 pub mod domain;
 pub mod edges;
 pub mod map;
+pub mod plan;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -1,0 +1,305 @@
+//! The next-stop planner. Pure: time and queue estimates come in, a plan comes out.
+//!
+//! A patient holds stops (exams, a payment, the return visit to the doctor, 回诊). The planner
+//! orders them to minimise the expected time to finish them all — walking time from the router,
+//! each queue's expected wait, each service's time, opening hours — under the hospital's rules
+//! (payment before paid services, fasting tests before those that need breakfast, the return
+//! visit last), and says in one line why the first stop comes first.
+//!
+//! - [`plan`]: exact dynamic programming over subsets (stops ≤ [`MAX_STOPS`]).
+//! - [`sim`]: `clinicflow simulate`, a seeded discrete-event outpatient morning comparing the
+//!   order sheet's fixed order with the planner.
+//! - [`report`]: the simulation's SVG/HTML report.
+
+pub mod report;
+pub mod sim;
+
+use crate::map::model::Labels;
+use serde::Serialize;
+
+/// More stops than this are planned in the order given (2^n·n² work).
+pub const MAX_STOPS: usize = 12;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopKind {
+    Exam,
+    Payment,
+    /// 回诊: back to the ordering doctor with the results.
+    Return,
+}
+
+/// One thing the patient must do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stop {
+    pub id: String,
+    pub kind: StopKind,
+    /// Index into [`Problem::points`].
+    pub point: usize,
+    /// Must be done fasting (before breakfast-dependent stops).
+    pub fasting: bool,
+    /// Needs the patient to have eaten (after every fasting stop).
+    pub after_meal: bool,
+    /// Must be paid for first (when the hospital requires payment before service).
+    pub needs_payment: bool,
+}
+
+/// A service point (a queue and its rooms) as the planner sees it now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub name: Labels,
+    /// Expected wait if the patient joined now (live queue ETA), seconds.
+    pub wait_s: f64,
+    /// Expected service time, seconds.
+    pub service_s: f64,
+    /// Opening hours in seconds since local midnight.
+    pub open_from_s: f64,
+    pub open_until_s: f64,
+}
+
+/// The hospital's rules.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Rules {
+    pub payment_first: bool,
+    pub fasting_first: bool,
+    pub return_last: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules { payment_first: true, fasting_first: true, return_last: true }
+    }
+}
+
+pub struct Problem<'a> {
+    /// Seconds since local midnight.
+    pub now_s: f64,
+    pub stops: &'a [Stop],
+    pub points: &'a [Point],
+    /// Walking seconds from where the patient is to each point.
+    pub walk_from_here: &'a [f64],
+    /// Walking seconds between points: `walk[a][b]`.
+    pub walk: &'a [Vec<f64>],
+    pub rules: Rules,
+    /// Per stop: when the patient already holds a ticket there, the predicted time it is
+    /// called (seconds since midnight); the stop starts then (or on arrival, if later) instead
+    /// of after a fresh wait. Empty or `None`: no ticket yet.
+    pub ready_at: &'a [Option<f64>],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// Indices into the problem's stops, in the order to do them.
+    pub order: Vec<usize>,
+    /// Expected time all are done (seconds since midnight).
+    pub finish_s: f64,
+    /// Stops that would be reached after their service closes.
+    pub late: Vec<usize>,
+    pub reason: Reason,
+}
+
+/// Why the first stop comes first, in both languages.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reason {
+    pub zh: String,
+    pub en: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum PlanError {
+    NothingToDo,
+    /// The rules cannot all hold (e.g. a stop both fasting and after a meal).
+    Contradiction(String),
+    BadPoint(usize),
+}
+
+/// Penalty for reaching a stop after it closes: a plan that avoids it always wins.
+const LATE_PENALTY_S: f64 = 24.0 * 3600.0;
+
+impl Rules {
+    /// Whether stop `o` must be done before stop `s`.
+    pub fn must_precede(&self, o: &Stop, s: &Stop) -> bool {
+        (self.payment_first && o.kind == StopKind::Payment && s.needs_payment)
+            || (self.fasting_first && o.fasting && s.after_meal)
+            || (self.return_last && s.kind == StopKind::Return && o.kind != StopKind::Return)
+    }
+}
+
+impl Problem<'_> {
+    /// Stops that must come before stop `j`, as a bit mask (the first [`MAX_STOPS`]).
+    pub fn prerequisites(&self, j: usize) -> u32 {
+        let s = &self.stops[j];
+        self.stops.iter().enumerate().take(MAX_STOPS).filter(|&(i, o)| i != j && self.rules.must_precede(o, s)).fold(0, |m, (i, _)| m | 1 << i)
+    }
+
+    /// Arrive, wait for opening and for the queue, be served: the time the stop is done, and
+    /// whether it was reached too late.
+    fn visit(&self, t: f64, from: Option<usize>, j: usize) -> (f64, bool) {
+        let p = &self.points[self.stops[j].point];
+        let walk = match from {
+            None => self.walk_from_here[self.stops[j].point],
+            Some(i) => self.walk[self.stops[i].point][self.stops[j].point],
+        };
+        let arrive = t + walk;
+        let start = match self.ready_at.get(j).copied().flatten() {
+            Some(called) => arrive.max(p.open_from_s).max(called),
+            None => arrive.max(p.open_from_s) + p.wait_s,
+        };
+        (start + p.service_s, start > p.open_until_s)
+    }
+
+    fn check(&self) -> Result<(), PlanError> {
+        if self.stops.is_empty() {
+            return Err(PlanError::NothingToDo);
+        }
+        for (i, s) in self.stops.iter().enumerate() {
+            if s.point >= self.points.len() || s.point >= self.walk_from_here.len() || self.walk.len() < self.points.len() {
+                return Err(PlanError::BadPoint(i));
+            }
+            if s.fasting && s.after_meal {
+                return Err(PlanError::Contradiction(format!("stop {} is both fasting and after a meal", s.id)));
+            }
+        }
+        // A cycle in the prerequisites (e.g. a fasting return visit with exams after meals).
+        let n = self.stops.len().min(MAX_STOPS);
+        let pre: Vec<u32> = (0..n).map(|j| self.prerequisites(j)).collect();
+        let mut done = 0u32;
+        for _ in 0..n {
+            match (0..n).find(|&j| done & (1 << j) == 0 && pre[j] & !done == 0) {
+                Some(j) => done |= 1 << j,
+                None => return Err(PlanError::Contradiction("the rules leave no order that satisfies them all".into())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The best order of the stops.
+pub fn plan(p: &Problem) -> Result<Plan, PlanError> {
+    p.check()?;
+    let n = p.stops.len();
+    if n > MAX_STOPS {
+        // Too many to search: the given order, rules permitting (a topological order).
+        let order = topological(p);
+        let (finish, late) = simulate_order(p, &order);
+        return Ok(Plan { reason: reason(p, &order), order, finish_s: finish, late });
+    }
+    let pre: Vec<u32> = (0..n).map(|j| p.prerequisites(j)).collect();
+    let full = (1u32 << n) - 1;
+    // best[mask][last] = (cost including penalties, time, parent last)
+    let size = 1usize << n;
+    let mut best = vec![(f64::INFINITY, 0.0f64, u8::MAX); size * n];
+    for j in 0..n {
+        if pre[j] == 0 {
+            let (t, late) = p.visit(p.now_s, None, j);
+            best[(1 << j) * n + j] = (t + if late { LATE_PENALTY_S } else { 0.0 }, t, u8::MAX);
+        }
+    }
+    for mask in 1..=full {
+        for last in 0..n {
+            let (cost, t, _) = best[mask as usize * n + last];
+            if !cost.is_finite() {
+                continue;
+            }
+            for j in 0..n {
+                if mask & (1 << j) != 0 || pre[j] & !mask != 0 {
+                    continue;
+                }
+                let (tj, late) = p.visit(t, Some(last), j);
+                let cj = cost - t + tj + if late { LATE_PENALTY_S } else { 0.0 };
+                let slot = &mut best[(mask | 1 << j) as usize * n + j];
+                if cj < slot.0 {
+                    *slot = (cj, tj, last as u8);
+                }
+            }
+        }
+    }
+    let last = (0..n).min_by(|&a, &b| best[full as usize * n + a].0.total_cmp(&best[full as usize * n + b].0)).expect("n > 0");
+    let mut order = Vec::with_capacity(n);
+    let (mut mask, mut at) = (full, last);
+    loop {
+        order.push(at);
+        let parent = best[mask as usize * n + at].2;
+        mask &= !(1 << at);
+        if parent == u8::MAX {
+            break;
+        }
+        at = parent as usize;
+    }
+    order.reverse();
+    let (finish, late) = simulate_order(p, &order);
+    Ok(Plan { reason: reason(p, &order), order, finish_s: finish, late })
+}
+
+/// Walks `order` from now: its finish time and the stops reached after closing.
+pub fn simulate_order(p: &Problem, order: &[usize]) -> (f64, Vec<usize>) {
+    let (mut t, mut from, mut late) = (p.now_s, None, Vec::new());
+    for &j in order {
+        let (tj, l) = p.visit(t, from, j);
+        if l {
+            late.push(j);
+        }
+        t = tj;
+        from = Some(j);
+    }
+    (t, late)
+}
+
+/// The stops in the given order, moved only as far as the rules require.
+pub fn topological(p: &Problem) -> Vec<usize> {
+    let n = p.stops.len();
+    let mut done = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while order.len() < n {
+        let ready = (0..n).find(|&j| !done[j] && (0..n).all(|i| i == j || done[i] || !p.rules.must_precede(&p.stops[i], &p.stops[j])));
+        // None only with contradictory rules, which `check` refuses: keep the rest as given.
+        let j = ready.unwrap_or_else(|| (0..n).find(|&j| !done[j]).expect("some stop is left"));
+        done[j] = true;
+        order.push(j);
+    }
+    order
+}
+
+fn minutes(s: f64) -> i64 {
+    (s / 60.0).round() as i64
+}
+
+/// Why the first stop comes first.
+fn reason(p: &Problem, order: &[usize]) -> Reason {
+    let first = order[0];
+    let f = &p.stops[first];
+    let fp = &p.points[f.point];
+    let free: Vec<usize> = (0..p.stops.len()).filter(|&j| p.prerequisites(j) == 0).collect();
+    if free.len() == 1 {
+        return match f.kind {
+            StopKind::Payment => Reason { zh: format!("先到{}缴费：检查需要先付款", fp.name.zh), en: format!("pay at the {} first: the tests must be paid before they are done", fp.name.en) },
+            StopKind::Return => Reason { zh: format!("检查都已完成：回{}复诊", fp.name.zh), en: format!("all tests are done: back to {} with the results", fp.name.en) },
+            StopKind::Exam if f.fasting => Reason { zh: format!("空腹项目先做：先去{}", fp.name.zh), en: format!("fasting tests come first: go to {} now", fp.name.en) },
+            StopKind::Exam => Reason { zh: format!("下一站：{}", fp.name.zh), en: format!("next: {}", fp.name.en) },
+        };
+    }
+    // The alternative with the longest queue, against the chosen one.
+    let alt = free.iter().copied().filter(|&j| j != first && p.stops[j].point != f.point).max_by(|&a, &b| {
+        p.points[p.stops[a].point].wait_s.total_cmp(&p.points[p.stops[b].point].wait_s)
+    });
+    match alt {
+        Some(a) if p.points[p.stops[a].point].wait_s >= fp.wait_s + 60.0 => {
+            let ap = &p.points[p.stops[a].point];
+            let (wa, wf) = (minutes(ap.wait_s), minutes(fp.wait_s));
+            Reason {
+                zh: format!("{}排队约 {wa} 分钟，{}约 {wf} 分钟：先去{}", ap.name.zh, fp.name.zh, fp.name.zh),
+                en: format!("{} has {wa} minutes of queue, {} {wf}: go to {} first", ap.name.en, fp.name.en, fp.name.en),
+            }
+        }
+        _ => {
+            let w = minutes(p.walk_from_here[f.point]).max(1);
+            Reason {
+                zh: format!("{}最近（步行约 {w} 分钟），排队不长：先去{}", fp.name.zh, fp.name.zh),
+                en: format!("{} is closest (about {w} min on foot) and its queue is short: go there first", fp.name.en),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
