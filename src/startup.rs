@@ -57,6 +57,8 @@ impl Application {
         // The maps first: a broken map stops the start with every problem listed.
         let maps = Arc::new(crate::map::store::MapStore::new(settings.maps.clone()).map_err(|e| anyhow::anyhow!("the map is not valid:\n{e}"))?);
         let metrics = Arc::new(Metrics::new());
+        let orders_path = settings.data_dir.join("orders.sqlite");
+        let orders = Arc::new(crate::storage::orders::OrderStore::open(&orders_path).with_context(|| format!("opening {}", orders_path.display()))?);
         let path = settings.data_dir.join("journal.sqlite");
         let mut store = SqliteJournal::open(&path).with_context(|| format!("opening journal {}", path.display()))?;
         let states = rebuild(&mut store, &settings)?;
@@ -92,6 +94,7 @@ impl Application {
             journal,
             max_body_bytes: settings.limits.max_body_bytes,
             maps,
+            orders,
         });
         let listener = TcpListener::bind(&settings.http).with_context(|| format!("binding {}", settings.http))?;
         let addr = listener.local_addr()?;

@@ -106,6 +106,16 @@ impl Floor {
         Err(FloorError::UnknownTicket(ticket.clone()))
     }
 
+    /// A patient's tickets of today, in every queue.
+    pub async fn patient_tickets(&self, patient: &crate::domain::ids::PatientId) -> Result<Vec<TicketView>, FloorError> {
+        let asks = self.queues().map(|q| q.patient_tickets(patient.clone()));
+        let mut out = Vec::new();
+        for r in futures_util::future::join_all(asks).await {
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+
     /// Move a ticket to another queue, keeping its id, number and check-in time.
     ///
     /// The source commits `TransferredOut` first, then the destination commits `TransferredIn`.

@@ -84,6 +84,11 @@ struct Snapshot;
 #[rtype(result = "Option<TicketView>")]
 struct GetTicket(TicketId);
 
+/// One patient's tickets in this queue (not the tombstones of transfers out).
+#[derive(Message)]
+#[rtype(result = "Vec<TicketView>")]
+struct PatientTickets(crate::domain::ids::PatientId);
+
 /// Every waiting ticket with its position and ETA.
 #[derive(Message)]
 #[rtype(result = "Vec<(TicketId, usize, Option<u64>)>")]
@@ -205,6 +210,20 @@ impl Handler<GetTicket> for ClinicQueue {
     }
 }
 
+impl Handler<PatientTickets> for ClinicQueue {
+    type Result = MessageResult<PatientTickets>;
+    fn handle(&mut self, msg: PatientTickets, _: &mut Self::Context) -> Self::Result {
+        let now = now_ms();
+        let ids: Vec<TicketId> = self
+            .state
+            .tickets()
+            .filter(|t| t.data.patient == msg.0 && t.status != crate::domain::queue::Status::Transferred)
+            .map(|t| t.data.id.clone())
+            .collect();
+        MessageResult(ids.iter().filter_map(|id| self.state.ticket_view(id, now)).collect())
+    }
+}
+
 /// The way to reach one queue actor.
 #[derive(Clone)]
 pub struct QueueHandle {
@@ -241,6 +260,10 @@ impl QueueHandle {
 
     pub async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, CommandError> {
         self.addr.send(GetTicket(id)).await.map_err(|e| CommandError::Unavailable(e.to_string()))
+    }
+
+    pub async fn patient_tickets(&self, patient: crate::domain::ids::PatientId) -> Result<Vec<TicketView>, CommandError> {
+        self.addr.send(PatientTickets(patient)).await.map_err(|e| CommandError::Unavailable(e.to_string()))
     }
 
     pub async fn positions(&self) -> Result<Vec<(TicketId, usize, Option<u64>)>, CommandError> {

@@ -43,6 +43,95 @@ pub struct HospitalConfig {
     /// Caller keypads on MQTT.
     #[serde(default)]
     pub keypads: Vec<KeypadConfig>,
+    /// Service points that HIS order codes map to (blood tests → the lab queue, …).
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+    /// The rules the next-stop planner keeps.
+    #[serde(default)]
+    pub planning: PlanningConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    #[default]
+    Exam,
+    Payment,
+    /// 回诊: back to the ordering doctor with the results.
+    Return,
+}
+
+/// A service point orders are sent to.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub id: String,
+    /// Order codes that mean this service (the HIS's own codes, LOINC, …).
+    pub codes: Vec<String>,
+    pub name: String,
+    #[serde(default)]
+    pub name_en: String,
+    #[serde(default)]
+    pub kind: ServiceKind,
+    /// The queue a ticket is taken in; none for a desk without tickets (a cashier).
+    #[serde(default)]
+    pub queue: Option<QueueId>,
+    /// Where it is on the map (`department:lab`, `place:cashier-a`); by default the queue's
+    /// department.
+    #[serde(default)]
+    pub place: Option<String>,
+    /// Must be done fasting (before breakfast-dependent services).
+    #[serde(default)]
+    pub fasting: bool,
+    /// Needs the patient to have eaten.
+    #[serde(default)]
+    pub after_meal: bool,
+    /// Must be paid before it is done (where the hospital requires it).
+    #[serde(default = "yes")]
+    pub needs_payment: bool,
+    /// Opening hours, local time, `HH:MM-HH:MM`; always open when absent.
+    #[serde(default)]
+    pub open: Option<String>,
+    /// Expected minutes per patient when the service has no queue to learn it from.
+    #[serde(default = "default_service_minutes")]
+    pub minutes: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_service_minutes() -> f64 {
+    3.0
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanningConfig {
+    #[serde(default = "yes")]
+    pub payment_first: bool,
+    #[serde(default = "yes")]
+    pub fasting_first: bool,
+    #[serde(default = "yes")]
+    pub return_last: bool,
+}
+
+impl Default for PlanningConfig {
+    fn default() -> Self {
+        PlanningConfig { payment_first: true, fasting_first: true, return_last: true }
+    }
+}
+
+/// `HH:MM-HH:MM` → seconds since midnight.
+pub fn parse_hours(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.split_once('-')?;
+    let t = |x: &str| {
+        let (h, m) = x.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some((h * 60 + m) * 60)
+    };
+    let (a, b) = (t(a)?, t(b)?);
+    (a < b).then_some((a, b))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -305,6 +394,8 @@ pub struct Hospital {
     pub webhooks: Vec<WebhookConfig>,
     pub displays: Vec<DisplayConfig>,
     pub keypads: Vec<KeypadConfig>,
+    pub services: Vec<ServiceConfig>,
+    pub planning: PlanningConfig,
 }
 
 /// Device ids appear in MQTT topics: no `/`, `+`, `#` or spaces.
@@ -313,6 +404,11 @@ fn valid_device_id(id: &str) -> bool {
 }
 
 impl Hospital {
+    /// The service an order code maps to.
+    pub fn service_for_code(&self, code: &str) -> Option<&ServiceConfig> {
+        self.services.iter().find(|s| s.codes.iter().any(|c| c == code))
+    }
+
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let cfg: HospitalConfig = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
         Self::from_config(cfg)
@@ -446,6 +542,37 @@ impl Hospital {
                 return err(format!("device {id} names room {r}, which no queue calls from"));
             }
         }
+        let (mut service_ids, mut codes) = (BTreeSet::new(), BTreeSet::new());
+        for sv in &cfg.services {
+            if sv.id.is_empty() || !service_ids.insert(sv.id.clone()) {
+                return err(format!("service {:?} is empty or defined twice", sv.id));
+            }
+            if sv.codes.is_empty() {
+                return err(format!("service {} has no order codes", sv.id));
+            }
+            if let Some(c) = sv.codes.iter().find(|c| !codes.insert((*c).clone())) {
+                return err(format!("order code {c} is given to two services"));
+            }
+            if let Some(q) = &sv.queue {
+                if !queues.contains_key(q) {
+                    return err(format!("service {} names unknown queue {q}", sv.id));
+                }
+            }
+            if sv.queue.is_none() && sv.place.is_none() {
+                return err(format!("service {} needs a queue or a place", sv.id));
+            }
+            if sv.fasting && sv.after_meal {
+                return err(format!("service {} cannot be both fasting and after a meal", sv.id));
+            }
+            if let Some(h) = &sv.open {
+                if parse_hours(h).is_none() {
+                    return err(format!("service {}: open must be HH:MM-HH:MM, not {h:?}", sv.id));
+                }
+            }
+            if !(sv.minutes > 0.0 && sv.minutes < 600.0) {
+                return err(format!("service {}: minutes must be between 0 and 600", sv.id));
+            }
+        }
         for t in &cfg.tokens {
             if t.token.len() < 16 || t.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return err(format!("token of {} must be at least 16 printable characters", t.name));
@@ -463,6 +590,8 @@ impl Hospital {
             webhooks: cfg.webhooks,
             displays: cfg.displays,
             keypads: cfg.keypads,
+            services: cfg.services,
+            planning: cfg.planning,
         })
     }
 }

@@ -12,6 +12,7 @@
 //! - [`report`]: the simulation's SVG/HTML report.
 
 pub mod report;
+pub mod orders;
 pub mod sim;
 
 use crate::map::model::Labels;
@@ -184,13 +185,20 @@ pub fn plan(p: &Problem) -> Result<Plan, PlanError> {
         let (finish, late) = simulate_order(p, &order);
         return Ok(Plan { reason: reason(p, &order), order, finish_s: finish, late });
     }
+    let (_, order) = search(p, None).expect("check() found an order that keeps the rules");
+    let (finish, late) = simulate_order(p, &order);
+    Ok(Plan { reason: reason(p, &order), order, finish_s: finish, late })
+}
+
+/// The cheapest order (cost with late penalties), optionally forcing the first stop.
+fn search(p: &Problem, first: Option<usize>) -> Option<(f64, Vec<usize>)> {
+    let n = p.stops.len();
     let pre: Vec<u32> = (0..n).map(|j| p.prerequisites(j)).collect();
     let full = (1u32 << n) - 1;
     // best[mask][last] = (cost including penalties, time, parent last)
-    let size = 1usize << n;
-    let mut best = vec![(f64::INFINITY, 0.0f64, u8::MAX); size * n];
+    let mut best = vec![(f64::INFINITY, 0.0f64, u8::MAX); (1usize << n) * n];
     for j in 0..n {
-        if pre[j] == 0 {
+        if pre[j] == 0 && first.is_none_or(|f| f == j) {
             let (t, late) = p.visit(p.now_s, None, j);
             best[(1 << j) * n + j] = (t + if late { LATE_PENALTY_S } else { 0.0 }, t, u8::MAX);
         }
@@ -214,7 +222,11 @@ pub fn plan(p: &Problem) -> Result<Plan, PlanError> {
             }
         }
     }
-    let last = (0..n).min_by(|&a, &b| best[full as usize * n + a].0.total_cmp(&best[full as usize * n + b].0)).expect("n > 0");
+    let last = (0..n).min_by(|&a, &b| best[full as usize * n + a].0.total_cmp(&best[full as usize * n + b].0))?;
+    let cost = best[full as usize * n + last].0;
+    if !cost.is_finite() {
+        return None;
+    }
     let mut order = Vec::with_capacity(n);
     let (mut mask, mut at) = (full, last);
     loop {
@@ -227,8 +239,7 @@ pub fn plan(p: &Problem) -> Result<Plan, PlanError> {
         at = parent as usize;
     }
     order.reverse();
-    let (finish, late) = simulate_order(p, &order);
-    Ok(Plan { reason: reason(p, &order), order, finish_s: finish, late })
+    Some((cost, order))
 }
 
 /// Walks `order` from now: its finish time and the stops reached after closing.
@@ -278,26 +289,45 @@ fn reason(p: &Problem, order: &[usize]) -> Reason {
             StopKind::Exam => Reason { zh: format!("下一站：{}", fp.name.zh), en: format!("next: {}", fp.name.en) },
         };
     }
+    let (finish, late) = simulate_order(p, order);
+    if late.contains(&first) {
+        return Reason {
+            zh: format!("{}今天已停止服务，请咨询服务台", fp.name.zh),
+            en: format!("{} is closed for today; please ask at the information desk", fp.name.en),
+        };
+    }
+    if fp.open_from_s > p.now_s + 60.0 {
+        let hm = |s: f64| format!("{:02}:{:02}", (s / 3600.0) as u32, (s % 3600.0 / 60.0) as u32);
+        return Reason { zh: format!("{}{}开始服务，先去排队", fp.name.zh, hm(fp.open_from_s)), en: format!("{} opens at {}: be first in line", fp.name.en, hm(fp.open_from_s)) };
+    }
     // The alternative with the longest queue, against the chosen one.
-    let alt = free.iter().copied().filter(|&j| j != first && p.stops[j].point != f.point).max_by(|&a, &b| {
-        p.points[p.stops[a].point].wait_s.total_cmp(&p.points[p.stops[b].point].wait_s)
-    });
-    match alt {
-        Some(a) if p.points[p.stops[a].point].wait_s >= fp.wait_s + 60.0 => {
-            let ap = &p.points[p.stops[a].point];
-            let (wa, wf) = (minutes(ap.wait_s), minutes(fp.wait_s));
+    // The wait the patient faces there: their held ticket's call, or a fresh ticket's wait.
+    let wait = |j: usize| p.ready_at.get(j).copied().flatten().map(|r| (r - p.now_s).max(0.0)).unwrap_or(p.points[p.stops[j].point].wait_s);
+    let alt = free.iter().copied().filter(|&j| j != first && p.stops[j].point != f.point).max_by(|&a, &b| wait(a).total_cmp(&wait(b)));
+    if let Some(a) = alt.filter(|&a| wait(a) >= wait(first) + 60.0) {
+        let ap = &p.points[p.stops[a].point];
+        let (wa, wf) = (minutes(wait(a)), minutes(wait(first)));
+        return Reason {
+            zh: format!("{}排队约 {wa} 分钟，{}约 {wf} 分钟：先去{}", ap.name.zh, fp.name.zh, fp.name.zh),
+            en: format!("{} has {wa} minutes of queue, {} {wf}: go to {} first", ap.name.en, fp.name.en, fp.name.en),
+        };
+    }
+    // Otherwise: what starting elsewhere would cost.
+    let runner_up = if p.stops.len() <= MAX_STOPS {
+        free.iter().copied().filter(|&j| p.stops[j].point != f.point).filter_map(|j| search(p, Some(j)).map(|(c, o)| (j, c, o))).min_by(|a, b| a.1.total_cmp(&b.1))
+    } else {
+        None
+    };
+    match runner_up {
+        Some((j, _, o)) => {
+            let extra = minutes(simulate_order(p, &o).0 - finish).max(1);
+            let jp = &p.points[p.stops[j].point];
             Reason {
-                zh: format!("{}排队约 {wa} 分钟，{}约 {wf} 分钟：先去{}", ap.name.zh, fp.name.zh, fp.name.zh),
-                en: format!("{} has {wa} minutes of queue, {} {wf}: go to {} first", ap.name.en, fp.name.en, fp.name.en),
+                zh: format!("先去{}最快：先去{}会晚约 {extra} 分钟完成", fp.name.zh, jp.name.zh),
+                en: format!("{} first finishes soonest: starting at {} would take about {extra} minutes longer", fp.name.en, jp.name.en),
             }
         }
-        _ => {
-            let w = minutes(p.walk_from_here[f.point]).max(1);
-            Reason {
-                zh: format!("{}最近（步行约 {w} 分钟），排队不长：先去{}", fp.name.zh, fp.name.zh),
-                en: format!("{} is closest (about {w} min on foot) and its queue is short: go there first", fp.name.en),
-            }
-        }
+        None => Reason { zh: format!("下一站：{}", fp.name.zh), en: format!("next: {}", fp.name.en) },
     }
 }
 

@@ -31,8 +31,29 @@ fn a_short_queue_goes_first_and_the_reason_says_why() {
     let p = Problem { now_s: 0.0, stops: &stops, points: &points, walk_from_here: &[60.0, 60.0], walk: &walk, rules: Rules::default(), ready_at: &ready };
     let plan = plan(&p).unwrap();
     assert_eq!(plan.order, vec![1, 0], "the lab first, while the ultrasound ticket waits");
-    assert!(plan.reason.en.contains("Ultrasound has 25 minutes of queue, Laboratory 5: go to Laboratory first"), "{:?}", plan.reason);
+    assert!(plan.reason.en.contains("Ultrasound has 30 minutes of queue, Laboratory 4: go to Laboratory first"), "{:?}", plan.reason);
     assert!(plan.reason.zh.contains("先去Laboratory"), "{:?}", plan.reason);
+}
+
+#[test]
+fn without_tickets_the_reason_compares_fresh_queues_or_the_cost_of_starting_elsewhere() {
+    let points = vec![point("Ultrasound", 25.0, 8.0), point("Laboratory", 5.0, 2.0)];
+    let stops = vec![exam("us", 0), exam("lab", 1)];
+    let walk = flat_walk(2, 60.0);
+    // The lab closes soon: it must come first although both orders cost the same waits.
+    let mut pts = points.clone();
+    pts[1].open_until_s = 10.0 * 60.0;
+    let p = Problem { now_s: 0.0, stops: &stops, points: &pts, walk_from_here: &[60.0, 60.0], walk: &walk, rules: Rules::default(), ready_at: &[] };
+    let pl = super::plan(&p).unwrap();
+    assert_eq!(pl.order, vec![1, 0]);
+    assert!(pl.reason.en.contains("Ultrasound has 25 minutes of queue, Laboratory 5"), "{:?}", pl.reason);
+    // Equal queues, different walks: the reason is what starting elsewhere would cost.
+    let pts = vec![point("Ultrasound", 10.0, 8.0), point("Laboratory", 10.0, 2.0)];
+    let walk = vec![vec![0.0, 600.0], vec![600.0, 0.0]];
+    let p = Problem { now_s: 0.0, stops: &stops, points: &pts, walk_from_here: &[900.0, 60.0], walk: &walk, rules: Rules::default(), ready_at: &[] };
+    let pl = super::plan(&p).unwrap();
+    assert_eq!(pl.order, vec![1, 0]);
+    assert!(pl.reason.en.starts_with("Laboratory first finishes soonest: starting at Ultrasound would take about"), "{:?}", pl.reason);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 mod sqlite;
 mod writer;
+pub mod orders;
 
 pub use sqlite::SqliteJournal;
 pub use writer::{AppendReceipt, AppendSlot, JournalWriter, WriterLimits};

@@ -6,6 +6,7 @@ mod bad_input;
 mod concurrency;
 mod crash;
 mod maps;
+mod orders;
 mod mqtt;
 mod openapi;
 mod push;

@@ -23,7 +23,9 @@ async fn every_documented_operation_exists() {
                 .replace("{room}", "c-101")
                 .replace("{action}", "recall")
                 .replace("{venue}", "demo-hospital")
-                .replace("{file}", "A-L1.svg");
+                .replace("{file}", "A-L1.svg")
+                .replace("{patient}", "p-openapi")
+                .replace("{order}", "o-1");
             let url = app.url(&format!("{server}{concrete}"));
             let req = match method.as_str() {
                 "get" => app.client.get(url),

@@ -3,6 +3,7 @@
 mod auth;
 pub mod error;
 pub mod maps;
+pub mod patients;
 
 pub use auth::Auth;
 use auth::{ALL_STAFF, CLINICAL};
@@ -39,6 +40,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The indoor maps (immutable snapshots, swapped whole on reload).
     pub maps: Arc<crate::map::store::MapStore>,
+    /// Patients' orders from the HIS (durable).
+    pub orders: Arc<crate::storage::orders::OrderStore>,
 }
 
 type Data = web::Data<AppState>;
@@ -58,6 +61,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/tickets/{ticket}").route(web::get().to(get_ticket)))
                 .service(resource("/tickets/{ticket}/{action}").route(web::post().to(ticket_action)))
                 .service(resource("/rooms/{room}/{action}").route(web::post().to(room_action)))
+                .service(resource("/patients/{patient}/orders").route(web::post().to(patients::post_orders)).route(web::get().to(patients::get_orders)))
+                .service(resource("/patients/{patient}/orders/{order}/{action}").route(web::post().to(patients::order_action)))
+                .service(resource("/patients/{patient}/next").route(web::get().to(patients::next)))
+                .service(resource("/patients/{patient}/next/accept").route(web::post().to(patients::accept)))
                 .service(resource("/route").route(web::get().to(maps::route)))
                 .service(resource("/pois").route(web::get().to(maps::pois)))
                 .service(resource("/locate").route(web::get().to(maps::locate)))

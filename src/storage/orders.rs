@@ -1,0 +1,98 @@
+//! Patients' orders, durable: one SQLite file (`DIR/orders.sqlite`, WAL, `synchronous=FULL`).
+//! A request's orders are written in one transaction, so a bundle is stored whole or not at all,
+//! and an acknowledged write survives `kill -9`.
+
+use crate::plan::orders::{OrderIn, OrderStatus};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredOrder {
+    pub id: String,
+    pub code: String,
+    pub service: String,
+    pub status: OrderStatus,
+    pub source: String,
+    pub updated_ms: i64,
+}
+
+pub struct OrderStore {
+    conn: Mutex<Connection>,
+}
+
+impl OrderStore {
+    pub fn open(path: &Path) -> rusqlite::Result<OrderStore> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS orders (
+                patient TEXT NOT NULL, id TEXT NOT NULL, code TEXT NOT NULL, service TEXT NOT NULL,
+                status TEXT NOT NULL, source TEXT NOT NULL, updated_ms INTEGER NOT NULL,
+                PRIMARY KEY (patient, id))",
+        )?;
+        Ok(OrderStore { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Inserts or updates the orders (by id), all in one transaction.
+    pub fn put(&self, patient: &str, orders: &[OrderIn], now_ms: i64) -> rusqlite::Result<()> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO orders (patient, id, code, service, status, source, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (patient, id) DO UPDATE SET code = ?3, service = ?4, status = ?5, source = ?6, updated_ms = ?7",
+            )?;
+            for o in orders {
+                st.execute(params![patient, o.id, o.code, o.service, o.status.as_str(), o.source, now_ms])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Sets one order's status; `None` when the patient has no such order.
+    pub fn set_status(&self, patient: &str, id: &str, status: OrderStatus, now_ms: i64) -> rusqlite::Result<Option<StoredOrder>> {
+        let c = self.conn();
+        let n = c.execute("UPDATE orders SET status = ?3, updated_ms = ?4 WHERE patient = ?1 AND id = ?2", params![patient, id, status.as_str(), now_ms])?;
+        if n == 0 {
+            return Ok(None);
+        }
+        drop(c);
+        Ok(self.list(patient)?.into_iter().find(|o| o.id == id))
+    }
+
+    /// Marks the patient's active orders for `service` done (its queue completed their ticket).
+    pub fn complete_service(&self, patient: &str, service: &str, now_ms: i64) -> rusqlite::Result<usize> {
+        self.conn().execute(
+            "UPDATE orders SET status = 'done', updated_ms = ?3 WHERE patient = ?1 AND service = ?2 AND status = 'active'",
+            params![patient, service, now_ms],
+        )
+    }
+
+    pub fn list(&self, patient: &str) -> rusqlite::Result<Vec<StoredOrder>> {
+        let c = self.conn();
+        let mut st = c.prepare_cached("SELECT id, code, service, status, source, updated_ms FROM orders WHERE patient = ?1 ORDER BY rowid")?;
+        let rows = st.query_map(params![patient], |r| {
+            let status: String = r.get(3)?;
+            Ok(StoredOrder {
+                id: r.get(0)?,
+                code: r.get(1)?,
+                service: r.get(2)?,
+                status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Active),
+                source: r.get(4)?,
+                updated_ms: r.get(5)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    pub fn has_patient(&self, patient: &str) -> rusqlite::Result<bool> {
+        self.conn().query_row("SELECT 1 FROM orders WHERE patient = ?1 LIMIT 1", params![patient], |_| Ok(())).optional().map(|o| o.is_some())
+    }
+}
