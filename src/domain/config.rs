@@ -95,6 +95,9 @@ pub struct ServiceConfig {
     /// Expected minutes per patient when the service has no queue to learn it from.
     #[serde(default = "default_service_minutes")]
     pub minutes: f64,
+    /// Minutes until the result is ready (blood tests, reports); the return visit waits for it.
+    #[serde(default)]
+    pub result_minutes: f64,
 }
 
 fn yes() -> bool {
@@ -568,6 +571,9 @@ impl Hospital {
                 if parse_hours(h).is_none() {
                     return err(format!("service {}: open must be HH:MM-HH:MM, not {h:?}", sv.id));
                 }
+            }
+            if !(0.0..=1440.0).contains(&sv.result_minutes) {
+                return err(format!("service {}: result_minutes must be between 0 and 1440", sv.id));
             }
             if !(sv.minutes > 0.0 && sv.minutes < 600.0) {
                 return err(format!("service {}: minutes must be between 0 and 600", sv.id));

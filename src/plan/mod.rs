@@ -43,6 +43,9 @@ pub struct Stop {
     pub after_meal: bool,
     /// Must be paid for first (when the hospital requires payment before service).
     pub needs_payment: bool,
+    /// Seconds after the stop until its result is ready (a blood test's lab time, a CT report);
+    /// the return visit waits for every result.
+    pub result_delay_s: f64,
 }
 
 /// A service point (a queue and its rooms) as the planner sees it now.
@@ -86,6 +89,8 @@ pub struct Problem<'a> {
     /// called (seconds since midnight); the stop starts then (or on arrival, if later) instead
     /// of after a fresh wait. Empty or `None`: no ticket yet.
     pub ready_at: &'a [Option<f64>],
+    /// When the results of stops already done are ready (seconds since midnight; 0: none).
+    pub results_ready_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -133,15 +138,18 @@ impl Problem<'_> {
         self.stops.iter().enumerate().take(MAX_STOPS).filter(|&(i, o)| i != j && self.rules.must_precede(o, s)).fold(0, |m, (i, _)| m | 1 << i)
     }
 
-    /// Arrive, wait for opening and for the queue, be served: the time the stop is done, and
-    /// whether it was reached too late.
-    fn visit(&self, t: f64, from: Option<usize>, j: usize) -> (f64, bool) {
+    /// Arrive, wait for opening (and, for the return visit, for the results) and for the queue,
+    /// be served: the time the stop is done, and whether it was reached too late.
+    fn visit(&self, t: f64, from: Option<usize>, j: usize, results: f64) -> (f64, bool) {
         let p = &self.points[self.stops[j].point];
         let walk = match from {
             None => self.walk_from_here[self.stops[j].point],
             Some(i) => self.walk[self.stops[i].point][self.stops[j].point],
         };
-        let arrive = t + walk;
+        let mut arrive = t + walk;
+        if self.stops[j].kind == StopKind::Return {
+            arrive = arrive.max(results);
+        }
         let start = match self.ready_at.get(j).copied().flatten() {
             Some(called) => arrive.max(p.open_from_s).max(called),
             None => arrive.max(p.open_from_s) + p.wait_s,
@@ -190,53 +198,93 @@ pub fn plan(p: &Problem) -> Result<Plan, PlanError> {
     Ok(Plan { reason: reason(p, &order), order, finish_s: finish, late })
 }
 
-/// The cheapest order (cost with late penalties), optionally forcing the first stop.
+/// A partial plan at a (stops done, last stop) state: its cost, clock, results time and where
+/// it came from. Several are kept per state when none is better in all three.
+#[derive(Clone, Copy)]
+struct Label {
+    cost: f64,
+    t: f64,
+    results: f64,
+    parent: Option<(u8, u16)>,
+}
+
+impl Label {
+    fn dominates(&self, o: &Label) -> bool {
+        self.cost <= o.cost && self.t <= o.t && self.results <= o.results
+    }
+}
+
+/// The result time after doing stop `j`, done at `t`.
+fn results_after(p: &Problem, results: f64, j: usize, t: f64) -> f64 {
+    let s = &p.stops[j];
+    if s.result_delay_s > 0.0 {
+        results.max(t + s.result_delay_s)
+    } else {
+        results
+    }
+}
+
+/// The cheapest order (cost with late penalties), optionally forcing the first stop. Exact:
+/// a dynamic programme over (stops done, last stop) keeping every label no other beats in cost,
+/// clock and results time.
 fn search(p: &Problem, first: Option<usize>) -> Option<(f64, Vec<usize>)> {
     let n = p.stops.len();
     let pre: Vec<u32> = (0..n).map(|j| p.prerequisites(j)).collect();
     let full = (1u32 << n) - 1;
-    // best[mask][last] = (cost including penalties, time, parent last)
-    let mut best = vec![(f64::INFINITY, 0.0f64, u8::MAX); (1usize << n) * n];
+    let mut labels: Vec<Vec<Label>> = vec![Vec::new(); (1usize << n) * n];
+    let insert = |set: &mut Vec<Label>, l: Label| {
+        if set.iter().any(|o| o.dominates(&l)) {
+            return;
+        }
+        set.retain(|o| !l.dominates(o));
+        set.push(l);
+    };
     for j in 0..n {
         if pre[j] == 0 && first.is_none_or(|f| f == j) {
-            let (t, late) = p.visit(p.now_s, None, j);
-            best[(1 << j) * n + j] = (t + if late { LATE_PENALTY_S } else { 0.0 }, t, u8::MAX);
+            let (t, late) = p.visit(p.now_s, None, j, p.results_ready_s);
+            let l = Label { cost: t + if late { LATE_PENALTY_S } else { 0.0 }, t, results: results_after(p, p.results_ready_s, j, t), parent: None };
+            insert(&mut labels[(1 << j) * n + j], l);
         }
     }
     for mask in 1..=full {
         for last in 0..n {
-            let (cost, t, _) = best[mask as usize * n + last];
-            if !cost.is_finite() {
-                continue;
-            }
-            for j in 0..n {
-                if mask & (1 << j) != 0 || pre[j] & !mask != 0 {
-                    continue;
+            let here = std::mem::take(&mut labels[mask as usize * n + last]);
+            for (k, l) in here.iter().enumerate() {
+                for j in 0..n {
+                    if mask & (1 << j) != 0 || pre[j] & !mask != 0 {
+                        continue;
+                    }
+                    let (tj, late) = p.visit(l.t, Some(last), j, l.results);
+                    let next = Label {
+                        cost: l.cost - l.t + tj + if late { LATE_PENALTY_S } else { 0.0 },
+                        t: tj,
+                        results: results_after(p, l.results, j, tj),
+                        parent: Some((last as u8, k as u16)),
+                    };
+                    insert(&mut labels[(mask | 1 << j) as usize * n + j], next);
                 }
-                let (tj, late) = p.visit(t, Some(last), j);
-                let cj = cost - t + tj + if late { LATE_PENALTY_S } else { 0.0 };
-                let slot = &mut best[(mask | 1 << j) as usize * n + j];
-                if cj < slot.0 {
-                    *slot = (cj, tj, last as u8);
-                }
             }
+            labels[mask as usize * n + last] = here;
         }
     }
-    let last = (0..n).min_by(|&a, &b| best[full as usize * n + a].0.total_cmp(&best[full as usize * n + b].0))?;
-    let cost = best[full as usize * n + last].0;
-    if !cost.is_finite() {
-        return None;
-    }
+    let (mut last, mut k) = (0..n)
+        .flat_map(|j| labels[full as usize * n + j].iter().enumerate().map(move |(k, l)| (j, k, l.cost)))
+        .min_by(|a, b| a.2.total_cmp(&b.2))
+        .map(|(j, k, _)| (j, k))?;
+    let cost = labels[full as usize * n + last][k].cost;
     let mut order = Vec::with_capacity(n);
-    let (mut mask, mut at) = (full, last);
+    let mut mask = full;
     loop {
-        order.push(at);
-        let parent = best[mask as usize * n + at].2;
-        mask &= !(1 << at);
-        if parent == u8::MAX {
-            break;
+        order.push(last);
+        let parent = labels[mask as usize * n + last][k].parent;
+        mask &= !(1 << last);
+        match parent {
+            Some((pl, pk)) => {
+                last = pl as usize;
+                k = pk as usize;
+            }
+            None => break,
         }
-        at = parent as usize;
     }
     order.reverse();
     Some((cost, order))
@@ -244,12 +292,13 @@ fn search(p: &Problem, first: Option<usize>) -> Option<(f64, Vec<usize>)> {
 
 /// Walks `order` from now: its finish time and the stops reached after closing.
 pub fn simulate_order(p: &Problem, order: &[usize]) -> (f64, Vec<usize>) {
-    let (mut t, mut from, mut late) = (p.now_s, None, Vec::new());
+    let (mut t, mut from, mut late, mut results) = (p.now_s, None, Vec::new(), p.results_ready_s);
     for &j in order {
-        let (tj, l) = p.visit(t, from, j);
+        let (tj, l) = p.visit(t, from, j, results);
         if l {
             late.push(j);
         }
+        results = results_after(p, results, j, tj);
         t = tj;
         from = Some(j);
     }

@@ -26,6 +26,8 @@ pub struct Service {
     pub mean_service_s: f64,
     pub open_from_s: f64,
     pub open_until_s: f64,
+    /// Mean minutes until the result is ready (0: in hand at once).
+    pub result_delay_s: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -60,16 +62,25 @@ fn l(zh: &str, en: &str) -> Labels {
 impl Scenario {
     /// The default morning: 7:30–11:30, a peak at 8–9, the demo hospital's rooms.
     pub fn default_morning() -> Scenario {
-        let svc = |name, place, rooms, mean_min: f64, from, until| Service { name, place, rooms, mean_service_s: mean_min * 60.0, open_from_s: h(from), open_until_s: h(until) };
+        let svc = |name, place, rooms, mean_min: f64, from, until, result_min: f64| Service {
+            name,
+            place,
+            rooms,
+            mean_service_s: mean_min * 60.0,
+            open_from_s: h(from),
+            open_until_s: h(until),
+            result_delay_s: result_min * 60.0,
+        };
         Scenario {
             services: vec![
-                svc(l("收费处", "Cashier"), "place:cashier-a", 3, 1.5, 7.5, 17.0),
-                svc(l("检验科", "Laboratory"), "department:lab", 3, 3.0, 7.5, 12.0),
-                svc(l("超声科", "Ultrasound"), "department:ultrasound", 2, 7.0, 8.0, 17.0),
-                svc(l("心电图室", "ECG"), "department:ecg", 1, 3.0, 8.0, 17.0),
-                svc(l("X 光室", "X-ray"), "room:xr-1", 1, 3.5, 8.0, 17.0),
-                svc(l("CT 室", "CT"), "room:ct-1", 1, 6.0, 8.5, 17.0),
-                svc(l("内科诊室", "Internal Medicine"), "department:internal-medicine", 3, 4.0, 7.5, 17.0),
+                svc(l("收费处", "Cashier"), "place:cashier-a", 3, 1.5, 7.5, 17.0, 0.0),
+                // Blood results take about 40 minutes in the lab; imaging reports 30.
+                svc(l("检验科", "Laboratory"), "department:lab", 3, 3.0, 7.5, 12.0, 40.0),
+                svc(l("超声科", "Ultrasound"), "department:ultrasound", 2, 7.0, 8.0, 17.0, 0.0),
+                svc(l("心电图室", "ECG"), "department:ecg", 1, 3.0, 8.0, 17.0, 0.0),
+                svc(l("X 光室", "X-ray"), "room:xr-1", 1, 3.5, 8.0, 17.0, 30.0),
+                svc(l("CT 室", "CT"), "room:ct-1", 1, 6.0, 8.5, 17.0, 30.0),
+                svc(l("内科诊室", "Internal Medicine"), "department:internal-medicine", 3, 4.0, 7.5, 17.0, 0.0),
             ],
             arrivals_per_hour: vec![40.0, 80.0, 60.0, 40.0],
             start_s: h(7.5),
@@ -89,6 +100,8 @@ struct Patient {
     stops: Vec<Stop>,
     /// Service time per stop, drawn once for both runs.
     service_s: Vec<f64>,
+    /// Result delay per stop, drawn once for both runs.
+    result_s: Vec<f64>,
 }
 
 fn lognormal(rng: &mut StdRng, mean: f64, cv: f64) -> f64 {
@@ -113,7 +126,15 @@ fn patients(sc: &Scenario, seed: u64) -> Vec<Patient> {
                 break;
             }
             let mut stops = Vec::new();
-            let exam = |point: usize, fasting: bool, after_meal: bool, id: &str| Stop { id: id.into(), kind: StopKind::Exam, point, fasting, after_meal, needs_payment: true };
+            let exam = |point: usize, fasting: bool, after_meal: bool, id: &str| Stop {
+                id: id.into(),
+                kind: StopKind::Exam,
+                point,
+                fasting,
+                after_meal,
+                needs_payment: true,
+                result_delay_s: sc.services[point].result_delay_s,
+            };
             // The order sheet lists payment, then tests by department, then the return visit.
             let lab = rng.gen_bool(0.7);
             let lab_fasting = rng.gen_bool(0.5);
@@ -122,7 +143,7 @@ fn patients(sc: &Scenario, seed: u64) -> Vec<Patient> {
             let (ecg, xray, ct) = (rng.gen_bool(0.3), rng.gen_bool(0.25), rng.gen_bool(0.12));
             let postprandial = rng.gen_bool(0.05);
             let ret = rng.gen_bool(0.85);
-            stops.push(Stop { id: "pay".into(), kind: StopKind::Payment, point: CASHIER, fasting: false, after_meal: false, needs_payment: false });
+            stops.push(Stop { id: "pay".into(), kind: StopKind::Payment, point: CASHIER, fasting: false, after_meal: false, needs_payment: false, result_delay_s: 0.0 });
             if lab {
                 stops.push(exam(LAB, lab_fasting, false, "lab"));
             }
@@ -144,12 +165,18 @@ fn patients(sc: &Scenario, seed: u64) -> Vec<Patient> {
             if stops.len() == 1 {
                 stops.push(exam(LAB, false, false, "lab"));
             }
+            // The order sheet lists the exams in the order the doctor entered them.
+            for i in (2..stops.len()).rev() {
+                let j = 1 + rng.gen_range(0..i);
+                stops.swap(i, j);
+            }
             if ret {
-                stops.push(Stop { id: "return".into(), kind: StopKind::Return, point: DOCTOR, fasting: false, after_meal: false, needs_payment: false });
+                stops.push(Stop { id: "return".into(), kind: StopKind::Return, point: DOCTOR, fasting: false, after_meal: false, needs_payment: false, result_delay_s: 0.0 });
             }
             let service_s = stops.iter().map(|s| lognormal(&mut rng, sc.services[s.point].mean_service_s, 0.5)).collect();
+            let result_s = stops.iter().map(|s| if s.result_delay_s > 0.0 { lognormal(&mut rng, s.result_delay_s, 0.3) } else { 0.0 }).collect();
             let slow = rng.gen_bool(sc.slow_share);
-            out.push(Patient { arrive_s: t, slow, stops, service_s });
+            out.push(Patient { arrive_s: t, slow, stops, service_s, result_s });
         }
     }
     out
@@ -258,6 +285,8 @@ struct Run<'a> {
     /// When the patient reached the room of their current stop (None: still walking).
     arrived: Vec<Option<f64>>,
     finished: Vec<f64>,
+    /// When all results of the patient's stops done so far are ready.
+    results: Vec<f64>,
     late: usize,
 }
 
@@ -320,19 +349,23 @@ impl Run<'_> {
             }
         }
         let pick = match self.policy {
-            Policy::Fixed => topological(&Problem { now_s: t, stops: &stops, points: &points, walk_from_here: &here, walk: &walk, rules, ready_at: &ready_at })[0],
+            Policy::Fixed => topological(&Problem { now_s: t, stops: &stops, points: &points, walk_from_here: &here, walk: &walk, rules, ready_at: &ready_at, results_ready_s: self.results[p] })[0],
             Policy::PlannerOneTicket | Policy::Planner => {
                 for pnt in points.iter_mut() {
                     pnt.wait_s = pnt.wait_s.max(0.0);
                 }
-                plan(&Problem { now_s: t, stops: &stops, points: &points, walk_from_here: &here, walk: &walk, rules, ready_at: &ready_at }).map(|pl| pl.order[0]).unwrap_or(0)
+                plan(&Problem { now_s: t, stops: &stops, points: &points, walk_from_here: &here, walk: &walk, rules, ready_at: &ready_at, results_ready_s: self.results[p] }).map(|pl| pl.order[0]).unwrap_or(0)
             }
         };
         let choice = self.left[p][pick];
         self.left[p].retain(|&i| i != choice);
         self.current[p] = Some(choice);
         let s = pt.stops[choice].point;
-        let walk = self.walk[prof][self.at[p]][s];
+        let mut walk = self.walk[prof][self.at[p]][s];
+        if pt.stops[choice].kind == StopKind::Return {
+            // Back to the doctor only with every result in hand.
+            walk = walk.max(self.results[p] - t);
+        }
         self.at[p] = s;
         self.arrived[p] = None;
         if self.policy == Policy::PlannerOneTicket {
@@ -399,6 +432,7 @@ fn run_with(sc: &Scenario, pts: &[Patient], walk: &[Vec<Vec<f64>>; 2], policy: P
         waited_at: vec![0.0; ns],
         arrived: vec![None; n],
         finished: vec![f64::NAN; n],
+        results: vec![0.0; n],
         late: 0,
     };
     for (p, pt) in pts.iter().enumerate() {
@@ -421,6 +455,8 @@ fn run_with(sc: &Scenario, pts: &[Patient], walk: &[Vec<Vec<f64>>; 2], policy: P
             }
             EvKind::Open { service } => r.start_service(service, ev.t),
             EvKind::Done { service, patient } => {
+                let stop = r.current[patient].expect("served for a stop");
+                r.results[patient] = r.results[patient].max(ev.t + pts[patient].result_s[stop]);
                 r.busy[service] -= 1;
                 r.last_done[service] = ev.t;
                 r.current[patient] = None;

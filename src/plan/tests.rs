@@ -13,7 +13,7 @@ fn point(name: &str, wait_min: f64, service_min: f64) -> Point {
 }
 
 fn exam(id: &str, point: usize) -> Stop {
-    Stop { id: id.into(), kind: StopKind::Exam, point, fasting: false, after_meal: false, needs_payment: false }
+    Stop { id: id.into(), kind: StopKind::Exam, point, fasting: false, after_meal: false, needs_payment: false, result_delay_s: 0.0 }
 }
 
 fn flat_walk(n: usize, secs: f64) -> Vec<Vec<f64>> {
@@ -28,7 +28,7 @@ fn a_short_queue_goes_first_and_the_reason_says_why() {
     // 4. The lab first finishes everything 30 + 8 minutes from now; ultrasound first, later.
     let ready = [Some(30.0 * 60.0), Some(4.0 * 60.0)];
     let walk = flat_walk(2, 60.0);
-    let p = Problem { now_s: 0.0, stops: &stops, points: &points, walk_from_here: &[60.0, 60.0], walk: &walk, rules: Rules::default(), ready_at: &ready };
+    let p = Problem { now_s: 0.0, stops: &stops, points: &points, walk_from_here: &[60.0, 60.0], walk: &walk, rules: Rules::default(), ready_at: &ready, results_ready_s: 0.0 };
     let plan = plan(&p).unwrap();
     assert_eq!(plan.order, vec![1, 0], "the lab first, while the ultrasound ticket waits");
     assert!(plan.reason.en.contains("Ultrasound has 30 minutes of queue, Laboratory 4: go to Laboratory first"), "{:?}", plan.reason);
@@ -43,14 +43,14 @@ fn without_tickets_the_reason_compares_fresh_queues_or_the_cost_of_starting_else
     // The lab closes soon: it must come first although both orders cost the same waits.
     let mut pts = points.clone();
     pts[1].open_until_s = 10.0 * 60.0;
-    let p = Problem { now_s: 0.0, stops: &stops, points: &pts, walk_from_here: &[60.0, 60.0], walk: &walk, rules: Rules::default(), ready_at: &[] };
+    let p = Problem { now_s: 0.0, stops: &stops, points: &pts, walk_from_here: &[60.0, 60.0], walk: &walk, rules: Rules::default(), ready_at: &[], results_ready_s: 0.0 };
     let pl = super::plan(&p).unwrap();
     assert_eq!(pl.order, vec![1, 0]);
     assert!(pl.reason.en.contains("Ultrasound has 25 minutes of queue, Laboratory 5"), "{:?}", pl.reason);
     // Equal queues, different walks: the reason is what starting elsewhere would cost.
     let pts = vec![point("Ultrasound", 10.0, 8.0), point("Laboratory", 10.0, 2.0)];
     let walk = vec![vec![0.0, 600.0], vec![600.0, 0.0]];
-    let p = Problem { now_s: 0.0, stops: &stops, points: &pts, walk_from_here: &[900.0, 60.0], walk: &walk, rules: Rules::default(), ready_at: &[] };
+    let p = Problem { now_s: 0.0, stops: &stops, points: &pts, walk_from_here: &[900.0, 60.0], walk: &walk, rules: Rules::default(), ready_at: &[], results_ready_s: 0.0 };
     let pl = super::plan(&p).unwrap();
     assert_eq!(pl.order, vec![1, 0]);
     assert!(pl.reason.en.starts_with("Laboratory first finishes soonest: starting at Ultrasound would take about"), "{:?}", pl.reason);
@@ -62,12 +62,12 @@ fn payment_comes_first_and_the_return_visit_last() {
     let mut lab = exam("lab", 1);
     lab.needs_payment = true;
     let stops = vec![
-        Stop { id: "return".into(), kind: StopKind::Return, point: 2, fasting: false, after_meal: false, needs_payment: false },
+        Stop { id: "return".into(), kind: StopKind::Return, point: 2, fasting: false, after_meal: false, needs_payment: false, result_delay_s: 0.0 },
         lab,
-        Stop { id: "pay".into(), kind: StopKind::Payment, point: 0, fasting: false, after_meal: false, needs_payment: false },
+        Stop { id: "pay".into(), kind: StopKind::Payment, point: 0, fasting: false, after_meal: false, needs_payment: false, result_delay_s: 0.0 },
     ];
     let walk = flat_walk(3, 30.0);
-    let p = Problem { now_s: 0.0, stops: &stops, points: &points, walk_from_here: &[30.0, 30.0, 0.0], walk: &walk, rules: Rules::default(), ready_at: &[] };
+    let p = Problem { now_s: 0.0, stops: &stops, points: &points, walk_from_here: &[30.0, 30.0, 0.0], walk: &walk, rules: Rules::default(), ready_at: &[], results_ready_s: 0.0 };
     let plan = plan(&p).unwrap();
     assert_eq!(plan.order, vec![2, 1, 0]);
     assert!(plan.reason.en.starts_with("pay at the Cashier first"), "{:?}", plan.reason);
@@ -80,11 +80,11 @@ fn contradictions_and_nothing_to_do_are_errors() {
     bad.fasting = true;
     bad.after_meal = true;
     let walk = flat_walk(1, 0.0);
-    let p = Problem { now_s: 0.0, stops: &[bad], points: &points, walk_from_here: &[0.0], walk: &walk, rules: Rules::default(), ready_at: &[] };
+    let p = Problem { now_s: 0.0, stops: &[bad], points: &points, walk_from_here: &[0.0], walk: &walk, rules: Rules::default(), ready_at: &[], results_ready_s: 0.0 };
     assert!(matches!(plan(&p), Err(PlanError::Contradiction(_))));
-    let p = Problem { now_s: 0.0, stops: &[], points: &points, walk_from_here: &[0.0], walk: &walk, rules: Rules::default(), ready_at: &[] };
+    let p = Problem { now_s: 0.0, stops: &[], points: &points, walk_from_here: &[0.0], walk: &walk, rules: Rules::default(), ready_at: &[], results_ready_s: 0.0 };
     assert_eq!(plan(&p), Err(PlanError::NothingToDo));
-    let p = Problem { now_s: 0.0, stops: &[exam("x", 5)], points: &points, walk_from_here: &[0.0], walk: &walk, rules: Rules::default(), ready_at: &[] };
+    let p = Problem { now_s: 0.0, stops: &[exam("x", 5)], points: &points, walk_from_here: &[0.0], walk: &walk, rules: Rules::default(), ready_at: &[], results_ready_s: 0.0 };
     assert_eq!(plan(&p), Err(PlanError::BadPoint(0)));
 }
 
@@ -96,7 +96,7 @@ fn a_closed_service_is_visited_while_open() {
     let points = vec![point("ECG", 0.0, 15.0), lab];
     let stops = vec![exam("ecg", 0), exam("lab", 1)];
     let walk = flat_walk(2, 60.0);
-    let p = Problem { now_s: 8.0 * 3600.0, stops: &stops, points: &points, walk_from_here: &[60.0, 60.0], walk: &walk, rules: Rules::default(), ready_at: &[] };
+    let p = Problem { now_s: 8.0 * 3600.0, stops: &stops, points: &points, walk_from_here: &[60.0, 60.0], walk: &walk, rules: Rules::default(), ready_at: &[], results_ready_s: 0.0 };
     let plan = plan(&p).unwrap();
     assert_eq!(plan.order, vec![1, 0]);
     assert!(plan.late.is_empty());
@@ -105,7 +105,7 @@ fn a_closed_service_is_visited_while_open() {
 fn arb_problem() -> impl Strategy<Value = (Vec<Stop>, Vec<Point>, Vec<Vec<f64>>, Vec<f64>, Vec<Option<f64>>)> {
     (1usize..=6, 2usize..=5).prop_flat_map(|(n, np)| {
         (
-            prop::collection::vec((0..np, any::<bool>(), any::<bool>(), any::<bool>(), 0u8..10), n),
+            prop::collection::vec((0..np, any::<bool>(), any::<bool>(), any::<bool>(), 0u8..10, any::<bool>()), n),
             prop::collection::vec((0.0f64..40.0, 1.0f64..15.0, 0.0f64..3.0, 1.0f64..6.0), np),
             prop::collection::vec(prop::collection::vec(10.0f64..400.0, np), np),
             prop::collection::vec(10.0f64..400.0, np),
@@ -115,13 +115,13 @@ fn arb_problem() -> impl Strategy<Value = (Vec<Stop>, Vec<Point>, Vec<Vec<f64>>,
                 let stops: Vec<Stop> = stops
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (point, fasting, after, pay, kind))| {
+                    .map(|(i, (point, fasting, after, pay, kind, delay))| {
                         let kind = match kind {
                             0 => StopKind::Payment,
                             1 => StopKind::Return,
                             _ => StopKind::Exam,
                         };
-                        Stop { id: format!("s{i}"), kind, point, fasting: fasting && !after, after_meal: after && !fasting, needs_payment: pay && kind == StopKind::Exam }
+                        Stop { id: format!("s{i}"), kind, point, fasting: fasting && !after, after_meal: after && !fasting, needs_payment: pay && kind == StopKind::Exam, result_delay_s: if delay { 1800.0 } else { 0.0 } }
                     })
                     .collect();
                 let points: Vec<Point> = points
@@ -155,7 +155,7 @@ proptest! {
     /// return visit last), and nothing that keeps the rules finishes sooner.
     #[test]
     fn the_plan_keeps_the_rules_and_is_optimal((stops, points, walk, here, ready) in arb_problem()) {
-        let p = Problem { now_s: 7.5 * 3600.0, stops: &stops, points: &points, walk_from_here: &here, walk: &walk, rules: Rules::default(), ready_at: &ready };
+        let p = Problem { now_s: 7.5 * 3600.0, stops: &stops, points: &points, walk_from_here: &here, walk: &walk, rules: Rules::default(), ready_at: &ready, results_ready_s: 0.0 };
         let Ok(plan) = plan(&p) else { return Ok(()) };
         let n = stops.len();
         let mut sorted = plan.order.clone();

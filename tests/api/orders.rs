@@ -82,7 +82,20 @@ async fn a_fhir_bundle_gives_a_next_stop_with_route_reason_and_ticket() {
     let again: Value = app.post("/api/v1/patients/p-1/next/accept", json!({"service": service})).await.json().await.unwrap();
     assert_eq!(again["ticket"]["id"], id.as_str());
 
-    // The HIS completes the orders: the patient is done.
+    // The queue completes the ticket: its order is done without the HIS saying so.
+    let queue = t["ticket"]["queue"].as_str().unwrap().to_owned();
+    let snap = app.get_json(&format!("/api/v1/queues/{queue}")).await;
+    let room = snap["rooms"][0]["id"].as_str().unwrap().to_owned();
+    let called = app.call_next(&queue, &room).await.expect("our patient is first");
+    assert_eq!(called["id"], id.as_str());
+    assert_eq!(app.post_empty(&format!("/api/v1/tickets/{id}/complete")).await.status(), 200);
+    let v = app.get_json("/api/v1/patients/p-1/orders").await;
+    let done: Vec<&str> = v["orders"].as_array().unwrap().iter().filter(|o| o["status"] == "done").map(|o| o["service"].as_str().unwrap()).collect();
+    assert_eq!(done, [service.as_str()], "{v}");
+    let v = app.get_json("/api/v1/patients/p-1/next?at=K-A-L1").await;
+    assert_ne!(v["next"]["service"], service.as_str(), "the done stop is not offered again");
+
+    // The HIS completes the other orders: the patient is done.
     for o in ["sr-1", "sr-2", "sr-3", "ap-1"] {
         assert_eq!(app.post_empty(&format!("/api/v1/patients/p-1/orders/{o}/complete")).await.status(), 200);
     }

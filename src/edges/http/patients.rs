@@ -48,6 +48,38 @@ async fn known(state: &Data, p: &PatientId) -> Result<Vec<TicketView>, ApiError>
     Ok(tickets)
 }
 
+/// The patient's orders, with those their queue has since completed marked done (and stored
+/// so): an order is done when a ticket of its service's queue was completed after the order came.
+/// A breakfast-dependent order shares its queue with a fasting one only on a second visit.
+async fn orders_of(state: &Data, p: &PatientId, tickets: &[TicketView]) -> Result<Vec<StoredOrder>, ApiError> {
+    let (store, id) = (state.orders.clone(), p.as_str().to_owned());
+    let list = blocking(move || store.list(&id)).await?;
+    let services = &state.floor.hospital.services;
+    let svc = |o: &StoredOrder| services.iter().find(|s| s.id == o.service);
+    let mut done = Vec::new();
+    for o in list.iter().filter(|o| o.status == OrderStatus::Active) {
+        let Some(queue) = svc(o).and_then(|s| s.queue.clone()) else { continue };
+        let visits = tickets.iter().filter(|k| k.queue == queue && k.status == Status::Completed && k.finished_at.is_some_and(|f| f > o.updated_ms)).count();
+        let fasting_here = list.iter().any(|x| x.id != o.id && svc(x).is_some_and(|s| s.fasting && s.queue.as_ref() == Some(&queue)));
+        let needed = if svc(o).is_some_and(|s| s.after_meal) && fasting_here { 2 } else { 1 };
+        if visits >= needed {
+            done.push(o.id.clone());
+        }
+    }
+    if done.is_empty() {
+        return Ok(list);
+    }
+    let (store, id) = (state.orders.clone(), p.as_str().to_owned());
+    blocking(move || {
+        let now = now_ms();
+        for o in &done {
+            store.set_status(&id, o, OrderStatus::Done, now)?;
+        }
+        store.list(&id)
+    })
+    .await
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -72,9 +104,8 @@ pub async fn post_orders(state: Data, req: HttpRequest, path: web::Path<String>,
 pub async fn get_orders(state: Data, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     state.auth.staff(&req, super::auth::ALL_STAFF)?;
     let p = patient_id(&path)?;
-    known(&state, &p).await?;
-    let (store, id) = (state.orders.clone(), p.as_str().to_owned());
-    let list = blocking(move || store.list(&id)).await?;
+    let tickets = known(&state, &p).await?;
+    let list = orders_of(&state, &p, &tickets).await?;
     Ok(HttpResponse::Ok().json(json!({"patient": p, "orders": list})))
 }
 
@@ -141,6 +172,7 @@ fn stops(todo: &[Pending]) -> Vec<Stop> {
             fasting: t.service.fasting,
             after_meal: t.service.after_meal,
             needs_payment: t.service.needs_payment,
+            result_delay_s: t.service.result_minutes * 60.0,
         })
         .collect()
 }
@@ -174,8 +206,7 @@ pub async fn next(state: Data, req: HttpRequest, path: web::Path<String>) -> Res
         Some(s) => Lang::parse(s).ok_or_else(|| ApiError::bad_request("unknown_lang", format!("unknown language {s:?}; use zh or en")))?,
     };
     let tickets = known(&state, &p).await?;
-    let (store, id) = (state.orders.clone(), p.as_str().to_owned());
-    let list = blocking(move || store.list(&id)).await?;
+    let list = orders_of(&state, &p, &tickets).await?;
     let todo = pending(&state, &list);
     if todo.is_empty() {
         return Ok(HttpResponse::Ok().json(json!({"patient": p, "done": true, "next": null, "orders": list})));
@@ -234,7 +265,17 @@ pub async fn next(state: Data, req: HttpRequest, path: web::Path<String>) -> Res
             hold.push(todo[i].service.id.clone());
         }
     }
-    let prob = Problem { now_s, stops: &stops, points: &points, walk_from_here: &walk_from_here, walk: &walk, rules, ready_at: &ready_at };
+    // Results of stops already done: their ticket's completion plus the service's result time.
+    let midnight_ms = now_ms() - (now_s * 1000.0) as i64;
+    let results_ready_s = tickets
+        .iter()
+        .filter(|k| k.status == Status::Completed)
+        .filter_map(|k| {
+            let delay = hospital.services.iter().filter(|s| s.queue.as_ref() == Some(&k.queue)).map(|s| s.result_minutes).fold(0.0, f64::max);
+            k.finished_at.filter(|_| delay > 0.0).map(|f| (f - midnight_ms) as f64 / 1000.0 + delay * 60.0)
+        })
+        .fold(0.0, f64::max);
+    let prob = Problem { now_s, stops: &stops, points: &points, walk_from_here: &walk_from_here, walk: &walk, rules, ready_at: &ready_at, results_ready_s };
     let the_plan = plan(&prob).map_err(|e| ApiError::unprocessable("contradictory_orders", format!("the orders cannot be planned: {e:?}")))?;
     let first = the_plan.order[0];
     let svc = todo[first].service;
@@ -279,8 +320,7 @@ pub async fn accept(state: Data, req: HttpRequest, path: web::Path<String>, payl
     let body = read_body(&req, payload, state.max_body_bytes).await?;
     let r: AcceptRequest = parse_json(&body, false)?;
     let tickets = known(&state, &p).await?;
-    let (store, id) = (state.orders.clone(), p.as_str().to_owned());
-    let list = blocking(move || store.list(&id)).await?;
+    let list = orders_of(&state, &p, &tickets).await?;
     let todo = pending(&state, &list);
     let Some(t) = todo.iter().find(|t| t.service.id == r.service) else {
         return Err(ApiError::unprocessable("not_pending", format!("the patient has no active order for service {:?}", r.service)));
