@@ -60,6 +60,9 @@ enum Cmd {
     Simulate {
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Patients as a multiple of the default morning's (1.0 ≈ 210 patients).
+        #[arg(long, default_value_t = 1.0)]
+        load: f64,
         /// The HTML report (SVG histograms inside).
         #[arg(long, default_value = "simulation-report.html")]
         out: PathBuf,
@@ -139,7 +142,7 @@ fn main() -> std::process::ExitCode {
             devices(broker, config, prefix, displays, keypads, press_every, duration)
         }
         Cmd::Map { command } => map_cmd(command),
-        Cmd::Simulate { seed, out } => simulate(seed, &out),
+        Cmd::Simulate { seed, load, out } => simulate(seed, load, &out),
         Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_prefix, maps } => {
             serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, prefix: mqtt_prefix }, maps)
         }
@@ -282,10 +285,11 @@ fn map_cmd(cmd: MapCmd) -> anyhow::Result<()> {
     }
 }
 
-fn simulate(seed: u64, out: &std::path::Path) -> anyhow::Result<()> {
+fn simulate(seed: u64, load: f64, out: &std::path::Path) -> anyhow::Result<()> {
     use clinicflow::plan::{report, sim};
     let map = clinicflow::map::demo();
-    let runs = sim::compare(&map, &sim::Scenario::default_morning(), seed).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(load > 0.0 && load <= 5.0, "--load must be in (0, 5]");
+    let runs = sim::compare(&map, &sim::Scenario::default_morning().with_load(load), seed).map_err(anyhow::Error::msg)?;
     let [fixed, one, planner] = &runs;
     say!("seed {seed}: {} patients", fixed.patients);
     say!("{:<28} {:>12} {:>14} {:>12} {:>8}", "", "fixed order", "planner 1 tkt", "planner", "cut");

@@ -60,6 +60,14 @@ fn l(zh: &str, en: &str) -> Labels {
 }
 
 impl Scenario {
+    /// The same morning with `factor` times the patients.
+    pub fn with_load(mut self, factor: f64) -> Scenario {
+        for r in &mut self.arrivals_per_hour {
+            *r *= factor;
+        }
+        self
+    }
+
     /// The default morning: 7:30–11:30, a peak at 8–9, the demo hospital's rooms.
     pub fn default_morning() -> Scenario {
         let svc = |name, place, rooms, mean_min: f64, from, until, result_min: f64| Service {
