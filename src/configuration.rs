@@ -92,6 +92,9 @@ impl Settings {
         if let Some(n) = env_number("CLINICFLOW_WS_HEARTBEAT_SECS")? {
             limits.push.heartbeat = std::time::Duration::from_secs(n.max(1));
         }
+        if let Some(n) = env_number("CLINICFLOW_REPLAN_SECS")? {
+            limits.push.replan_interval = std::time::Duration::from_secs(n.max(1));
+        }
         if let Some(n) = env_number("CLINICFLOW_WS_IDLE_SECS")? {
             limits.push.idle_timeout = std::time::Duration::from_secs(n.max(1));
         }

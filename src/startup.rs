@@ -78,7 +78,8 @@ impl Application {
         }
 
         let reader = SqliteJournal::open(&path).context("opening the journal for reading")?;
-        let hub = SessionHub::start(&floor, Box::new(reader), metrics.clone(), settings.limits.push);
+        let guide = crate::actors::guide::Guide { floor: floor.clone(), orders, maps: maps.clone() };
+        let hub = SessionHub::start(&floor, Box::new(reader), metrics.clone(), settings.limits.push, Some(guide.clone()));
         crate::actors::webhooks::start(hospital.clone(), &floor, &path, &settings.data_dir, metrics.clone())?;
         let ws_state = web::Data::new(crate::edges::ws::WsState { hub, limits: settings.limits.push });
 
@@ -94,7 +95,7 @@ impl Application {
             journal,
             max_body_bytes: settings.limits.max_body_bytes,
             maps,
-            orders,
+            guide,
         });
         let listener = TcpListener::bind(&settings.http).with_context(|| format!("binding {}", settings.http))?;
         let addr = listener.local_addr()?;

@@ -2,6 +2,7 @@
 //! message types, so the actor runtime could be replaced by plain tokio tasks later.
 
 mod floor;
+pub mod guide;
 mod queue;
 mod session;
 pub mod webhooks;

@@ -30,11 +30,13 @@ pub struct PushLimits {
     pub idle_timeout: Duration,
     /// Position/ETA updates are coalesced to at most one per this interval.
     pub position_interval: Duration,
+    /// How often patients with active orders are re-planned; a changed next stop is pushed.
+    pub replan_interval: Duration,
 }
 
 impl Default for PushLimits {
     fn default() -> Self {
-        Self { outbox: 256, heartbeat: Duration::from_secs(15), idle_timeout: Duration::from_secs(45), position_interval: Duration::from_secs(1) }
+        Self { outbox: 256, heartbeat: Duration::from_secs(15), idle_timeout: Duration::from_secs(45), position_interval: Duration::from_secs(1), replan_interval: Duration::from_secs(20) }
     }
 }
 
@@ -63,6 +65,13 @@ pub struct PatientSession {
     conns: Vec<(u64, Conn)>,
     next_conn: u64,
     last_position: Option<(usize, Option<u64>)>,
+    /// The ticket's patient (from the first connection's snapshot), for re-planning.
+    patient: Option<crate::domain::ids::PatientId>,
+    /// What was last pushed as the next stop (service, reason, wait in minutes), to push changes
+    /// only.
+    last_next: Option<String>,
+    /// A re-plan is running; ticks meanwhile are skipped.
+    planning: bool,
     hub: SessionHub,
 }
 
@@ -129,6 +138,9 @@ impl Handler<Attach> for PatientSession {
     fn handle(&mut self, msg: Attach, _: &mut Self::Context) -> u64 {
         let id = self.next_conn;
         self.next_conn += 1;
+        if self.patient.is_none() {
+            self.patient = Some(msg.snapshot.patient_id.clone());
+        }
         let snapshot = serde_json::json!({"type": "snapshot", "seq": self.feed.last_seq(), "ticket": msg.snapshot});
         let mut first = vec![snapshot.to_string()];
         if let Some(since) = msg.since {
@@ -204,6 +216,49 @@ impl Handler<Position> for PatientSession {
     }
 }
 
+/// Re-plan this session's patient if they have active orders (`patients`), or tell a patient
+/// who had a next stop that they are done.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Replan {
+    patients: Arc<std::collections::HashSet<String>>,
+}
+
+impl Handler<Replan> for PatientSession {
+    type Result = ();
+    fn handle(&mut self, msg: Replan, ctx: &mut Self::Context) {
+        let (Some(patient), Some(guide)) = (self.patient.clone(), self.hub.inner.guide.clone()) else { return };
+        if self.planning || (!msg.patients.contains(patient.as_str()) && self.last_next.is_none()) {
+            return;
+        }
+        self.planning = true;
+        let fut = async move { guide.next_stop(&patient, None, crate::map::Profile::Default, crate::map::model::Lang::Zh).await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+            act.planning = false;
+            let plan = match res {
+                Ok(plan) => plan,
+                Err(e) => {
+                    tracing::debug!(ticket = %act.ticket, error = ?e, "re-plan");
+                    return;
+                }
+            };
+            let next = &plan["next"];
+            let key = if plan["done"] == true {
+                "done".to_owned()
+            } else {
+                format!("{}|{}|{}", next["service"], next["reasons"]["en"], (next["expected_wait_s"].as_f64().unwrap_or(0.0) / 120.0).round())
+            };
+            if act.last_next.as_deref() == Some(key.as_str()) {
+                return;
+            }
+            let done = key == "done";
+            act.last_next = (!done).then_some(key);
+            let text = serde_json::json!({"type": "next_stop", "seq": act.feed.last_seq(), "ticket": act.ticket, "done": done, "plan": plan});
+            act.send_all(&text.to_string());
+        }));
+    }
+}
+
 struct HubInner {
     sessions: RwLock<HashMap<TicketId, Addr<PatientSession>>>,
     journal: Journal,
@@ -211,6 +266,8 @@ struct HubInner {
     metrics: Arc<Metrics>,
     /// Queues with changes since the last position round.
     dirty: Mutex<BTreeSet<QueueId>>,
+    /// Plans next stops for patients with orders (absent in setups without the guide).
+    guide: Option<super::guide::Guide>,
     /// The thread patient sessions, routers and the position ticker run on, apart from the
     /// queue actors: a burst of pushes to thousands of phones never delays a call.
     arbiter: actix_rt::ArbiterHandle,
@@ -230,7 +287,7 @@ pub struct AttachError;
 impl SessionHub {
     /// Start routing: one task per queue reads its committed events; one ticker sends positions.
     /// Must run inside an actix system.
-    pub fn start(floor: &Floor, journal: Box<dyn JournalStore>, metrics: Arc<Metrics>, limits: PushLimits) -> Self {
+    pub fn start(floor: &Floor, journal: Box<dyn JournalStore>, metrics: Arc<Metrics>, limits: PushLimits, guide: Option<super::guide::Guide>) -> Self {
         let hub = Self {
             inner: Arc::new(HubInner {
                 sessions: RwLock::new(HashMap::new()),
@@ -238,6 +295,7 @@ impl SessionHub {
                 hospital: floor.hospital.clone(),
                 metrics,
                 dirty: Mutex::new(BTreeSet::new()),
+                guide,
                 arbiter: actix_rt::Arbiter::new().handle(),
             }),
         };
@@ -259,6 +317,28 @@ impl SessionHub {
                 hub2.send_positions(&queues, &mut last, per_step, limits.position_interval).await;
             }
         });
+        if let Some(guide) = hub.inner.guide.clone() {
+            let hub3 = hub.clone();
+            hub.inner.arbiter.spawn(async move {
+                let mut tick = tokio::time::interval(limits.replan_interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if hub3.sessions() == 0 {
+                        continue;
+                    }
+                    // One query for who has active orders; only their sessions plan.
+                    let store = guide.orders.clone();
+                    let patients = match tokio::task::spawn_blocking(move || store.patients_with_active()).await {
+                        Ok(Ok(p)) => Arc::new(p),
+                        _ => continue,
+                    };
+                    for addr in hub3.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).values() {
+                        addr.do_send(Replan { patients: patients.clone() });
+                    }
+                }
+            });
+        }
         hub
     }
 
@@ -349,6 +429,9 @@ impl SessionHub {
             conns: Vec::new(),
             next_conn: 0,
             last_position: None,
+            patient: None,
+            last_next: None,
+            planning: false,
             hub: self.clone(),
         };
         let addr = PatientSession::start_in_arbiter(&self.inner.arbiter, move |_| addr);

@@ -117,6 +117,9 @@ pub struct QueueState {
     /// Moving average of service time, ms.
     ewma_service_ms: f64,
     placements: u64,
+    /// The largest place key in use: a new check-in's key is above it, so two check-ins in the
+    /// same millisecond still leave room to insert between them (a missed patient's return).
+    last_key: i64,
     idempotency: BTreeMap<String, (String, Option<TicketId>)>,
     /// The waiting tickets in calling order, kept by `apply`.
     line: Line,
@@ -143,6 +146,7 @@ impl QueueState {
             rooms,
             ewma_service_ms: ewma,
             placements: 0,
+            last_key: i64::MIN,
             idempotency: BTreeMap::new(),
             line: Line::default(),
         }
@@ -243,6 +247,13 @@ impl QueueState {
         }
     }
 
+    /// A check-in now: by its time, after every key already in use (check-ins in the same
+    /// millisecond get distinct keys, and a clock stepping back never reorders the line).
+    fn fresh_pos(&self, t: &TicketData, now: UnixMs, honour_slot: bool) -> Pos {
+        let p = self.normal_pos(t, now, honour_slot);
+        Pos { key: p.key.max(self.last_key.saturating_add(1)), ..p }
+    }
+
     /// The position just after the `n`-th waiting ticket that passes `filter` (or after the last
     /// of them when fewer wait); `fallback` when none does.
     fn pos_after(&self, n: u32, exclude: &TicketId, filter: impl Fn(&Ticket) -> bool, now: UnixMs, fallback: Pos) -> Pos {
@@ -275,19 +286,19 @@ impl QueueState {
     fn check_in_pos(&self, t: &Ticket, now: UnixMs) -> (Pos, bool, bool) {
         let policy = &self.spec.policy;
         if t.status == Status::Missed {
-            let fallback = self.normal_pos(&t.data, now, false);
+            let fallback = self.fresh_pos(&t.data, now, false);
             return (self.pos_after(policy.missed_reinsert_after, &t.data.id, |_| true, now, fallback), false, true);
         }
         let late = t.data.slot.is_some_and(|s| now > s.end);
         if late {
-            let fallback = self.normal_pos(&t.data, now, false);
+            let fallback = self.fresh_pos(&t.data, now, false);
             let pos = match policy.late_arrival {
                 super::config::LateArrival::WalkIn => fallback,
                 super::config::LateArrival::InsertAfter { n } => self.pos_after(n, &t.data.id, |_| true, now, fallback),
             };
             return (pos, true, false);
         }
-        (self.normal_pos(&t.data, now, true), false, false)
+        (self.fresh_pos(&t.data, now, true), false, false)
     }
 
     /// Check a command against the state; the events it causes, or why it is refused.
@@ -368,7 +379,7 @@ impl QueueState {
                 };
                 let pos = if i.check_in {
                     let as_ticket = self.blank(data.clone());
-                    Some(if new_day { self.normal_pos(&data, now, true) } else { self.check_in_pos(&as_ticket, now).0 })
+                    Some(if new_day { self.fresh_pos(&data, now, true) } else { self.check_in_pos(&as_ticket, now).0 })
                 } else {
                     None
                 };
@@ -463,7 +474,7 @@ impl QueueState {
                         return Err(QueueError::UnknownDoctor(d.clone()));
                     }
                 }
-                let fallback = self.normal_pos(&t.data, now, false);
+                let fallback = self.fresh_pos(&t.data, now, false);
                 let same_doctor = |u: &Ticket| u.callable_by(doctor.as_ref());
                 let pos = self.pos_after(self.spec.policy.return_insert_after, ticket, same_doctor, now, fallback);
                 ev.push(Event::Returned { ticket: ticket.clone(), doctor, pos });
@@ -544,6 +555,7 @@ impl QueueState {
             self.line.remove(pos, e.placement);
         }
         if let Some((pos, e)) = place(self, event.ticket()) {
+            self.last_key = self.last_key.max(pos.key);
             self.line.insert(pos, e);
         }
     }

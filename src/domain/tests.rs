@@ -157,6 +157,23 @@ fn missed_patient_returns_after_three() {
     assert_eq!(order, vec![tid(2), tid(3), tid(4), tid(1), tid(5), tid(6)]);
 }
 
+/// Under load many check-ins share a millisecond: a returning missed patient still lands
+/// exactly after three, not after everyone who checked in in that millisecond.
+#[test]
+fn missed_patient_returns_after_three_even_when_check_ins_share_a_millisecond() {
+    let mut s = state("q");
+    s.execute(&issue(1, "normal"), T0).unwrap();
+    for i in 2..=6 {
+        s.execute(&issue(i, "normal"), T0 + 1).unwrap();
+    }
+    assert_eq!(call(&mut s, "r3", T0 + MIN), Some(tid(1)));
+    s.execute(&Command::Skip { ticket: tid(1) }, T0 + 2 * MIN).unwrap();
+    s.execute(&Command::CheckIn { ticket: tid(1) }, T0 + 2 * MIN).unwrap();
+    assert_eq!(s.standing(&tid(1), T0 + 2 * MIN).unwrap().ahead, 3);
+    let order: Vec<_> = (0..6).filter_map(|i| call(&mut s, "r3", T0 + 4 * MIN + i)).collect();
+    assert_eq!(order, vec![tid(2), tid(3), tid(4), tid(1), tid(5), tid(6)]);
+}
+
 #[test]
 fn return_visit_goes_after_two_for_the_same_doctor_and_only_that_doctor_calls_it() {
     let mut s = state("q");

@@ -7,11 +7,13 @@
 //!   every problem reported with its file and feature id.
 //! - [`route`]: profiles (default, accessible, slow walker) and the shortest-time search.
 //! - [`text`]: turn-by-turn steps in Chinese and English with landmarks.
+//! - [`json`]: the wire form of a route.
 //! - [`check`]: reachability of every place from every entrance under every profile.
 //! - [`render`]: SVG of a level, with a route drawn.
 //! - [`store`]: the maps being served, swapped whole on a validated reload.
 
 pub mod check;
+pub mod json;
 pub mod load;
 pub mod model;
 pub mod render;

@@ -92,6 +92,14 @@ impl OrderStore {
         rows.collect()
     }
 
+    /// Patients with at least one active order.
+    pub fn patients_with_active(&self) -> rusqlite::Result<std::collections::HashSet<String>> {
+        let c = self.conn();
+        let mut st = c.prepare_cached("SELECT DISTINCT patient FROM orders WHERE status = 'active'")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect()
+    }
+
     pub fn has_patient(&self, patient: &str) -> rusqlite::Result<bool> {
         self.conn().query_row("SELECT 1 FROM orders WHERE patient = ?1 LIMIT 1", params![patient], |_| Ok(())).optional().map(|o| o.is_some())
     }

@@ -164,3 +164,46 @@ async fn acknowledged_orders_survive_kill_9() {
     assert_eq!(before, after);
     assert_eq!(after["orders"][2]["status"], "cancelled");
 }
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_stop(ws: &mut Ws) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let wait = async {
+        loop {
+            if let Message::Text(m) = ws.next().await.expect("open").expect("frame") {
+                let v: Value = serde_json::from_str(&m).unwrap();
+                if v["type"] == "next_stop" {
+                    return v;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), wait).await.expect("a next_stop within 20 s")
+}
+
+/// The patient's phone is told the next stop once orders arrive, and again when it changes, and
+/// that they are done at the end — over the real WebSocket.
+#[tokio::test]
+async fn the_patients_phone_gets_the_next_stop_and_its_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let app = crate::helpers::start_with_env(&dir.path().join("data"), Some(&cfg), &[("CLINICFLOW_REPLAN_SECS", "1")]);
+    let t = app.issue("internal-medicine", "p-1").await;
+    let url = format!("{}/ws/tickets/{}?token={}", app.base.replacen("http://", "ws://", 1), t["id"].as_str().unwrap(), t["access_token"].as_str().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket");
+    let orders = json!({"orders": [{"id": "o-ecg", "code": "ECG"}, {"id": "o-ret", "code": "RETURN-IM"}]});
+    assert_eq!(app.post("/api/v1/patients/p-1/orders", orders).await.status(), 200);
+    let v = next_stop(&mut ws).await;
+    assert_eq!(v["done"], false);
+    assert_eq!(v["plan"]["next"]["service"], "ecg", "{v}");
+    assert!(v["plan"]["next"]["route"]["steps"].as_array().unwrap().len() >= 2);
+    // The ECG is done: the next stop changes to the return visit.
+    assert_eq!(app.post_empty("/api/v1/patients/p-1/orders/o-ecg/complete").await.status(), 200);
+    let v = next_stop(&mut ws).await;
+    assert_eq!(v["plan"]["next"]["service"], "return-internal-medicine", "{v}");
+    assert_eq!(app.post_empty("/api/v1/patients/p-1/orders/o-ret/complete").await.status(), 200);
+    let v = next_stop(&mut ws).await;
+    assert_eq!(v["done"], true, "{v}");
+}

@@ -40,8 +40,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The indoor maps (immutable snapshots, swapped whole on reload).
     pub maps: Arc<crate::map::store::MapStore>,
-    /// Patients' orders from the HIS (durable).
-    pub orders: Arc<crate::storage::orders::OrderStore>,
+    /// Patients' orders, the live queues and the map, for the next stop.
+    pub guide: crate::actors::guide::Guide,
 }
 
 type Data = web::Data<AppState>;

@@ -1,0 +1,339 @@
+//! The guide: a patient's orders, the live queues, the map and the planner put together — what
+//! `GET /patients/{id}/next` answers and what a patient's session pushes when it changes.
+//!
+//! Reads only (plus taking tickets on `accept`); the planning itself is the pure `plan` core.
+
+use super::{Floor, FloorError};
+use crate::domain::command::{Command, IssueTicket};
+use crate::domain::config::{parse_hours, Hospital, ServiceConfig, ServiceKind};
+use crate::domain::ids::{DisplayName, PatientId, PriorityClass, TicketId};
+use crate::domain::queue::Status;
+use crate::domain::view::TicketView;
+use crate::map::json::route_json;
+use crate::map::model::{Endpoint, Labels, Lang, VenueMap};
+use crate::map::store::{MapStore, ResolveError};
+use crate::map::Profile;
+use crate::plan::orders::OrderStatus;
+use crate::plan::{plan, Point, Problem, Rules, Stop, StopKind};
+use crate::storage::orders::{OrderStore, StoredOrder};
+use chrono::Timelike;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Why the guide cannot answer. The HTTP edge maps each to a status and a stable code.
+#[derive(Debug)]
+pub enum GuideError {
+    Floor(FloorError),
+    Resolve(ResolveError),
+    /// The order store failed; nothing changed.
+    Store(String),
+    /// The request cannot be served as asked: (HTTP status, code, message).
+    Refused(u16, &'static str, String),
+}
+
+impl From<FloorError> for GuideError {
+    fn from(e: FloorError) -> Self {
+        GuideError::Floor(e)
+    }
+}
+
+impl From<ResolveError> for GuideError {
+    fn from(e: ResolveError) -> Self {
+        GuideError::Resolve(e)
+    }
+}
+
+/// One stop of the patient's day: a configured service with the active orders it serves.
+pub struct Pending<'a> {
+    pub service: &'a ServiceConfig,
+    pub orders: Vec<String>,
+}
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Guide {
+    pub floor: Floor,
+    pub orders: Arc<OrderStore>,
+    pub maps: Arc<MapStore>,
+}
+
+fn now_ms() -> i64 {
+    super::now_ms()
+}
+
+impl Guide {
+    fn hospital(&self) -> &Hospital {
+        &self.floor.hospital
+    }
+
+    async fn store<T: Send + 'static>(&self, f: impl FnOnce(&OrderStore) -> rusqlite::Result<T> + Send + 'static) -> Result<T, GuideError> {
+        let store = self.orders.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "order store");
+                Err(GuideError::Store(e.to_string()))
+            }
+            Err(e) => Err(GuideError::Store(e.to_string())),
+        }
+    }
+
+    /// Known patients: clinicflow has issued them a ticket today, or holds orders for them.
+    pub async fn known(&self, p: &PatientId) -> Result<Vec<TicketView>, GuideError> {
+        let tickets = self.floor.patient_tickets(p).await?;
+        if tickets.is_empty() {
+            let id = p.as_str().to_owned();
+            if !self.store(move |s| s.has_patient(&id)).await? {
+                return Err(GuideError::Refused(404, "unknown_patient", format!("no ticket or order for patient {p} today")));
+            }
+        }
+        Ok(tickets)
+    }
+
+    /// The patient's orders, with those their queue has since completed marked done (and stored
+    /// so): an order is done when a ticket of its service's queue was completed after the order
+    /// came. A breakfast-dependent order sharing its queue with a fasting one needs a second visit.
+    pub async fn orders_of(&self, p: &PatientId, tickets: &[TicketView]) -> Result<Vec<StoredOrder>, GuideError> {
+        let id = p.as_str().to_owned();
+        let list = self.store(move |s| s.list(&id)).await?;
+        let services = &self.hospital().services;
+        let svc = |o: &StoredOrder| services.iter().find(|s| s.id == o.service);
+        let mut done = Vec::new();
+        for o in list.iter().filter(|o| o.status == OrderStatus::Active) {
+            let Some(queue) = svc(o).and_then(|s| s.queue.clone()) else { continue };
+            let visits = tickets.iter().filter(|k| k.queue == queue && k.status == Status::Completed && k.finished_at.is_some_and(|f| f > o.updated_ms)).count();
+            let fasting_here = list.iter().any(|x| x.id != o.id && svc(x).is_some_and(|s| s.fasting && s.queue.as_ref() == Some(&queue)));
+            let needed = if svc(o).is_some_and(|s| s.after_meal) && fasting_here { 2 } else { 1 };
+            if visits >= needed {
+                done.push(o.id.clone());
+            }
+        }
+        if done.is_empty() {
+            return Ok(list);
+        }
+        let id = p.as_str().to_owned();
+        self.store(move |s| {
+            let now = now_ms();
+            for o in &done {
+                s.set_status(&id, o, OrderStatus::Done, now)?;
+            }
+            s.list(&id)
+        })
+        .await
+    }
+
+    /// Active orders grouped by service, in the order they came.
+    pub fn pending<'a>(&'a self, list: &[StoredOrder]) -> Vec<Pending<'a>> {
+        let mut out: Vec<Pending> = Vec::new();
+        for o in list.iter().filter(|o| o.status == OrderStatus::Active) {
+            let Some(svc) = self.hospital().services.iter().find(|s| s.id == o.service) else { continue };
+            match out.iter_mut().find(|p| p.service.id == svc.id) {
+                Some(p) => p.orders.push(o.id.clone()),
+                None => out.push(Pending { service: svc, orders: vec![o.id.clone()] }),
+            }
+        }
+        out
+    }
+
+    fn rules(&self) -> Rules {
+        let h = &self.hospital().planning;
+        Rules { payment_first: h.payment_first, fasting_first: h.fasting_first, return_last: h.return_last }
+    }
+
+    /// Where a service is on the map: its `place`, or its queue's department.
+    pub fn service_place(&self, svc: &ServiceConfig) -> String {
+        match (&svc.place, &svc.queue) {
+            (Some(p), _) => p.clone(),
+            (None, Some(q)) => self.hospital().queues.get(q).map(|spec| format!("department:{}", spec.department)).unwrap_or_default(),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// The next stop with its route, wait and reason, the whole plan, and the tickets to hold.
+    pub async fn next_stop(&self, p: &PatientId, at: Option<&str>, profile: Profile, lang: Lang) -> Result<Value, GuideError> {
+        let tickets = self.known(p).await?;
+        let list = self.orders_of(p, &tickets).await?;
+        let todo = self.pending(&list);
+        if todo.is_empty() {
+            return Ok(json!({"patient": p, "done": true, "next": null, "orders": list}));
+        }
+        // Where the patient is: given, or the room of their latest ticket.
+        let atlas = self.maps.current();
+        let here_ref = match at.filter(|s| !s.is_empty()) {
+            Some(a) => a.to_owned(),
+            None => tickets
+                .iter()
+                .max_by_key(|t| t.issued_at)
+                .and_then(|t| t.room.as_ref().map(|r| format!("room:{r}")).or_else(|| Some(format!("department:{}", self.hospital().queues.get(&t.queue)?.department))))
+                .ok_or_else(|| GuideError::Refused(400, "missing_parameter", "where is the patient? give at= (a kiosk or QR marker, a room)".into()))?,
+        };
+        let here = atlas.resolve(&here_ref)?;
+        let map: &VenueMap = &here.venue;
+        let places: Vec<Endpoint> = todo
+            .iter()
+            .map(|t| {
+                let r = self.service_place(t.service);
+                map.resolve(&r).ok_or_else(|| GuideError::Refused(500, "map_mismatch", format!("service {} is at {r:?}, which is not on the map", t.service.id)))
+            })
+            .collect::<Result<_, _>>()?;
+        let walk_s = |a: &Endpoint, b: &Endpoint| map.route(a, b, profile).map(|r| r.seconds).unwrap_or(f64::INFINITY);
+        let walk_from_here: Vec<f64> = places.iter().map(|b| walk_s(&here.endpoint, b)).collect();
+        let walk: Vec<Vec<f64>> = places.iter().map(|a| places.iter().map(|b| walk_s(a, b)).collect()).collect();
+
+        // Live queues: the wait a new ticket would have, or the patient's own ticket's ETA.
+        let hospital = self.hospital();
+        let local = chrono::Utc::now().with_timezone(&hospital.tz);
+        let now_s = local.num_seconds_from_midnight() as f64;
+        let mut points = Vec::new();
+        let mut ready_at = Vec::new();
+        for t in &todo {
+            let svc = t.service;
+            let (mut wait_s, mut service_s, mut ready) = (0.0, svc.minutes * 60.0, None);
+            if let Some(qid) = &svc.queue {
+                let snap = self.floor.queue(qid)?.snapshot().await.map_err(FloorError::from)?;
+                let rooms = snap.rooms.iter().filter(|r| !r.paused).count().max(1) as f64;
+                service_s = snap.mean_service_secs;
+                wait_s = snap
+                    .waiting
+                    .last()
+                    .and_then(|w| w.eta_secs)
+                    .map(|e| e as f64 + service_s / rooms)
+                    .unwrap_or(if snap.counts.waiting == 0 { 0.0 } else { snap.counts.waiting as f64 * service_s / rooms });
+                if let Some(mine) = tickets.iter().find(|k| &k.queue == qid && k.status == Status::Waiting) {
+                    ready = Some(now_s + mine.eta_secs.unwrap_or(0) as f64);
+                }
+            }
+            let (from, until) = svc.open.as_deref().and_then(parse_hours).map(|(a, b)| (a as f64, b as f64)).unwrap_or((0.0, 86_400.0));
+            let name = Labels { zh: svc.name.clone(), en: if svc.name_en.is_empty() { svc.name.clone() } else { svc.name_en.clone() } };
+            points.push(Point { name, wait_s, service_s, open_from_s: from, open_until_s: until });
+            ready_at.push(ready);
+        }
+        let stops = stops(&todo);
+        let rules = self.rules();
+        // clinicflow's way: a ticket in every queue the rules allow now, so the long queues move
+        // while the patient does the short ones. Those not held yet are taken on accept.
+        let mut hold = Vec::new();
+        for (i, ok) in eligible(&stops, rules).into_iter().enumerate() {
+            if ok && ready_at[i].is_none() && todo[i].service.queue.is_some() {
+                ready_at[i] = Some(now_s.max(points[i].open_from_s) + points[i].wait_s);
+                hold.push(todo[i].service.id.clone());
+            }
+        }
+        // Results of stops already done: their ticket's completion plus the service's result time.
+        let midnight_ms = now_ms() - (now_s * 1000.0) as i64;
+        let results_ready_s = tickets
+            .iter()
+            .filter(|k| k.status == Status::Completed)
+            .filter_map(|k| {
+                let delay = hospital.services.iter().filter(|s| s.queue.as_ref() == Some(&k.queue)).map(|s| s.result_minutes).fold(0.0, f64::max);
+                k.finished_at.filter(|_| delay > 0.0).map(|f| (f - midnight_ms) as f64 / 1000.0 + delay * 60.0)
+            })
+            .fold(0.0, f64::max);
+        let prob = Problem { now_s, stops: &stops, points: &points, walk_from_here: &walk_from_here, walk: &walk, rules, ready_at: &ready_at, results_ready_s };
+        let the_plan = plan(&prob).map_err(|e| GuideError::Refused(422, "contradictory_orders", format!("the orders cannot be planned: {e:?}")))?;
+        let first = the_plan.order[0];
+        let svc = todo[first].service;
+        let route = map.route(&here.endpoint, &places[first], profile).map_err(|_| GuideError::Refused(422, "no_route", format!("no {} route to {}", profile.name(), svc.name)))?;
+        let route = route_json(map, &route, &here.endpoint, &places[first], &here_ref, &self.service_place(svc), lang);
+        let reason = match lang {
+            Lang::Zh => &the_plan.reason.zh,
+            Lang::En => &the_plan.reason.en,
+        };
+        let finish = local + chrono::Duration::seconds((the_plan.finish_s - now_s).max(0.0) as i64);
+        Ok(json!({
+            "patient": p,
+            "done": false,
+            "next": {
+                "service": svc.id, "name": points[first].name.get(lang), "kind": svc.kind, "queue": svc.queue,
+                "orders": todo[first].orders,
+                "expected_wait_s": ready_at[first].map(|r| (r - now_s).max(0.0)).unwrap_or(points[first].wait_s).round(),
+                "walk_s": walk_from_here[first].round(),
+                "reason": reason, "reasons": the_plan.reason,
+                "route": route,
+            },
+            "hold": hold,
+            "plan": the_plan.order.iter().map(|&i| json!({"service": todo[i].service.id, "name": points[i].name.get(lang), "orders": todo[i].orders})).collect::<Vec<_>>(),
+            "expected_finish": finish.to_rfc3339(),
+            "orders": list,
+        }))
+    }
+
+    /// Accept the plan at `service`: its ticket, then one in every other queue the rules allow
+    /// now. Returns `(service, ticket, taken now)` for each, the accepted one first; an empty list
+    /// for a desk that takes no tickets.
+    pub async fn accept(&self, p: &PatientId, service: &str) -> Result<Vec<(String, TicketView, bool)>, GuideError> {
+        let tickets = self.known(p).await?;
+        let list = self.orders_of(p, &tickets).await?;
+        let todo = self.pending(&list);
+        let Some(t) = todo.iter().find(|t| t.service.id == service) else {
+            return Err(GuideError::Refused(422, "not_pending", format!("the patient has no active order for service {service:?}")));
+        };
+        if t.service.queue.is_none() {
+            return Ok(Vec::new());
+        }
+        let st = stops(&todo);
+        let ok = eligible(&st, self.rules());
+        let mut wanted: Vec<&ServiceConfig> = vec![t.service];
+        wanted.extend(todo.iter().enumerate().filter(|(i, o)| ok[*i] && o.service.id != t.service.id && o.service.queue.is_some()).map(|(_, o)| o.service));
+        let mut out = Vec::new();
+        for svc in wanted {
+            let (ticket, new) = self.take_ticket(p, &tickets, svc).await?;
+            out.push((svc.id.clone(), ticket, new));
+        }
+        Ok(out)
+    }
+
+    /// The patient's ticket in the service's queue: the one they hold, a return visit on their
+    /// completed ticket, or a new one. `true` when it was taken now.
+    async fn take_ticket(&self, p: &PatientId, tickets: &[TicketView], svc: &ServiceConfig) -> Result<(TicketView, bool), GuideError> {
+        let qid = svc.queue.clone().expect("services with queues only");
+        if let Some(held) = tickets.iter().find(|k| k.queue == qid && matches!(k.status, Status::Waiting | Status::Called | Status::Booked)) {
+            return Ok((held.clone(), false));
+        }
+        let unrecorded = || GuideError::Refused(503, "unavailable", "the ticket was not recorded".into());
+        // The return visit (回诊) goes back to the doctor's queue on the ticket already there.
+        if svc.kind == ServiceKind::Return {
+            if let Some(done) = tickets.iter().filter(|k| k.queue == qid && k.status == Status::Completed).max_by_key(|k| k.issued_at) {
+                let out = self.floor.on_ticket(&done.id, Command::Return { ticket: done.id.clone(), doctor: done.doctor.clone() }, None).await?;
+                return Ok((out.ticket.ok_or_else(unrecorded)?, true));
+            }
+        }
+        let name = tickets.first().map(|k| k.name.clone()).unwrap_or_else(|| p.as_str().to_owned());
+        let cmd = Command::Issue(IssueTicket {
+            ticket: TicketId::random(),
+            patient: p.clone(),
+            name: DisplayName::parse(&name).map_err(|e| GuideError::Refused(422, "invalid_field", e.to_string()))?,
+            class: tickets.first().map(|k| k.priority.clone()).unwrap_or_else(|| PriorityClass::parse("normal").expect("valid")),
+            slot: None,
+            doctor: None,
+            check_in: true,
+        });
+        let out = self.floor.execute(&qid, cmd, None).await?;
+        Ok((out.ticket.ok_or_else(unrecorded)?, true))
+    }
+}
+
+fn stops(todo: &[Pending]) -> Vec<Stop> {
+    todo.iter()
+        .enumerate()
+        .map(|(i, t)| Stop {
+            id: t.service.id.clone(),
+            kind: match t.service.kind {
+                ServiceKind::Exam => StopKind::Exam,
+                ServiceKind::Payment => StopKind::Payment,
+                ServiceKind::Return => StopKind::Return,
+            },
+            point: i,
+            fasting: t.service.fasting,
+            after_meal: t.service.after_meal,
+            needs_payment: t.service.needs_payment,
+            result_delay_s: t.service.result_minutes * 60.0,
+        })
+        .collect()
+}
+
+/// Stops the rules allow now (nothing pending must come before them): the patient may hold a
+/// ticket in each of their queues at once.
+fn eligible(stops: &[Stop], rules: Rules) -> Vec<bool> {
+    (0..stops.len()).map(|j| (0..stops.len()).all(|i| i == j || !rules.must_precede(&stops[i], &stops[j]))).collect()
+}
