@@ -4,11 +4,11 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+#[path = "../../tests/support/server.rs"]
+mod server;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Child, Command};
 
 pub const TOKEN: &str = "bench-staff-token-0123456789";
 
@@ -22,38 +22,10 @@ pub struct Server {
 impl Server {
     /// `clinicflow serve --http 127.0.0.1:0 --data DATA ARGS…`, waiting for "listening on".
     pub fn start(data: &Path, args: &[String]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_clinicflow"))
-            .args(["serve", "--http", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(args)
-            .env("CLINICFLOW_STAFF_TOKEN", TOKEN)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start clinicflow");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("mqtt: embedded broker on ") {
-                    let _ = tx.send(format!("mqtt {}", addr.trim()));
-                } else if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.trim().to_owned());
-                }
-            }
-        });
-        let mut mqtt_port = None;
-        let base = loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(m) if m.starts_with("mqtt ") => mqtt_port = m.rsplit(':').next().and_then(|p| p.parse().ok()),
-                Ok(url) => break url,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("clinicflow did not print its address within 60 s");
-                }
-            }
-        };
-        Server { child, base, mqtt_port }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clinicflow"));
+        cmd.args(["serve", "--http", "127.0.0.1:0", "--data"]).arg(data).args(args).env("CLINICFLOW_STAFF_TOKEN", TOKEN).env("RUST_LOG", "error");
+        let s = server::spawn(cmd);
+        Server { child: s.child, base: s.base, mqtt_port: s.mqtt_port }
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,10 +1,11 @@
 //! `spawn_app()`: the real `clinicflow serve` binary on port 0 with its own temp data dir.
 
-use std::io::{BufRead, BufReader};
+#[path = "../support/server.rs"]
+mod server;
+
+use server::{spawn, Spawned};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 pub const TOKEN: &str = "test-staff-token-0123456789";
 
@@ -58,36 +59,8 @@ fn launch(data: &Path, args: &[&str], env: &[(&str, &str)]) -> TestApp {
     // The embedded broker on a free port, so tests can run side by side.
     cmd.arg("serve").arg("--data").arg(data).arg("--http").arg("127.0.0.1:0").arg("--mqtt").arg("127.0.0.1:0").args(args);
     cmd.envs(env.iter().copied());
-    let mut child = cmd
-        .env("CLINICFLOW_STAFF_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start clinicflow");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("mqtt: embedded broker on ") {
-                let _ = tx.send(format!("mqtt {}", addr.trim()));
-            }
-            if let Some(url) = line.strip_prefix("listening on ") {
-                let _ = tx.send(url.trim().to_owned());
-            }
-        }
-    });
-    let mut mqtt_port = None;
-    let base = loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(m) if m.starts_with("mqtt ") => mqtt_port = m.rsplit(':').next().and_then(|p| p.parse().ok()),
-            Ok(b) => break b,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("clinicflow did not print its address within 60 s");
-            }
-        }
-    };
+    cmd.env("CLINICFLOW_STAFF_TOKEN", TOKEN).env("RUST_LOG", "warn").stderr(Stdio::inherit());
+    let Spawned { child, base, mqtt_port } = spawn(cmd);
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
     TestApp { base, client, child, mqtt_port, _dir: None }
 }
