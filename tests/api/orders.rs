@@ -195,6 +195,12 @@ async fn the_patients_phone_gets_the_next_stop_and_its_changes() {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket");
     let orders = json!({"orders": [{"id": "o-ecg", "code": "ECG"}, {"id": "o-ret", "code": "RETURN-IM"}]});
     assert_eq!(app.post("/api/v1/patients/p-1/orders", orders).await.status(), 200);
+    // The phone may also ask, with its ticket's access token; another patient's token may not.
+    let own = app.client.get(app.url(&format!("/api/v1/patients/p-1/next?token={}", t["access_token"].as_str().unwrap()))).send().await.unwrap();
+    assert_eq!(own.status(), 200);
+    let other = app.issue("internal-medicine", "p-2").await;
+    let r = app.client.get(app.url(&format!("/api/v1/patients/p-1/next?token={}", other["access_token"].as_str().unwrap()))).send().await.unwrap();
+    assert_eq!(crate::helpers::error_code(r).await, (403, "forbidden".to_owned()));
     let v = next_stop(&mut ws).await;
     assert_eq!(v["done"], false);
     assert_eq!(v["plan"]["next"]["service"], "ecg", "{v}");

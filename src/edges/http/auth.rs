@@ -91,5 +91,22 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// Staff (any role), or the access token of one of `tickets` (a patient asking about their
+    /// own visit from any of its tickets).
+    pub fn staff_or_holder<'a>(&self, req: &HttpRequest, tickets: impl IntoIterator<Item = &'a TicketId>) -> Result<Option<Role>, ApiError> {
+        match self.principal(req)? {
+            Principal::Staff { role, .. } => Ok(Some(role)),
+            Principal::Other(token) => {
+                if tickets.into_iter().any(|t| bool::from(self.patient_token(t).as_bytes().ct_eq(token.as_bytes()))) {
+                    Ok(None)
+                } else {
+                    Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token opens none of this patient's tickets"))
+                }
+            }
+        }
+    }
+}
+
 pub const ALL_STAFF: &[Role] = &[Role::Admin, Role::Nurse, Role::Device];
 pub const CLINICAL: &[Role] = &[Role::Admin, Role::Nurse];

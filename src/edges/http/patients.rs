@@ -88,6 +88,9 @@ pub async fn order_action(state: Data, req: HttpRequest, path: web::Path<(String
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NextQuery {
+    /// A patient's access token (instead of a bearer header); checked by the auth layer.
+    #[allow(dead_code)]
+    token: Option<String>,
     /// Where the patient is: a marker, room, place or node (`/route`'s `from`).
     at: Option<String>,
     profile: Option<String>,
@@ -97,8 +100,12 @@ struct NextQuery {
 /// `GET /patients/{id}/next?at=&profile=&lang=`: the next stop, its route, the expected wait and
 /// why.
 pub async fn next(state: Data, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    state.auth.staff(&req, super::auth::ALL_STAFF)?;
     let p = patient_id(&path)?;
+    // Staff, or the patient with the access token of any of their tickets.
+    if state.auth.staff(&req, super::auth::ALL_STAFF).is_err() {
+        let tickets = state.floor.patient_tickets(&p).await?;
+        state.auth.staff_or_holder(&req, tickets.iter().map(|t| &t.id))?;
+    }
     let q: NextQuery = serde_urlencoded::from_str(req.query_string()).map_err(|e| ApiError::bad_request("invalid_query", format!("bad query string: {e}")))?;
     let profile = match q.profile.as_deref() {
         None => Profile::Default,
