@@ -14,7 +14,7 @@ use crate::map::model::{Endpoint, Labels, Lang, VenueMap};
 use crate::map::store::{MapStore, ResolveError};
 use crate::map::Profile;
 use crate::plan::orders::OrderStatus;
-use crate::plan::{plan, Point, Problem, Rules, Stop, StopKind};
+use crate::plan::{allowed_now, plan, Point, Problem, Rules, Stop, StopKind};
 use crate::storage::orders::{OrderStore, StoredOrder};
 use chrono::Timelike;
 use serde_json::{json, Value};
@@ -213,7 +213,7 @@ impl Guide {
         // clinicflow's way: a ticket in every queue the rules allow now, so the long queues move
         // while the patient does the short ones. Those not held yet are taken on accept.
         let mut hold = Vec::new();
-        for (i, ok) in eligible(&stops, rules).into_iter().enumerate() {
+        for (i, ok) in allowed_now(&stops, rules).into_iter().enumerate() {
             if ok && ready_at[i].is_none() && todo[i].service.queue.is_some() {
                 ready_at[i] = Some(now_s.max(points[i].open_from_s) + points[i].wait_s);
                 hold.push(todo[i].service.id.clone());
@@ -272,7 +272,7 @@ impl Guide {
             return Ok(Vec::new());
         }
         let st = stops(&todo);
-        let ok = eligible(&st, self.rules());
+        let ok = allowed_now(&st, self.rules());
         let mut wanted: Vec<&ServiceConfig> = vec![t.service];
         wanted.extend(todo.iter().enumerate().filter(|(i, o)| ok[*i] && o.service.id != t.service.id && o.service.queue.is_some()).map(|(_, o)| o.service));
         let mut out = Vec::new();
@@ -330,10 +330,4 @@ fn stops(todo: &[Pending]) -> Vec<Stop> {
             result_delay_s: t.service.result_minutes * 60.0,
         })
         .collect()
-}
-
-/// Stops the rules allow now (nothing pending must come before them): the patient may hold a
-/// ticket in each of their queues at once.
-fn eligible(stops: &[Stop], rules: Rules) -> Vec<bool> {
-    (0..stops.len()).map(|j| (0..stops.len()).all(|i| i == j || !rules.must_precede(&stops[i], &stops[j]))).collect()
 }

@@ -170,16 +170,10 @@ impl Problem<'_> {
             }
         }
         // A cycle in the prerequisites (e.g. a fasting return visit with exams after meals).
-        let n = self.stops.len().min(MAX_STOPS);
-        let pre: Vec<u32> = (0..n).map(|j| self.prerequisites(j)).collect();
-        let mut done = 0u32;
-        for _ in 0..n {
-            match (0..n).find(|&j| done & (1 << j) == 0 && pre[j] & !done == 0) {
-                Some(j) => done |= 1 << j,
-                None => return Err(PlanError::Contradiction("the rules leave no order that satisfies them all".into())),
-            }
+        match rule_order(self) {
+            Some(_) => Ok(()),
+            None => Err(PlanError::Contradiction("the rules leave no order that satisfies them all".into())),
         }
-        Ok(())
     }
 }
 
@@ -307,17 +301,27 @@ pub fn simulate_order(p: &Problem, order: &[usize]) -> (f64, Vec<usize>) {
 
 /// The stops in the given order, moved only as far as the rules require.
 pub fn topological(p: &Problem) -> Vec<usize> {
+    // `None` only with contradictory rules, which `check` refuses: then the order as given.
+    rule_order(p).unwrap_or_else(|| (0..p.stops.len()).collect())
+}
+
+/// Which of `stops` the rules allow now (no other of them must come first): a patient may hold
+/// a ticket in each of their queues at once.
+pub fn allowed_now(stops: &[Stop], rules: Rules) -> Vec<bool> {
+    (0..stops.len()).map(|j| (0..stops.len()).all(|i| i == j || !rules.must_precede(&stops[i], &stops[j]))).collect()
+}
+
+/// The earliest-listed stop the rules allow, repeatedly; `None` when the rules form a cycle.
+fn rule_order(p: &Problem) -> Option<Vec<usize>> {
     let n = p.stops.len();
     let mut done = vec![false; n];
     let mut order = Vec::with_capacity(n);
     while order.len() < n {
-        let ready = (0..n).find(|&j| !done[j] && (0..n).all(|i| i == j || done[i] || !p.rules.must_precede(&p.stops[i], &p.stops[j])));
-        // None only with contradictory rules, which `check` refuses: keep the rest as given.
-        let j = ready.unwrap_or_else(|| (0..n).find(|&j| !done[j]).expect("some stop is left"));
+        let j = (0..n).find(|&j| !done[j] && (0..n).all(|i| i == j || done[i] || !p.rules.must_precede(&p.stops[i], &p.stops[j])))?;
         done[j] = true;
         order.push(j);
     }
-    order
+    Some(order)
 }
 
 fn minutes(s: f64) -> i64 {

@@ -337,8 +337,8 @@ impl Run<'_> {
         if self.policy == Policy::Planner {
             // A ticket in every queue the rules allow now.
             let left = self.left[p].clone();
-            for &j in &left {
-                let ready = left.iter().all(|&i| i == j || !rules.must_precede(&pt.stops[i], &pt.stops[j]));
+            let stops: Vec<Stop> = left.iter().map(|&i| pt.stops[i].clone()).collect();
+            for (&j, ready) in left.iter().zip(super::allowed_now(&stops, rules)) {
                 if ready && !self.ticketed[p].contains(&j) {
                     self.ticketed[p].push(j);
                     self.queue[pt.stops[j].point].push_back((p, j));
