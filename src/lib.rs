@@ -6,11 +6,14 @@
 //! - [`storage`]: the journal. A [`storage::JournalStore`] trait (SQLite now, PostgreSQL later)
 //!   and the group-commit writer thread every actor appends through.
 //! - [`actors`]: `ClinicQueue`, one actix actor per queue, the only writer of that queue's state;
-//!   [`actors::Floor`] holds the handles and routes ticket commands to the queue that owns them.
+//!   [`actors::Floor`] holds the handles and routes ticket commands to the queue that owns them;
+//!   the patient sessions, the `Guide` (next stop) and the `DisplayFeed` (what every wall display
+//!   shows and says, for MQTT and browser displays alike).
 //! - [`map`]: the pure indoor map core: GeoJSON loading and checks, the petgraph router,
 //!   turn-by-turn text, SVG.
 //! - [`plan`]: the pure next-stop planner and `clinicflow simulate`.
-//! - [`edges`]: HTTP (actix-web): parse, call a handle, map the error. No business rules.
+//! - [`edges`]: HTTP (actix-web), WebSocket, MQTT and the pages (assets from `web/`, embedded):
+//!   parse, call a handle, map the error. No business rules.
 //! - [`configuration`]: typed settings for `serve` (flags and environment).
 //! - [`startup`]: wires storage → actors → edges; binds the listener it is given (port 0 in tests).
 //! - [`telemetry`]: tracing subscriber and Prometheus metrics.

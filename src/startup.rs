@@ -81,12 +81,13 @@ impl Application {
         let guide = crate::actors::guide::Guide { floor: floor.clone(), orders, maps: maps.clone() };
         let hub = SessionHub::start(&floor, Box::new(reader), metrics.clone(), settings.limits.push, Some(guide.clone()));
         crate::actors::webhooks::start(hospital.clone(), &floor, &path, &settings.data_dir, metrics.clone())?;
-        let ws_state = web::Data::new(crate::edges::ws::WsState { hub, limits: settings.limits.push });
-
+        
         let displays = crate::edges::mqtt::DisplayRegistry::new(&hospital);
+        let display_feed = crate::actors::displays::DisplayFeed::start(&floor).await;
         if let Some(m) = settings.mqtt.clone() {
-            crate::edges::mqtt::start(m, floor.clone(), displays.clone(), metrics.clone());
+            crate::edges::mqtt::start(m, floor.clone(), display_feed.clone(), displays.clone(), metrics.clone());
         }
+        let ws_state = web::Data::new(crate::edges::ws::WsState { hub, limits: settings.limits.push, displays: display_feed });
         let state = web::Data::new(AppState {
             displays,
             floor: floor.clone(),
@@ -106,6 +107,7 @@ impl Application {
                 .wrap_fn(http::count_requests)
                 .configure(http::configure)
                 .configure(crate::edges::ws::configure)
+                .configure(crate::edges::pages::configure)
                 .default_service(web::to(http::no_route))
         })
         .workers(settings.http_workers)

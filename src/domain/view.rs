@@ -15,6 +15,8 @@ pub struct TicketView {
     pub queue: QueueId,
     pub queue_name: String,
     pub queue_name_en: String,
+    /// The department the queue belongs to (a map place: `department:{id}`).
+    pub department: String,
     pub status: Status,
     pub patient_id: PatientId,
     pub name: String,
@@ -103,6 +105,7 @@ impl QueueState {
             queue: self.id().clone(),
             queue_name: self.spec().name.clone(),
             queue_name_en: self.spec().name_en.clone(),
+            department: self.spec().department.to_string(),
             status: t.status,
             patient_id: t.data.patient.clone(),
             name: t.data.name.as_str().to_owned(),

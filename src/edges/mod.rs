@@ -3,4 +3,5 @@
 pub mod broker;
 pub mod http;
 pub mod mqtt;
+pub mod pages;
 pub mod ws;

@@ -3,13 +3,11 @@
 //! `status` (online/offline, set by their last will), and applies keypad `command`s, answering
 //! on `ack`. Topics and payloads: `firmware-protocol/README.md`.
 
+use crate::actors::displays::{DisplayFeed, DisplayMessage};
 use crate::actors::Floor;
 use crate::domain::command::{Command, Idempotency};
 use crate::domain::config::{DisplayConfig, Hospital};
-use crate::domain::display::{display_state, queues_of};
-use crate::domain::event::Event;
-use crate::domain::ids::{QueueId, RoomId, TicketId};
-use crate::domain::view::QueueSnapshot;
+use crate::domain::ids::{RoomId, TicketId};
 use crate::edges::http::error::ApiError;
 use crate::telemetry::Metrics;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
@@ -20,8 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Protocol version carried in every payload as `v`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub use crate::actors::displays::PROTOCOL_VERSION;
 /// Largest keypad command accepted (small microcontrollers send ~60 bytes).
 pub const MAX_COMMAND_BYTES: usize = 512;
 /// Keypad command ids remembered for de-duplication (beyond this, the journal's idempotency
@@ -118,7 +115,7 @@ impl DisplayRegistry {
 }
 
 /// Start the MQTT edge. Must run inside an actix system.
-pub fn start(settings: MqttSettings, floor: Floor, registry: DisplayRegistry, metrics: Arc<Metrics>) {
+pub fn start(settings: MqttSettings, floor: Floor, feed: DisplayFeed, registry: DisplayRegistry, metrics: Arc<Metrics>) {
     let mut opts = MqttOptions::new(format!("clinicflow-{}", std::process::id()), settings.host.clone(), settings.port);
     opts.set_keep_alive(Duration::from_secs(15));
     opts.set_max_packet_size(64 * 1024, 64 * 1024);
@@ -170,104 +167,41 @@ pub fn start(settings: MqttSettings, floor: Floor, registry: DisplayRegistry, me
             }
         });
     }
-    let hospital = floor.hospital.clone();
-    actix_rt::spawn(handle_incoming(in_rx, client.clone(), prefix.clone(), floor.clone(), registry, metrics.clone()));
-    actix_rt::spawn(publish_displays(client, prefix, floor, hospital, resync_rx));
+    actix_rt::spawn(handle_incoming(in_rx, client.clone(), prefix.clone(), floor, registry, metrics.clone()));
+    actix_rt::spawn(publish_displays(client, prefix, feed, resync_rx));
 }
 
 // ---- displays -------------------------------------------------------------------------------
 
-async fn publish_displays(client: AsyncClient, prefix: Arc<String>, floor: Floor, hospital: Arc<Hospital>, mut resync: mpsc::Receiver<()>) {
-    // One stream of (queue, events) from every queue, in commit order per queue.
-    let (tx, mut commits) = mpsc::channel::<(QueueId, Vec<i64>, Vec<Event>)>(4_096);
-    for q in floor.queues() {
-        let (mut rx, tx) = (q.subscribe(), tx.clone());
-        actix_rt::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(c) => {
-                        if tx.send((c.queue.clone(), c.seqs.clone(), c.events.clone())).await.is_err() {
-                            break;
-                        }
-                    }
-                    // Missed commits: the next state publish is computed from snapshots anyway.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        });
-    }
-    let displays: Vec<(DisplayConfig, Vec<QueueId>)> = hospital.displays.iter().map(|d| (d.clone(), queues_of(d, &hospital))).collect();
-    let mut published: HashMap<String, Value> = HashMap::new();
+/// Publish what the display feed computes: each state retained, each announcement once. After a
+/// (re)connect or when this publisher fell behind, every display's latest state is published again.
+async fn publish_displays(client: AsyncClient, prefix: Arc<String>, feed: DisplayFeed, mut resync: mpsc::Receiver<()>) {
+    let mut rx = feed.subscribe();
+    let publish = |display: &str, topic: &str, retain: bool, payload: &Value| {
+        let bytes = match feed.display(display) {
+            Some(d) => encode_for(d, &payload.to_string()),
+            None => payload.to_string().into_bytes(),
+        };
+        client.publish(format!("{prefix}/displays/{display}/{topic}"), QoS::AtLeastOnce, retain, bytes)
+    };
     loop {
-        let dirty: Vec<QueueId> = tokio::select! {
-            Some(()) = resync.recv() => {
-                published.clear(); // (re)connected: publish every state again
-                floor.queues().map(|q| q.id().clone()).collect()
-            }
-            Some((queue, seqs, events)) = commits.recv() => {
-                announce(&client, &prefix, &floor, &hospital, &displays, &queue, &seqs, &events).await;
-                vec![queue]
-            }
+        let all = tokio::select! {
+            Some(()) = resync.recv() => true,
+            m = rx.recv() => match m {
+                Ok(DisplayMessage::State { display, payload }) => { let _ = publish(&display, "state", true, &payload).await; false }
+                Ok(DisplayMessage::Announce { display, payload }) => { let _ = publish(&display, "announce", false, &payload).await; false }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "the MQTT display publisher fell behind; republishing every state");
+                    true
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
             else => return,
         };
-        let affected: Vec<&(DisplayConfig, Vec<QueueId>)> = displays.iter().filter(|(_, qs)| qs.iter().any(|q| dirty.contains(q))).collect();
-        let mut snaps: BTreeMap<QueueId, QueueSnapshot> = BTreeMap::new();
-        for (_, qs) in &affected {
-            for q in qs {
-                if !snaps.contains_key(q) {
-                    if let Ok(s) = floor.queue(q).map(|h| h.clone()) {
-                        if let Ok(snap) = s.snapshot().await {
-                            snaps.insert(q.clone(), snap);
-                        }
-                    }
-                }
+        if all {
+            for (display, payload) in feed.all_latest() {
+                let _ = publish(&display, "state", true, &payload).await;
             }
-        }
-        for (d, _) in affected {
-            let state = serde_json::to_value(display_state(d, &hospital, &snaps)).unwrap_or_default();
-            if published.get(&d.id) == Some(&state) {
-                continue;
-            }
-            let mut payload = json!({"v": PROTOCOL_VERSION, "display": d.id, "at": crate::actors::now_ms()});
-            if let (Some(p), Value::Object(s)) = (payload.as_object_mut(), state.clone()) {
-                p.extend(s);
-            }
-            if client.publish(format!("{prefix}/displays/{}/state", d.id), QoS::AtLeastOnce, true, encode_for(d, &payload.to_string())).await.is_ok() {
-                published.insert(d.id.clone(), state);
-            }
-        }
-    }
-}
-
-/// One `announce` per call or recall, to every display showing that room.
-#[allow(clippy::too_many_arguments)]
-async fn announce(
-    client: &AsyncClient,
-    prefix: &str,
-    floor: &Floor,
-    hospital: &Hospital,
-    displays: &[(DisplayConfig, Vec<QueueId>)],
-    queue: &QueueId,
-    seqs: &[i64],
-    events: &[Event],
-) {
-    for (event, seq) in events.iter().zip(seqs) {
-        let (ticket, room, kind) = match event {
-            Event::Called { ticket, room, .. } => (ticket, room, "call"),
-            Event::Recalled { ticket, room } => (ticket, room, "recall"),
-            _ => continue,
-        };
-        let Ok(t) = floor.ticket(ticket).await else { continue };
-        let (zh, en) = hospital.room(room).map_or((room.to_string(), String::new()), |r| (r.name.clone(), r.name_en.clone()));
-        let a = crate::domain::announce::call(&t.number, &t.masked_name, &zh, &en);
-        for (d, _) in displays.iter().filter(|(d, _)| d.rooms.contains(room)) {
-            let payload = json!({
-                "v": PROTOCOL_VERSION, "display": d.id, "kind": kind, "seq": seq, "at": crate::actors::now_ms(),
-                "queue": queue, "ticket": ticket, "number": t.number, "name": t.masked_name,
-                "room": room, "room_name": zh, "room_name_en": en, "text_zh": a.text_zh, "text_en": a.text_en,
-            });
-            let _ = client.publish(format!("{prefix}/displays/{}/announce", d.id), QoS::AtLeastOnce, false, encode_for(d, &payload.to_string())).await;
         }
     }
 }

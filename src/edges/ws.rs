@@ -1,7 +1,12 @@
 //! `/ws/tickets/{id}?token=…&since=N`: the patient's phone. Checked before the upgrade (401/403/
 //! 404); then one task per connection runs `select!` over client frames, the bounded outbox the
 //! patient session fills, the session's kill signal, and a heartbeat tick.
+//!
+//! `/ws/displays/{id}`: a browser wall display. The same `state` and `announce` payloads as the
+//! MQTT topics, each with a `type` field; the current state first. Public like the screen itself
+//! (masked names and numbers only).
 
+use crate::actors::displays::{DisplayFeed, DisplayMessage};
 use crate::actors::{close, PushLimits, SessionHub};
 use crate::domain::ids::TicketId;
 use crate::edges::http::error::ApiError;
@@ -16,12 +21,14 @@ use tokio::sync::mpsc;
 const MAX_CLIENT_FRAME: usize = 4 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/ws/tickets/{ticket}").route(web::get().to(patient_socket)));
+    cfg.service(web::resource("/ws/tickets/{ticket}").route(web::get().to(patient_socket)))
+        .service(web::resource("/ws/displays/{display}").route(web::get().to(display_socket)));
 }
 
 pub struct WsState {
     pub hub: SessionHub,
     pub limits: PushLimits,
+    pub displays: DisplayFeed,
 }
 
 async fn patient_socket(
@@ -119,4 +126,89 @@ async fn run(
             None
         }
     }
+}
+
+/// A display message as a browser display receives it: the payload with its `type`.
+fn display_frame(kind: &str, payload: &serde_json::Value) -> String {
+    let mut v = payload.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("type".into(), serde_json::Value::String(kind.into()));
+    }
+    v.to_string()
+}
+
+async fn display_socket(ws: web::Data<WsState>, req: HttpRequest, path: web::Path<String>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    if ws.displays.display(&id).is_none() {
+        return Err(ApiError::not_found("unknown_display", format!("no display {id:?} is configured")));
+    }
+    // Subscribe before reading the latest state, so nothing falls between the two.
+    let rx = ws.displays.subscribe();
+    let first = ws.displays.latest(&id);
+    let (response, session, stream) =
+        actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("not_websocket", format!("a WebSocket upgrade is required: {e}")))?;
+    let (feed, limits) = (ws.displays.clone(), ws.limits);
+    actix_web::rt::spawn(async move {
+        run_display(session, stream.max_frame_size(MAX_CLIENT_FRAME), id, rx, first, feed, limits).await;
+    });
+    Ok(response)
+}
+
+/// Serve one browser display until it goes away. A display that falls behind the feed (its
+/// socket stalled) is given the latest state again; the announcements it missed are dropped.
+async fn run_display(
+    mut session: actix_ws::Session,
+    mut stream: actix_ws::MessageStream,
+    id: String,
+    mut rx: tokio::sync::broadcast::Receiver<DisplayMessage>,
+    first: Option<std::sync::Arc<serde_json::Value>>,
+    feed: DisplayFeed,
+    limits: PushLimits,
+) {
+    if let Some(s) = first {
+        if session.text(display_frame("state", &s)).await.is_err() {
+            return;
+        }
+    }
+    let mut heartbeat = tokio::time::interval(limits.heartbeat);
+    heartbeat.tick().await;
+    let mut last_heard = Instant::now();
+    let reason = loop {
+        tokio::select! {
+            m = rx.recv() => {
+                let text = match m {
+                    Ok(DisplayMessage::State { display, payload }) if display == id => display_frame("state", &payload),
+                    Ok(DisplayMessage::Announce { display, payload }) if display == id => display_frame("announce", &payload),
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => match feed.latest(&id) {
+                        Some(s) => display_frame("state", &s),
+                        None => continue,
+                    },
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break None,
+                };
+                if session.text(text).await.is_err() { return }
+            }
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Ping(b))) => {
+                    last_heard = Instant::now();
+                    if session.pong(&b).await.is_err() { return }
+                }
+                // Displays may send small JSON (reserved for delivery acks); nothing else is read.
+                Some(Ok(Message::Pong(_))) | Some(Ok(Message::Text(_))) | Some(Ok(Message::Continuation(_))) | Some(Ok(Message::Nop)) => last_heard = Instant::now(),
+                Some(Ok(Message::Binary(_))) => break Some(CloseReason { code: CloseCode::Unsupported, description: Some("binary frames are not accepted".into()) }),
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Err(e)) => {
+                    let code = match e { actix_ws::ProtocolError::Overflow => CloseCode::Size, _ => CloseCode::Protocol };
+                    break Some(CloseReason { code, description: Some(e.to_string()) });
+                }
+            },
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > limits.idle_timeout {
+                    break Some(CloseReason { code: CloseCode::Other(close::IDLE), description: Some("idle timeout".into()) });
+                }
+                if session.ping(b"").await.is_err() { return }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), session.close(reason)).await;
 }

@@ -186,6 +186,18 @@ pub struct Place {
     pub lat: f64,
 }
 
+impl Place {
+    /// Whether a searched text names this place: its Chinese or English name (case-insensitive),
+    /// its category, room or department id. Blank text matches everything.
+    pub fn matches(&self, text: &str) -> bool {
+        let q = text.trim().to_lowercase();
+        q.is_empty()
+            || [self.name.zh.as_str(), self.name.en.as_str(), self.category.as_str(), self.room.as_deref().unwrap_or(""), self.department.as_deref().unwrap_or("")]
+                .iter()
+                .any(|f| f.to_lowercase().contains(&q))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Unit {
     pub id: String,

@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 const SCALE: f64 = 8.0;
 const PAD: f64 = 24.0;
 
-fn esc(s: &str) -> String {
+/// Escape text for XML and HTML.
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -46,18 +46,23 @@ pub fn start_with_env(data: &Path, config: Option<&Path>, env: &[(&str, &str)]) 
         args.push(c.display().to_string());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    launch(data, &args, env)
+    launch(data, "127.0.0.1:0", &args, env)
 }
 
 /// `start` with extra `serve` arguments.
 pub fn start_args(data: &Path, args: &[&str]) -> TestApp {
-    launch(data, args, &[])
+    launch(data, "127.0.0.1:0", args, &[])
 }
 
-fn launch(data: &Path, args: &[&str], env: &[(&str, &str)]) -> TestApp {
+/// `start` on a given HTTP address (a restart where open pages expect to find the server again).
+pub fn start_at(data: &Path, http: &str) -> TestApp {
+    launch(data, http, &[], &[])
+}
+
+fn launch(data: &Path, http: &str, args: &[&str], env: &[(&str, &str)]) -> TestApp {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_clinicflow"));
     // The embedded broker on a free port, so tests can run side by side.
-    cmd.arg("serve").arg("--data").arg(data).arg("--http").arg("127.0.0.1:0").arg("--mqtt").arg("127.0.0.1:0").args(args);
+    cmd.arg("serve").arg("--data").arg(data).arg("--http").arg(http).arg("--mqtt").arg("127.0.0.1:0").args(args);
     cmd.envs(env.iter().copied());
     cmd.env("CLINICFLOW_STAFF_TOKEN", TOKEN).env("RUST_LOG", "warn").stderr(Stdio::inherit());
     let Spawned { child, base, mqtt_port } = spawn(cmd);

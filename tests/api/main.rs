@@ -1,5 +1,6 @@
 //! Black-box tests: the real server binary on port 0 with a temp data dir, spoken to over HTTP.
 
+mod browser;
 mod helpers;
 
 mod bad_input;
@@ -7,6 +8,7 @@ mod concurrency;
 mod crash;
 mod maps;
 mod orders;
+mod pages;
 mod mqtt;
 mod openapi;
 mod push;

@@ -88,6 +88,8 @@ pub async fn route(req: HttpRequest, state: Data) -> Result<HttpResponse, ApiErr
 #[serde(deny_unknown_fields)]
 struct PoisQuery {
     near: Option<String>,
+    /// Search text: places whose name (zh or en), category, room or department contains it.
+    q: Option<String>,
     kind: Option<String>,
     profile: Option<String>,
     lang: Option<String>,
@@ -123,7 +125,18 @@ pub async fn pois(req: HttpRequest, state: Data) -> Result<HttpResponse, ApiErro
             return Err(ApiError::not_found("unknown_kind", format!("no place of kind {k:?} on this map; kinds: {}", known.join(", "))));
         }
     }
-    let found = m.nearest(&r.endpoint, kind, profile, limit);
+    let found = match q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => m.nearest(&r.endpoint, kind, profile, limit),
+        Some(text) => {
+            if text.chars().count() > 64 {
+                return Err(ApiError::bad_request("invalid_query", "q: at most 64 characters"));
+            }
+            let mut all = m.nearest(&r.endpoint, kind, profile, usize::MAX);
+            all.retain(|&(i, _, _)| m.places[i].matches(text));
+            all.truncate(limit);
+            all
+        }
+    };
     let list: Vec<serde_json::Value> = found
         .into_iter()
         .map(|(i, secs, metres)| {

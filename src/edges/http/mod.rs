@@ -68,6 +68,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/route").route(web::get().to(maps::route)))
                 .service(resource("/pois").route(web::get().to(maps::pois)))
                 .service(resource("/locate").route(web::get().to(maps::locate)))
+                .service(resource("/qr").route(web::get().to(crate::edges::pages::qr)))
                 .service(resource("/maps").route(web::get().to(maps::list_maps)))
                 .service(resource("/maps/reload").route(web::post().to(maps::reload)))
                 .service(resource("/maps/{venue}/levels/{file}").route(web::get().to(maps::level_svg))),

@@ -1,0 +1,184 @@
+//! `DisplayFeed`: what every wall display shows, computed once from the queues' commits and
+//! handed to every way a display is reached — the MQTT edge (retained `state`, `announce`) and
+//! browser displays over `/ws/displays/{id}`. The edges only encode and send.
+
+use super::Floor;
+use crate::domain::config::{DisplayConfig, Hospital};
+use crate::domain::display::{display_state, queues_of};
+use crate::domain::event::Event;
+use crate::domain::ids::QueueId;
+use crate::domain::view::QueueSnapshot;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use tokio::sync::{broadcast, mpsc};
+
+/// Protocol version carried in every display payload as `v` (MQTT and WebSocket alike).
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Display messages buffered for slow subscribers. A subscriber that falls further behind gets
+/// `Lagged` and re-reads the latest states ([`DisplayFeed::latest`]); announcements it missed are
+/// gone (a call older than the buffer is no longer worth speaking).
+const FEED_CAPACITY: usize = 4_096;
+/// Commits waiting to be turned into display messages; a full buffer makes queue-subscriber
+/// tasks wait (they never block a queue actor: they read its broadcast).
+const COMMITS: usize = 4_096;
+
+/// One message for one display: the payload is the full JSON (with `v`, `display`, `at`).
+#[derive(Debug, Clone)]
+pub enum DisplayMessage {
+    /// What the screen shows now (MQTT: retained `state`).
+    State { display: String, payload: Arc<Value> },
+    /// One call or recall to speak (MQTT: `announce`).
+    Announce { display: String, payload: Arc<Value> },
+}
+
+impl DisplayMessage {
+    pub fn display(&self) -> &str {
+        match self {
+            DisplayMessage::State { display, .. } | DisplayMessage::Announce { display, .. } => display,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct DisplayFeed {
+    tx: broadcast::Sender<DisplayMessage>,
+    /// The latest state payload of each display: what a (re)connecting display is given first.
+    latest: Arc<RwLock<HashMap<String, Arc<Value>>>>,
+    hospital: Arc<Hospital>,
+}
+
+impl DisplayFeed {
+    /// Start following every queue. Must run inside an actix system (or a tokio runtime).
+    pub async fn start(floor: &Floor) -> Self {
+        let (tx, _) = broadcast::channel(FEED_CAPACITY);
+        let feed = Self { tx, latest: Arc::default(), hospital: floor.hospital.clone() };
+        let (commit_tx, commits) = mpsc::channel::<(QueueId, Vec<i64>, Vec<Event>)>(COMMITS);
+        for q in floor.queues() {
+            let (mut rx, tx) = (q.subscribe(), commit_tx.clone());
+            actix_rt::spawn(async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(c) => {
+                            if tx.send((c.queue.clone(), c.seqs.clone(), c.events.clone())).await.is_err() {
+                                break;
+                            }
+                        }
+                        // Missed commits: states are computed from snapshots anyway.
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            });
+        }
+        let mut worker = Worker::new(floor.clone(), feed.clone());
+        // Every display has a state before anyone asks.
+        let all: Vec<QueueId> = floor.queues().map(|q| q.id().clone()).collect();
+        worker.refresh(&all).await;
+        actix_rt::spawn(worker.run(commits));
+        feed
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<DisplayMessage> {
+        self.tx.subscribe()
+    }
+
+    /// The latest state of one display.
+    pub fn latest(&self, display: &str) -> Option<Arc<Value>> {
+        self.latest.read().unwrap_or_else(|p| p.into_inner()).get(display).cloned()
+    }
+
+    /// The latest state of every display (for a publisher that reconnected or lagged).
+    pub fn all_latest(&self) -> Vec<(String, Arc<Value>)> {
+        let m = self.latest.read().unwrap_or_else(|p| p.into_inner());
+        self.hospital.displays.iter().filter_map(|d| m.get(&d.id).map(|v| (d.id.clone(), v.clone()))).collect()
+    }
+
+    pub fn display(&self, id: &str) -> Option<&DisplayConfig> {
+        self.hospital.displays.iter().find(|d| d.id == id)
+    }
+
+    fn set_latest(&self, display: &str, payload: Arc<Value>) {
+        self.latest.write().unwrap_or_else(|p| p.into_inner()).insert(display.to_owned(), payload);
+    }
+}
+
+struct Worker {
+    floor: Floor,
+    feed: DisplayFeed,
+    displays: Vec<(DisplayConfig, Vec<QueueId>)>,
+    /// The last state sent per display, without the envelope: unchanged states are not re-sent.
+    sent: HashMap<String, Value>,
+}
+
+impl Worker {
+    fn new(floor: Floor, feed: DisplayFeed) -> Self {
+        let h = floor.hospital.clone();
+        let displays = h.displays.iter().map(|d| (d.clone(), queues_of(d, &h))).collect();
+        Self { floor, feed, displays, sent: HashMap::new() }
+    }
+
+    async fn run(mut self, mut commits: mpsc::Receiver<(QueueId, Vec<i64>, Vec<Event>)>) {
+        while let Some((queue, seqs, events)) = commits.recv().await {
+            self.announce(&queue, &seqs, &events).await;
+            self.refresh(&[queue]).await;
+        }
+    }
+
+    /// Recompute the states of the displays showing any of `dirty`; send those that changed.
+    async fn refresh(&mut self, dirty: &[QueueId]) {
+        let affected: Vec<usize> = (0..self.displays.len()).filter(|&i| self.displays[i].1.iter().any(|q| dirty.contains(q))).collect();
+        let mut snaps: BTreeMap<QueueId, QueueSnapshot> = BTreeMap::new();
+        for &i in &affected {
+            for q in &self.displays[i].1 {
+                if snaps.contains_key(q) {
+                    continue;
+                }
+                if let Ok(h) = self.floor.queue(q) {
+                    if let Ok(snap) = h.snapshot().await {
+                        snaps.insert(q.clone(), snap);
+                    }
+                }
+            }
+        }
+        for i in affected {
+            let d = &self.displays[i].0;
+            let state = serde_json::to_value(display_state(d, &self.floor.hospital, &snaps)).unwrap_or_default();
+            if self.sent.get(&d.id) == Some(&state) {
+                continue;
+            }
+            let mut payload = json!({"v": PROTOCOL_VERSION, "display": d.id, "at": super::now_ms()});
+            if let (Some(p), Value::Object(s)) = (payload.as_object_mut(), state.clone()) {
+                p.extend(s);
+            }
+            let payload = Arc::new(payload);
+            self.feed.set_latest(&d.id, payload.clone());
+            self.sent.insert(d.id.clone(), state);
+            // No subscriber yet is fine: the latest state waits in `latest`.
+            let _ = self.feed.tx.send(DisplayMessage::State { display: d.id.clone(), payload });
+        }
+    }
+
+    /// One announcement per call or recall, to every display showing that room.
+    async fn announce(&self, queue: &QueueId, seqs: &[i64], events: &[Event]) {
+        let hospital = &self.floor.hospital;
+        for (event, seq) in events.iter().zip(seqs) {
+            let (ticket, room, kind) = match event {
+                Event::Called { ticket, room, .. } => (ticket, room, "call"),
+                Event::Recalled { ticket, room } => (ticket, room, "recall"),
+                _ => continue,
+            };
+            let Ok(t) = self.floor.ticket(ticket).await else { continue };
+            let (zh, en) = hospital.room(room).map_or((room.to_string(), String::new()), |r| (r.name.clone(), r.name_en.clone()));
+            let a = crate::domain::announce::call(&t.number, &t.masked_name, &zh, &en);
+            for (d, _) in self.displays.iter().filter(|(d, _)| d.rooms.contains(room)) {
+                let payload = json!({
+                    "v": PROTOCOL_VERSION, "display": d.id, "kind": kind, "seq": seq, "at": super::now_ms(),
+                    "queue": queue, "ticket": ticket, "number": t.number, "name": t.masked_name,
+                    "room": room, "room_name": zh, "room_name_en": en, "text_zh": a.text_zh, "text_en": a.text_en,
+                });
+                let _ = self.feed.tx.send(DisplayMessage::Announce { display: d.id.clone(), payload: Arc::new(payload) });
+            }
+        }
+    }
+}
