@@ -205,3 +205,33 @@ async fn the_index_links_every_page_and_assets_are_embedded() {
     let r = app.client.get(app.url(&format!("/api/v1/qr?text={long}"))).send().await.unwrap();
     assert_eq!(crate::helpers::error_code(r).await, (400, "invalid_query".to_owned()));
 }
+
+#[tokio::test]
+async fn the_patient_page_shows_the_next_stop_once_orders_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    // The demo config without opening hours, so the plan does not depend on the time of day.
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo-hospital.toml")).unwrap();
+    let text: String = text.lines().filter(|l| !l.starts_with("open =")).map(|l| format!("{l}\n")).collect();
+    let cfg = dir.path().join("hospital.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let app = crate::helpers::start_with_env(&dir.path().join("data"), Some(&cfg), &[("CLINICFLOW_REPLAN_SECS", "1")]);
+    let t = app.issue("internal-medicine", "p-next").await;
+    let driver = Driver::start().await;
+    let phone = driver.page(PHONE).await;
+    phone.goto(&app.url(t["patient_url"].as_str().unwrap())).await.unwrap();
+    until(&phone, "document.querySelector('#number').textContent !== ''", "the ticket").await;
+    assert_eq!(eval(&phone, "document.querySelector('#next-stop').classList.contains('hidden')").await, true, "no orders, no next stop");
+
+    // The doctor orders an ECG and a return visit; the consultation ends.
+    let orders = serde_json::json!({"orders": [{"id": "o-ecg", "code": "ECG"}, {"id": "o-ret", "code": "RETURN-IM"}]});
+    assert_eq!(app.post("/api/v1/patients/p-next/orders", orders).await.status(), 200);
+    let called = app.call_next("internal-medicine", "c-101").await.unwrap();
+    assert_eq!(called["id"], t["id"]);
+    assert_eq!(app.post_empty(&format!("/api/v1/tickets/{}/complete", t["id"].as_str().unwrap())).await.status(), 200);
+    until(&phone, "!document.querySelector('#next-stop').classList.contains('hidden')", "the next stop appears").await;
+    until(&phone, "document.querySelector('#next-text').textContent.includes('心电')", "the ECG is next").await;
+    until(&phone, "document.querySelector('#next-reason').textContent.length > 0", "with its reason").await;
+    until(&phone, "!document.querySelector('#route').classList.contains('hidden') && document.querySelector('#route-title').textContent.includes('心电')", "and the way there").await;
+    screenshot(&phone, "patient-next-stop").await;
+    phone.close().await.unwrap();
+}
