@@ -1,5 +1,6 @@
 //! Keypad press → door display state, over MQTT through the embedded broker, with the durable
-//! commit in between: 500 subscribed displays (one per room), presses at 200/s round robin.
+//! commit in between: 500 subscribed displays and 500 keypads (one each per room, each logged in
+//! with its own credentials), presses at 200/s round robin.
 //! Then the shared peer `../shared/peers/mqtt_peer.py` (raw Mosquitto publish → subscribe, 500
 //! subscribers, 200 msg/s) in the same run, and the ratio.
 //!
@@ -64,14 +65,29 @@ fn main() {
                 .unwrap();
             assert_eq!(r.status(), 201);
         }
+        // Every device logs in with its own credentials (the embedded broker's ACLs).
+        let creds: serde_json::Value = http.get(format!("{base}/api/v1/devices/credentials")).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+        let login: HashMap<String, (String, String)> = creds["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["id"].as_str().unwrap().to_owned(), (d["username"].as_str().unwrap().to_owned(), d["password"].as_str().unwrap().to_owned())))
+            .collect();
+        let options = |id: &str| {
+            let mut o = MqttOptions::new(id, "127.0.0.1", port);
+            o.set_keep_alive(Duration::from_secs(30));
+            if let Some((u, p)) = login.get(id) {
+                o.set_credentials(u.clone(), p.clone());
+            }
+            o
+        };
         // The displays: each records when its room's current number changes.
         let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
         let ready = Arc::new(tokio::sync::Semaphore::new(0));
         for r in 0..rooms {
             let (seen, ready) = (seen.clone(), ready.clone());
-            let mut o = MqttOptions::new(format!("door-r{r}"), "127.0.0.1", port);
-            o.set_keep_alive(Duration::from_secs(30));
-            let (client, mut ev) = AsyncClient::new(o, 64);
+            let (client, mut ev) = AsyncClient::new(options(&format!("door-r{r}")), 64);
+            clinicflow::edges::mqtt::no_delay(&mut ev);
             tokio::spawn(async move {
                 let _ = client.subscribe(format!("clinicflow/bench/displays/door-r{r}/state"), QoS::AtLeastOnce).await;
                 let mut last = String::new();
@@ -93,21 +109,32 @@ fn main() {
             });
         }
         let _ = ready.acquire_many(rooms as u32).await.unwrap();
-        // One client presses every keypad; acks tell which number each press called.
-        let (pads, mut ev) = AsyncClient::new(MqttOptions::new("bench-keypads", "127.0.0.1", port), 4096);
-        pads.subscribe("clinicflow/bench/keypads/+/ack", QoS::AtLeastOnce).await.unwrap();
+        // One client per keypad, as in the hospital; acks tell which number each press called.
         let acks: Arc<Mutex<HashMap<String, (String, Instant)>>> = Arc::new(Mutex::new(HashMap::new()));
-        let acks2 = acks.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Ok(Event::Incoming(Packet::Publish(p))) = ev.poll().await {
-                    let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap_or_default();
-                    if let (Some(id), Some(n)) = (v["id"].as_str(), v["number"].as_str()) {
-                        acks2.lock().unwrap().insert(id.to_owned(), (n.to_owned(), Instant::now()));
+        let mut pads = Vec::with_capacity(rooms);
+        for r in 0..rooms {
+            let (pad, mut ev) = AsyncClient::new(options(&format!("kp-r{r}")), 256);
+            clinicflow::edges::mqtt::no_delay(&mut ev);
+            pad.subscribe(format!("clinicflow/bench/keypads/kp-r{r}/ack"), QoS::AtLeastOnce).await.unwrap();
+            let (acks, ready) = (acks.clone(), ready.clone());
+            tokio::spawn(async move {
+                loop {
+                    match ev.poll().await {
+                        Ok(Event::Incoming(Packet::SubAck(_))) => ready.add_permits(1),
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap_or_default();
+                            if let (Some(id), Some(n)) = (v["id"].as_str(), v["number"].as_str()) {
+                                acks.lock().unwrap().insert(id.to_owned(), (n.to_owned(), Instant::now()));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
                 }
-            }
-        });
+            });
+            pads.push(pad);
+        }
+        let _ = ready.acquire_many(rooms as u32).await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut pressed: HashMap<String, (usize, Instant)> = HashMap::new();
         let start = Instant::now();
@@ -117,7 +144,7 @@ fn main() {
             let id = format!("b{k}");
             let cmd = serde_json::json!({"id": id, "action": "call_next", "room": format!("r{r}")});
             pressed.insert(id, (r, Instant::now()));
-            pads.publish(format!("clinicflow/bench/keypads/kp-r{r}/command"), QoS::AtLeastOnce, false, cmd.to_string()).await.unwrap();
+            pads[r].publish(format!("clinicflow/bench/keypads/kp-r{r}/command"), QoS::AtLeastOnce, false, cmd.to_string()).await.unwrap();
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while acks.lock().unwrap().len() < total && Instant::now() < deadline {

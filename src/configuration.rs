@@ -55,6 +55,8 @@ pub struct Settings {
     pub staff_token: Secret,
     /// Key for patient access tokens (generated once, kept in the data dir).
     pub patient_key: Secret,
+    /// Derives the embedded broker's device and server passwords (`DIR/device-key`).
+    pub device_key: Secret,
     pub http_workers: usize,
     pub limits: Limits,
     /// The MQTT broker for displays and keypads; `None`: MQTT off.
@@ -84,6 +86,7 @@ impl Settings {
             None => stored_secret(&data_dir.join("staff-token"))?,
         };
         let patient_key = stored_secret(&data_dir.join("patient-key"))?;
+        let device_key = stored_secret(&data_dir.join("device-key"))?;
         let mut limits = Limits::default();
         // Patient connection limits; tests shorten them.
         if let Some(n) = env_number("CLINICFLOW_WS_OUTBOX")? {
@@ -112,7 +115,13 @@ impl Settings {
                 let addr: std::net::SocketAddr =
                     mqtt.embedded.parse().with_context(|| format!("--mqtt must be ADDR:PORT or off, not {:?}", mqtt.embedded))?;
                 let local = if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
-                let settings = crate::edges::mqtt::MqttSettings { host: local, port: addr.port(), username: None, password: None, prefix };
+                let settings = crate::edges::mqtt::MqttSettings {
+                    host: local,
+                    port: addr.port(),
+                    username: Some(crate::edges::broker::SERVER_USER.to_owned()),
+                    password: Some(crate::edges::broker::server_password(&device_key)),
+                    prefix,
+                };
                 (Some(settings), Some(addr))
             }
         };
@@ -126,6 +135,7 @@ impl Settings {
             hospital,
             staff_token: Secret(staff_token),
             patient_key: Secret(patient_key),
+            device_key: Secret(device_key),
             http_workers,
             limits,
         })

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct DeviceSim {
+    /// Device id → (username, password) on the broker; a device without one connects anonymously.
+    pub logins: std::collections::HashMap<String, (String, String)>,
     pub host: String,
     pub port: u16,
     pub prefix: String,
@@ -43,6 +45,9 @@ pub async fn run(sim: DeviceSim, hospital: &Hospital) -> anyhow::Result<()> {
 fn options(sim: &DeviceSim, id: &str) -> MqttOptions {
     let mut o = MqttOptions::new(format!("sim-{id}"), sim.host.clone(), sim.port);
     o.set_keep_alive(Duration::from_secs(15));
+    if let Some((user, password)) = sim.logins.get(id) {
+        o.set_credentials(user.clone(), password.clone());
+    }
     o
 }
 
@@ -51,10 +56,14 @@ async fn display(sim: DeviceSim, id: String) {
     let mut o = options(&sim, &id);
     o.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
     let (client, mut ev) = AsyncClient::new(o, 64);
+    crate::edges::mqtt::no_delay(&mut ev);
     loop {
         match ev.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                let _ = client.subscribe(format!("{}/displays/{id}/#", sim.prefix), QoS::AtLeastOnce).await;
+                // Exactly its own topics: the embedded broker refuses wildcards beyond them.
+                for leaf in ["state", "announce"] {
+                    let _ = client.subscribe(format!("{}/displays/{id}/{leaf}", sim.prefix), QoS::AtLeastOnce).await;
+                }
                 let _ = client.publish(&status, QoS::AtLeastOnce, true, "online").await;
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -82,6 +91,7 @@ async fn display(sim: DeviceSim, id: String) {
 
 async fn keypad(sim: DeviceSim, id: String, room: String) {
     let (client, mut ev) = AsyncClient::new(options(&sim, &id), 64);
+    crate::edges::mqtt::no_delay(&mut ev);
     let ack = format!("{}/keypads/{id}/ack", sim.prefix);
     let command = format!("{}/keypads/{id}/command", sim.prefix);
     let mut press = tokio::time::interval(sim.press_every);

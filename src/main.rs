@@ -31,6 +31,10 @@ enum Cmd {
         /// The broker: mqtt://host:port (the server's embedded broker by default).
         #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
         broker: String,
+        /// The server's data dir: devices log in to the embedded broker with the credentials its
+        /// device key derives (without one, they connect anonymously, as an external broker may allow).
+        #[arg(long, env = "CLINICFLOW_DATA", default_value = "./data")]
+        data: PathBuf,
         /// Hospital config naming the devices; the demo hospital when absent.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -138,8 +142,8 @@ fn main() -> std::process::ExitCode {
     clinicflow::telemetry::init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Devices { broker, config, prefix, displays, keypads, press_every, duration } => {
-            devices(broker, config, prefix, displays, keypads, press_every, duration)
+        Cmd::Devices { broker, data, config, prefix, displays, keypads, press_every, duration } => {
+            devices(broker, &data, config, prefix, displays, keypads, press_every, duration)
         }
         Cmd::Map { command } => map_cmd(command),
         Cmd::Simulate { seed, load, out } => simulate(seed, load, &out),
@@ -160,7 +164,11 @@ fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags, 
     let token = std::env::var("CLINICFLOW_STAFF_TOKEN").ok();
     let mut settings = Settings::load(&data, &http, config.as_deref(), token, &mqtt, &maps)?;
     if let Some(listen) = settings.embedded_broker {
-        let addr = clinicflow::edges::broker::start(listen)?;
+        let prefix = settings.mqtt.as_ref().map(|m| m.prefix.clone()).unwrap_or_default();
+        let key = settings.device_key.expose().to_owned();
+        let devices = clinicflow::edges::broker::credentials(&settings.hospital, &prefix, &key)?;
+        let rules = clinicflow::edges::broker::acl_rules(&devices, &clinicflow::edges::broker::server_password(&key));
+        let addr = clinicflow::edges::broker::start(listen, rules)?;
         if let Some(m) = settings.mqtt.as_mut() {
             m.port = addr.port();
         }
@@ -189,8 +197,10 @@ fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags, 
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn devices(
     broker: String,
+    data: &std::path::Path,
     config: Option<PathBuf>,
     prefix: Option<String>,
     displays: usize,
@@ -206,7 +216,15 @@ fn devices(
     let prefix = prefix.unwrap_or_else(|| format!("clinicflow/{}", hospital.site));
     let m = clinicflow::edges::mqtt::MqttSettings::from_url(&broker, prefix)?;
     anyhow::ensure!(press_every > 0.0 && duration > 0.0, "--press-every and --duration must be positive");
+    let logins = match std::fs::read_to_string(data.join("device-key")) {
+        Ok(key) => clinicflow::edges::broker::credentials(&hospital, &m.prefix, key.trim())?
+            .into_iter()
+            .map(|c| (c.id, (c.username, c.password)))
+            .collect(),
+        Err(_) => Default::default(),
+    };
     let sim = clinicflow::devices::DeviceSim {
+        logins,
         host: m.host,
         port: m.port,
         prefix: m.prefix,

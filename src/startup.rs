@@ -88,6 +88,8 @@ impl Application {
             crate::edges::mqtt::start(m, floor.clone(), display_feed.clone(), displays.clone(), metrics.clone());
         }
         let ws_state = web::Data::new(crate::edges::ws::WsState { hub, limits: settings.limits.push, displays: display_feed });
+        let prefix = settings.mqtt.as_ref().map_or_else(|| format!("clinicflow/{}", hospital.site), |m| m.prefix.clone());
+        let device_credentials = Arc::new(crate::edges::broker::credentials(&hospital, &prefix, settings.device_key.expose())?);
         let state = web::Data::new(AppState {
             displays,
             floor: floor.clone(),
@@ -97,6 +99,7 @@ impl Application {
             max_body_bytes: settings.limits.max_body_bytes,
             maps,
             guide,
+            device_credentials,
         });
         let listener = TcpListener::bind(&settings.http).with_context(|| format!("binding {}", settings.http))?;
         let addr = listener.local_addr()?;

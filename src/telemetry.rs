@@ -5,6 +5,13 @@ use prometheus::{Encoder, HistogramOpts, HistogramVec, Histogram, IntCounterVec,
 /// Install the tracing subscriber: `RUST_LOG` filter (default `info`), plain text to stderr.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The embedded broker's plugins print their whole configuration at info level, and the ACL
+    // plugin's holds every device password: its crates log warnings and errors only, whatever
+    // RUST_LOG says.
+    let filter = ["rmqtt=warn", "rmqtt_acl=warn", "rmqtt_retainer=warn", "rmqtt_net=warn"]
+        .iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(filter, |f, d| f.add_directive(d));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }

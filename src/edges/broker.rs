@@ -1,19 +1,127 @@
-//! The embedded MQTT broker (rumqttd), so `clinicflow serve` drives displays and keypads with
-//! nothing else installed. It runs on its own OS thread (its `start` blocks). A hospital with its
-//! own broker (Mosquitto, EMQX) turns it off and points `--mqtt-broker` there.
+//! The embedded MQTT broker (rmqtt), so `clinicflow serve` drives displays and keypads with
+//! nothing else installed. It runs on its own OS thread with its own tokio runtime. A hospital
+//! with its own broker (Mosquitto, EMQX) turns it off and points `--mqtt-broker` there.
+//!
+//! Every connection must log in. The server logs in as [`SERVER_USER`] (a superuser); each
+//! configured display and keypad logs in with its id and a password derived from the data
+//! dir's device key ([`credentials`]), and may use only its own topics: a display reads its
+//! `state` and `announce` and writes its `status`; a keypad writes its `command` and reads its
+//! `ack`. Anything else is refused by the broker (the ACL plugin's rules, generated here).
+//! Sockets run with TCP_NODELAY: a call must not wait for a delayed ACK.
 
+use crate::domain::config::Hospital;
 use anyhow::Context as _;
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use sha2::Sha256;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-/// Largest MQTT payload the embedded broker accepts.
-const MAX_PAYLOAD: usize = 64 * 1024;
+/// The server's own MQTT user on the embedded broker.
+pub const SERVER_USER: &str = "clinicflow-server";
+/// Largest MQTT packet the embedded broker accepts.
+const MAX_PACKET: usize = 64 * 1024;
 
-/// Start the broker on `listen` (port 0 picks a free port) and wait until it accepts
-/// connections. Returns the address it listens on.
-pub fn start(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+/// What one device may do on the broker, and how it logs in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceCredential {
+    /// `display` or `keypad`.
+    pub kind: &'static str,
+    pub id: String,
+    pub username: String,
+    pub password: String,
+    /// Topics it may subscribe to.
+    pub subscribe: Vec<String>,
+    /// Topics it may publish to.
+    pub publish: Vec<String>,
+}
+
+fn derive(key: &str, what: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(what.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..12])
+}
+
+/// The server's password on the embedded broker.
+pub fn server_password(device_key: &str) -> String {
+    derive(device_key, "server")
+}
+
+/// Every configured device's login and topics. Device ids are the usernames, so a display and a
+/// keypad may not share an id, and none may be the server's.
+pub fn credentials(hospital: &Hospital, prefix: &str, device_key: &str) -> anyhow::Result<Vec<DeviceCredential>> {
+    let mut out: Vec<DeviceCredential> = Vec::new();
+    for d in &hospital.displays {
+        let t = |leaf: &str| format!("{prefix}/displays/{}/{leaf}", d.id);
+        out.push(DeviceCredential {
+            kind: "display",
+            id: d.id.clone(),
+            username: d.id.clone(),
+            password: derive(device_key, &format!("device:{}", d.id)),
+            subscribe: vec![t("state"), t("announce")],
+            publish: vec![t("status")],
+        });
+    }
+    for k in &hospital.keypads {
+        let t = |leaf: &str| format!("{prefix}/keypads/{}/{leaf}", k.id);
+        out.push(DeviceCredential {
+            kind: "keypad",
+            id: k.id.clone(),
+            username: k.id.clone(),
+            password: derive(device_key, &format!("device:{}", k.id)),
+            subscribe: vec![t("ack")],
+            publish: vec![t("command")],
+        });
+    }
+    let mut names: Vec<&str> = out.iter().map(|c| c.username.as_str()).collect();
+    names.push(SERVER_USER);
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        anyhow::bail!("device id {:?} is used twice (displays and keypads log in by id, and {SERVER_USER:?} is the server's)", w[0]);
+    }
+    for c in &out {
+        anyhow::ensure!(
+            !c.id.is_empty() && !c.id.contains(['/', '+', '#']),
+            "device id {:?} may not be empty or contain '/', '+' or '#' (it is part of its topics)",
+            c.id
+        );
+    }
+    Ok(out)
+}
+
+/// The ACL plugin's rules (TOML): the server may do anything; each device only its own topics;
+/// everyone else is refused, including anonymous connections.
+pub fn acl_rules(devices: &[DeviceCredential], server_password: &str) -> String {
+    use toml::Value;
+    let s = |v: &str| Value::String(v.to_owned());
+    let who = |user: &str, password: Option<&str>, superuser: bool| {
+        let mut t = toml::map::Map::new();
+        t.insert("user".into(), s(user));
+        if let Some(p) = password {
+            t.insert("password".into(), s(p));
+        }
+        if superuser {
+            t.insert("superuser".into(), Value::Boolean(true));
+        }
+        Value::Table(t)
+    };
+    let topics = |ts: &[String]| Value::Array(ts.iter().map(|t| Value::Table([("eq".to_owned(), s(t))].into_iter().collect())).collect());
+    let mut rules = vec![Value::Array(vec![s("allow"), who(SERVER_USER, Some(server_password), true), s("connect")])];
+    for d in devices {
+        rules.push(Value::Array(vec![s("allow"), who(&d.username, Some(&d.password), false), s("connect")]));
+        rules.push(Value::Array(vec![s("allow"), who(&d.username, None, false), s("subscribe"), topics(&d.subscribe)]));
+        rules.push(Value::Array(vec![s("allow"), who(&d.username, None, false), s("publish"), topics(&d.publish)]));
+    }
+    rules.push(Value::Array(vec![s("deny"), s("all")]));
+    let mut doc = toml::map::Map::new();
+    doc.insert("rules".into(), Value::Array(rules));
+    toml::to_string(&Value::Table(doc)).unwrap_or_default()
+}
+
+/// Start the broker on `listen` (port 0 picks a free port) with `rules`, and wait until it
+/// accepts connections. Returns the address it listens on.
+pub fn start(listen: SocketAddr, rules: String) -> anyhow::Result<SocketAddr> {
     let addr = if listen.port() == 0 {
-        // rumqttd binds by itself and cannot report a chosen port: choose one here.
         let probe = TcpListener::bind(listen).context("finding a free port for the MQTT broker")?;
         probe.local_addr()?
     } else {
@@ -21,37 +129,30 @@ pub fn start(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
         drop(TcpListener::bind(listen).with_context(|| format!("the MQTT port {listen} is in use (use --mqtt ADDR:PORT or --mqtt off)"))?);
         listen
     };
-    let toml = format!(
-        r#"
-id = 0
-[router]
-id = 0
-max_connections = 10010
-max_outgoing_packet_count = 200
-max_segment_size = 104857600
-max_segment_count = 10
-
-[v4.1]
-name = "v4-1"
-listen = "{addr}"
-next_connection_delay_ms = 1
-    [v4.1.connections]
-    connection_timeout_ms = 60000
-    max_payload_size = {MAX_PAYLOAD}
-    max_inflight_count = 100
-    dynamic_filters = true
-"#
-    );
-    let config: rumqttd::Config = toml::from_str(&toml).context("embedded broker config")?;
-    let mut broker = rumqttd::Broker::new(config);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     std::thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {
-            if let Err(e) = broker.start() {
-                tracing::error!(error = %e, "the embedded MQTT broker stopped");
-            }
+            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("mqtt-broker").enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                if let Err(e) = run(addr, rules, &ready_tx).await {
+                    tracing::error!(error = %e, "the embedded MQTT broker stopped");
+                    let _ = ready_tx.send(Err(anyhow::anyhow!("{e}")));
+                }
+            });
         })
         .context("starting the broker thread")?;
+    match ready_rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.context("starting the embedded MQTT broker")),
+        Err(_) => anyhow::bail!("the embedded MQTT broker did not start"),
+    }
     let target = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_err() {
@@ -59,4 +160,51 @@ next_connection_delay_ms = 1
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(addr)
+}
+
+async fn run(addr: SocketAddr, rules: String, ready: &std::sync::mpsc::Sender<anyhow::Result<()>>) -> rmqtt::Result<()> {
+    use rmqtt::{context::ServerContext, net::Builder, server::MqttServer};
+    let scx = ServerContext::new()
+        .plugins_config_map_add("rmqtt-acl", &rules)
+        // Retained `state` lives in memory: the server republishes every state when it connects.
+        .plugins_config_map_add("rmqtt-retainer", "storage.type = \"ram\"\nmax_payload_size = \"64KB\"\n")
+        .build()
+        .await;
+    rmqtt_acl::register(&scx, true, false).await?;
+    rmqtt_retainer::register(&scx, true, false).await?;
+    let listener = Builder::new()
+        .name("clinicflow/tcp")
+        .laddr(addr)
+        .nodelay(true)
+        .allow_anonymous(false)
+        .max_packet_size(MAX_PACKET as u32)
+        .max_connections(20_000)
+        .reuseaddr(Some(true))
+        .bind()?
+        .tcp()?;
+    let _ = ready.send(Ok(()));
+    MqttServer::new(scx).listener(listener).build().run().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_device_gets_its_own_topics_and_the_rules_parse() {
+        let h = Hospital::demo();
+        let c = credentials(&h, "clinicflow/demo", "key-0123456789abcdef").unwrap();
+        assert_eq!(c.len(), h.displays.len() + h.keypads.len());
+        let door = c.iter().find(|d| d.id == "door-c-101").unwrap();
+        assert_eq!(door.subscribe, vec!["clinicflow/demo/displays/door-c-101/state", "clinicflow/demo/displays/door-c-101/announce"]);
+        assert_eq!(door.publish, vec!["clinicflow/demo/displays/door-c-101/status"]);
+        let other = c.iter().find(|d| d.id == "door-c-102").unwrap();
+        assert_ne!(door.password, other.password, "one password per device");
+        assert_eq!(door.password, credentials(&h, "clinicflow/demo", "key-0123456789abcdef").unwrap()[0].password, "derived, stable");
+        let rules = acl_rules(&c, "pw");
+        let parsed: toml::Value = toml::from_str(&rules).unwrap();
+        let rules = parsed["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 1 + 3 * c.len() + 1);
+        assert_eq!(rules.last().unwrap().as_array().unwrap()[0].as_str(), Some("deny"), "fail closed");
+    }
 }

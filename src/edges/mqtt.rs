@@ -21,9 +21,6 @@ use tokio::sync::mpsc;
 pub use crate::actors::displays::PROTOCOL_VERSION;
 /// Largest keypad command accepted (small microcontrollers send ~60 bytes).
 pub const MAX_COMMAND_BYTES: usize = 512;
-/// Keypad command ids remembered for de-duplication (beyond this, the journal's idempotency
-/// record still catches a repeated call-next).
-const SEEN_COMMANDS: usize = 4_096;
 /// Incoming publishes waiting for the handler; beyond it they are dropped and counted.
 const INCOMING: usize = 1_024;
 
@@ -33,6 +30,14 @@ pub fn encode_for(display: &DisplayConfig, json: &str) -> Vec<u8> {
         crate::domain::config::PayloadEncoding::Utf8 => json.as_bytes().to_vec(),
         crate::domain::config::PayloadEncoding::Gb2312 => encoding_rs::GBK.encode(json).0.into_owned(),
     }
+}
+
+/// Small packets go out at once (TCP_NODELAY): with Nagle on, a publish queued behind an
+/// unacknowledged one waits for the broker's delayed ACK, tens of milliseconds on a busy morning.
+pub fn no_delay(eventloop: &mut rumqttc::EventLoop) {
+    let mut net = eventloop.network_options();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
 }
 
 /// Where the broker is and how to log in.
@@ -128,6 +133,7 @@ pub fn start(settings: MqttSettings, floor: Floor, feed: DisplayFeed, registry: 
         opts.set_credentials(u.clone(), settings.password.clone().unwrap_or_default());
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 1_024);
+    no_delay(&mut eventloop);
     let prefix = Arc::new(settings.prefix.clone());
     let (in_tx, in_rx) = mpsc::channel::<rumqttc::Publish>(INCOMING);
     let (resync_tx, resync_rx) = mpsc::channel::<()>(1);
@@ -216,65 +222,121 @@ async fn handle_incoming(
     registry: DisplayRegistry,
     metrics: Arc<Metrics>,
 ) {
-    let mut seen: HashMap<(String, String), Value> = HashMap::new();
-    let mut order: VecDeque<(String, String)> = VecDeque::new();
+    // Commands of different keypads are handled side by side (each waits for its own durable
+    // commit; together they share the journal's group commit); one keypad's commands stay in
+    // order. PUBACKs still go out in arrival order (MQTT 3.1.1 §4.6), each after its command.
+    let (done_tx, done_rx) = mpsc::channel::<(u64, rumqttc::Publish)>(INCOMING);
+    actix_rt::spawn(ack_in_order(done_rx, client.clone()));
+    let mut workers: HashMap<String, mpsc::Sender<(u64, rumqttc::Publish)>> = HashMap::new();
+    let mut seq: u64 = 0;
     while let Some(p) = rx.recv().await {
-        handle_publish(&p, &client, &prefix, &floor, &registry, &metrics, &mut seen, &mut order).await;
-        let _ = client.ack(&p).await;
+        seq += 1;
+        let rest = p.topic.strip_prefix(prefix.as_str()).and_then(|r| r.strip_prefix('/')).unwrap_or("");
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            ["displays", id, "status"] => display_status(&p, id, &registry, &metrics),
+            ["keypads", keypad, "command"] if floor.hospital.keypads.iter().any(|k| k.id == *keypad) => {
+                let keypad = keypad.to_string();
+                let worker = workers.entry(keypad.clone()).or_insert_with(|| {
+                    let (tx, rx) = mpsc::channel(KEYPAD_BACKLOG);
+                    let ctx = KeypadWorker { keypad, client: client.clone(), prefix: prefix.clone(), floor: floor.clone(), metrics: metrics.clone(), done: done_tx.clone() };
+                    actix_rt::spawn(ctx.run(rx));
+                    tx
+                });
+                // A full backlog (a keypad pressed far faster than commits land) waits here,
+                // which backs up into `INCOMING`, where excess publishes are dropped and counted.
+                if worker.send((seq, p)).await.is_err() {
+                    tracing::error!("a keypad worker stopped");
+                }
+                continue;
+            }
+            ["keypads", keypad, "command"] => {
+                // Not a configured keypad: refused at once (nothing to order or to journal).
+                let (_, ack) = keypad_command(&floor, keypad, &p.payload, &HashMap::new()).await;
+                refused(&metrics, keypad, &ack);
+                let _ = client.publish(format!("{prefix}/keypads/{keypad}/ack"), QoS::AtLeastOnce, false, ack.to_string()).await;
+            }
+            _ => {}
+        }
+        let _ = done_tx.send((seq, p)).await;
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn handle_publish(
-    p: &rumqttc::Publish,
-    client: &AsyncClient,
-    prefix: &str,
-    floor: &Floor,
-    registry: &DisplayRegistry,
-    metrics: &Metrics,
-    seen: &mut HashMap<(String, String), Value>,
-    order: &mut VecDeque<(String, String)>,
-) {
-    let Some(rest) = p.topic.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) else { return };
-    let parts: Vec<&str> = rest.split('/').collect();
-    match parts.as_slice() {
-        ["displays", id, "status"] => {
-            let online = match &p.payload[..] {
-                b"online" => true,
-                b"offline" => false,
-                _ => {
-                    metrics.mqtt_rejected.with_label_values(&["bad_status"]).inc();
-                    tracing::info!(display = id, "ignored a status that is neither online nor offline");
-                    return;
-                }
-            };
-            if registry.set(id, online, crate::actors::now_ms()) {
-                metrics.display_online.with_label_values(&[id]).set(i64::from(online));
-                tracing::info!(display = id, online, "display status");
-            } else {
-                metrics.mqtt_rejected.with_label_values(&["unknown_display"]).inc();
-            }
+/// Release PUBACKs in the order the publishes arrived, as soon as every earlier one is handled.
+async fn ack_in_order(mut done: mpsc::Receiver<(u64, rumqttc::Publish)>, client: AsyncClient) {
+    let mut next: u64 = 1;
+    let mut finished: BTreeMap<u64, rumqttc::Publish> = BTreeMap::new();
+    while let Some((seq, p)) = done.recv().await {
+        finished.insert(seq, p);
+        while let Some(p) = finished.remove(&next) {
+            let _ = client.ack(&p).await;
+            next += 1;
         }
-        ["keypads", keypad, "command"] => {
-            let keypad = keypad.to_string();
-            let (id, ack) = keypad_command(floor, &keypad, &p.payload, seen).await;
-            if ack["ok"] == json!(false) {
-                metrics.mqtt_rejected.with_label_values(&[ack["code"].as_str().unwrap_or("error")]).inc();
-                tracing::info!(%keypad, code = %ack["code"], "keypad command refused");
-            }
+    }
+}
+
+/// Commands a keypad may have waiting for its worker.
+const KEYPAD_BACKLOG: usize = 64;
+/// Command ids remembered per keypad for de-duplication (beyond this, the journal's idempotency
+/// record still catches a repeated call-next).
+const SEEN_PER_KEYPAD: usize = 256;
+
+/// One configured keypad's commands, applied one after another.
+struct KeypadWorker {
+    keypad: String,
+    client: AsyncClient,
+    prefix: Arc<String>,
+    floor: Floor,
+    metrics: Arc<Metrics>,
+    done: mpsc::Sender<(u64, rumqttc::Publish)>,
+}
+
+impl KeypadWorker {
+    async fn run(self, mut rx: mpsc::Receiver<(u64, rumqttc::Publish)>) {
+        let mut seen: HashMap<(String, String), Value> = HashMap::new();
+        let mut order: VecDeque<(String, String)> = VecDeque::new();
+        let topic = format!("{}/keypads/{}/ack", self.prefix, self.keypad);
+        while let Some((seq, p)) = rx.recv().await {
+            let (id, ack) = keypad_command(&self.floor, &self.keypad, &p.payload, &seen).await;
+            refused(&self.metrics, &self.keypad, &ack);
             if let Some(id) = id {
-                remember(seen, order, (keypad.clone(), id), ack.clone());
+                remember(&mut seen, &mut order, (self.keypad.clone(), id), ack.clone());
             }
-            let _ = client.publish(format!("{prefix}/keypads/{keypad}/ack"), QoS::AtLeastOnce, false, ack.to_string()).await;
+            let _ = self.client.publish(topic.as_str(), QoS::AtLeastOnce, false, ack.to_string()).await;
+            let _ = self.done.send((seq, p)).await;
         }
-        _ => {}
+    }
+}
+
+fn refused(metrics: &Metrics, keypad: &str, ack: &Value) {
+    if ack["ok"] == json!(false) {
+        metrics.mqtt_rejected.with_label_values(&[ack["code"].as_str().unwrap_or("error")]).inc();
+        tracing::info!(%keypad, code = %ack["code"], "keypad command refused");
+    }
+}
+
+fn display_status(p: &rumqttc::Publish, id: &str, registry: &DisplayRegistry, metrics: &Metrics) {
+    let online = match &p.payload[..] {
+        b"online" => true,
+        b"offline" => false,
+        _ => {
+            metrics.mqtt_rejected.with_label_values(&["bad_status"]).inc();
+            tracing::info!(display = id, "ignored a status that is neither online nor offline");
+            return;
+        }
+    };
+    if registry.set(id, online, crate::actors::now_ms()) {
+        metrics.display_online.with_label_values(&[id]).set(i64::from(online));
+        tracing::info!(display = id, online, "display status");
+    } else {
+        metrics.mqtt_rejected.with_label_values(&["unknown_display"]).inc();
     }
 }
 
 fn remember(seen: &mut HashMap<(String, String), Value>, order: &mut VecDeque<(String, String)>, key: (String, String), ack: Value) {
     if seen.insert(key.clone(), ack).is_none() {
         order.push_back(key);
-        if order.len() > SEEN_COMMANDS {
+        if order.len() > SEEN_PER_KEYPAD {
             if let Some(old) = order.pop_front() {
                 seen.remove(&old);
             }

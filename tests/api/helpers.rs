@@ -14,6 +14,8 @@ pub struct TestApp {
     /// The embedded MQTT broker's port, when it runs.
     pub mqtt_port: Option<u16>,
     pub client: reqwest::Client,
+    /// The server's data dir.
+    pub data: std::path::PathBuf,
     child: Child,
     _dir: Option<tempfile::TempDir>,
 }
@@ -67,7 +69,7 @@ fn launch(data: &Path, http: &str, args: &[&str], env: &[(&str, &str)]) -> TestA
     cmd.env("CLINICFLOW_STAFF_TOKEN", TOKEN).env("RUST_LOG", "warn").stderr(Stdio::inherit());
     let Spawned { child, base, mqtt_port } = spawn(cmd);
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
-    TestApp { base, client, child, mqtt_port, _dir: None }
+    TestApp { base, client, data: data.to_owned(), child, mqtt_port, _dir: None }
 }
 
 impl TestApp {

@@ -1,4 +1,5 @@
-//! Displays and keypads over MQTT, against a real Mosquitto started by the test.
+//! Displays and keypads over MQTT: through the embedded broker (devices log in with their
+//! credentials and may use only their own topics) and through a real Mosquitto started by the test.
 
 use crate::helpers::{start_args, TestApp};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
@@ -80,6 +81,33 @@ async fn mosquitto() -> Mosquitto {
     panic!("mosquitto did not start");
 }
 
+/// Device logins by device id: from the provisioning API for the embedded broker; none (anonymous)
+/// for the test's Mosquitto.
+#[derive(Default)]
+struct Logins(std::collections::HashMap<String, (String, String)>);
+
+impl Logins {
+    async fn of(app: &TestApp) -> Logins {
+        let v = app.get_json("/api/v1/devices/credentials").await;
+        Logins(
+            v["devices"]
+                .as_array()
+                .expect("devices")
+                .iter()
+                .map(|d| (d["id"].as_str().unwrap().to_owned(), (d["username"].as_str().unwrap().to_owned(), d["password"].as_str().unwrap().to_owned())))
+                .collect(),
+        )
+    }
+    fn options(&self, client_id: &str, device: &str, port: u16) -> MqttOptions {
+        let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
+        o.set_keep_alive(Duration::from_secs(5));
+        if let Some((u, p)) = self.0.get(device) {
+            o.set_credentials(u.clone(), p.clone());
+        }
+        o
+    }
+}
+
 /// A device: an MQTT client whose received publishes arrive on a channel.
 struct Device {
     client: AsyncClient,
@@ -87,9 +115,9 @@ struct Device {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn device(port: u16, id: &str, will: Option<LastWill>, subs: &[String]) -> Device {
-    let mut o = MqttOptions::new(id, "127.0.0.1", port);
-    o.set_keep_alive(Duration::from_secs(5));
+/// `client_id` connects as device `login` (its credentials, where the broker wants them).
+async fn device(port: u16, logins: &Logins, client_id: &str, login: &str, will: Option<LastWill>, subs: &[String]) -> Device {
+    let mut o = logins.options(client_id, login, port);
     if let Some(w) = will {
         o.set_last_will(w);
     }
@@ -142,31 +170,32 @@ async fn keypad_press_acks_updates_the_door_display_and_announces_via_mosquitto(
     let m = mosquitto().await;
     let dir = tempfile::tempdir().unwrap();
     let app = serve_with(&m, dir.path());
-    keypad_flow(&app, m.port).await;
+    keypad_flow(&app, m.port, &Logins::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keypad_press_acks_updates_the_door_display_and_announces_via_the_embedded_broker() {
     let app = crate::helpers::spawn_app().await;
     let port = app.mqtt_port.expect("the embedded broker runs by default");
-    keypad_flow(&app, port).await;
+    keypad_flow(&app, port, &Logins::of(&app).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn displays_get_retained_state_and_last_will_via_the_embedded_broker() {
     let app = crate::helpers::spawn_app().await;
     let port = app.mqtt_port.expect("the embedded broker runs by default");
-    display_lifecycle(&app, port).await;
+    display_lifecycle(&app, port, &Logins::of(&app).await).await;
 }
 
-async fn keypad_flow(app: &TestApp, port: u16) {
-    let subs = [format!("{PREFIX}/displays/door-c-204/#"), format!("{PREFIX}/keypads/keypad-c-204/ack")];
-    let mut pad = device(port, "test-keypad", None, &subs).await;
+async fn keypad_flow(app: &TestApp, port: u16, logins: &Logins) {
+    let screen_topics = [format!("{PREFIX}/displays/door-c-204/state"), format!("{PREFIX}/displays/door-c-204/announce")];
+    let mut screen = device(port, logins, "door-c-204", "door-c-204", None, &screen_topics).await;
+    let mut pad = device(port, logins, "keypad-c-204", "keypad-c-204", None, &[format!("{PREFIX}/keypads/keypad-c-204/ack")]).await;
     let t = app.issue("ent", "p1").await;
     let number = t["number"].as_str().unwrap().to_owned();
     // The door display lists the waiting patient (masked) as next.
     let n = number.clone();
-    let state = pad.expect("/state", move |v| v["next"][0]["next"][0]["number"] == n.as_str()).await;
+    let state = screen.expect("/state", move |v| v["next"][0]["next"][0]["number"] == n.as_str()).await;
     assert_eq!(state["v"], 1);
     assert_eq!(state["kind"], "door");
     assert_eq!(state["next"][0]["next"][0]["name"], "张*丰");
@@ -175,11 +204,11 @@ async fn keypad_flow(app: &TestApp, port: u16) {
     let ack = pad.expect("/ack", |v| v["id"] == "k-1").await;
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(ack["number"], number.as_str());
-    let announce = pad.expect("/announce", |_| true).await;
+    let announce = screen.expect("/announce", |_| true).await;
     assert_eq!(announce["kind"], "call");
     assert_eq!(announce["text_zh"], format!("请 {number} 号 张*丰 到 204 诊室就诊"));
     let n = number.clone();
-    let state = pad.expect("/state", move |v| v["rooms"][0]["current"]["number"] == n.as_str()).await;
+    let state = screen.expect("/state", move |v| v["rooms"][0]["current"]["number"] == n.as_str()).await;
     assert_eq!(state["rooms"][0]["room_name"], "204 诊室");
 
     // The same command id again: the same answer, applied once.
@@ -205,7 +234,7 @@ async fn keypad_flow(app: &TestApp, port: u16) {
     pad.press("k-5", "recall", "c-204").await;
     let ack = pad.expect("/ack", |v| v["id"] == "k-5").await;
     assert_eq!(ack["ok"], true, "{ack}");
-    assert_eq!(pad.expect("/announce", |_| true).await["kind"], "recall");
+    assert_eq!(screen.expect("/announce", |_| true).await["kind"], "recall");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,22 +242,22 @@ async fn a_rebooted_display_gets_its_state_at_once_and_a_dead_one_shows_offline(
     let m = mosquitto().await;
     let dir = tempfile::tempdir().unwrap();
     let app = serve_with(&m, dir.path());
-    display_lifecycle(&app, m.port).await;
+    display_lifecycle(&app, m.port, &Logins::default()).await;
 }
 
-async fn display_lifecycle(app: &TestApp, port: u16) {
+async fn display_lifecycle(app: &TestApp, port: u16, logins: &Logins) {
     let t = app.issue("ent", "p1").await;
     app.call_next("ent", "c-204").await.unwrap();
 
     // A display that boots now receives the retained state straight away.
-    let mut screen = device(port, "door-c-204-boot", None, &[format!("{PREFIX}/displays/door-c-204/state")]).await;
+    let mut screen = device(port, logins, "door-c-204-boot", "door-c-204", None, &[format!("{PREFIX}/displays/door-c-204/state")]).await;
     let n = t["number"].as_str().unwrap().to_owned();
     screen.expect("/state", move |v| v["rooms"][0]["current"]["number"] == n.as_str()).await;
 
     // Online, then killed without a goodbye: its last will marks it offline.
     let status = format!("{PREFIX}/displays/door-c-204/status");
     let will = LastWill::new(&status, "offline", QoS::AtLeastOnce, true);
-    let d = device(port, "door-c-204", Some(will), &[]).await;
+    let d = device(port, logins, "door-c-204", "door-c-204", Some(will), &[]).await;
     d.client.publish(&status, QoS::AtLeastOnce, true, "online").await.unwrap();
     let find = |v: &Value| v["displays"].as_array().unwrap().iter().find(|x| x["id"] == "door-c-204").cloned().unwrap();
     let mut online = Value::Null;
@@ -261,8 +290,7 @@ async fn display_lifecycle(app: &TestApp, port: u16) {
 async fn a_gb2312_display_gets_gb2312_payloads() {
     let app = crate::helpers::spawn_app().await;
     let port = app.mqtt_port.expect("the embedded broker runs by default");
-    let mut o = MqttOptions::new("corridor-3f", "127.0.0.1", port);
-    o.set_keep_alive(Duration::from_secs(5));
+    let o = Logins::of(&app).await.options("corridor-3f", "corridor-3f", port);
     let (client, mut ev) = AsyncClient::new(o, 64);
     client.subscribe(format!("{PREFIX}/displays/corridor-3f/announce"), QoS::AtLeastOnce).await.unwrap();
     // Wait for the subscription before calling.
@@ -297,7 +325,18 @@ async fn the_device_simulator_calls_patients_and_shows_them() {
     let port = app.mqtt_port.expect("the embedded broker runs by default");
     let t = app.issue("ent", "p1").await;
     let number = t["number"].as_str().unwrap().to_owned();
-    let args = ["devices".to_owned(), "--broker".into(), format!("mqtt://127.0.0.1:{port}"), "--press-every".into(), "0.5".into(), "--duration".into(), "4".into()];
+    let args = [
+        "devices".to_owned(),
+        "--broker".into(),
+        format!("mqtt://127.0.0.1:{port}"),
+        "--data".into(),
+        app.data.display().to_string(),
+        "--press-every".into(),
+        "0.5".into(),
+        "--duration".into(),
+        // Long enough for 41 devices to log in and press on a loaded CI machine.
+        "8".into(),
+    ];
     let out = tokio::task::spawn_blocking(move || std::process::Command::new(env!("CARGO_BIN_EXE_clinicflow")).args(args).output().unwrap()).await.unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
@@ -310,4 +349,83 @@ async fn the_device_simulator_calls_patients_and_shows_them() {
     let all = displays["displays"].as_array().unwrap();
     let heard = all.iter().filter(|d| !d["online"].is_null()).count();
     assert!(heard * 2 >= all.len(), "simulated displays report their status: {heard} of {}", all.len());
+}
+
+/// Device credentials and ACLs on the embedded broker: no login or a wrong password is refused;
+/// a display may not read another display's topics; a keypad that writes another keypad's
+/// command topic is cut off and nothing is applied; everyone else is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_lets_each_device_use_only_its_own_topics() {
+    use rumqttc::{ConnectReturnCode, ConnectionError, SubscribeReasonCode};
+    let app = crate::helpers::spawn_app().await;
+    let port = app.mqtt_port.expect("the embedded broker runs by default");
+    let logins = Logins::of(&app).await;
+    assert!(logins.0.contains_key("door-c-101") && logins.0.contains_key("keypad-c-101"));
+    // The credentials are for the admin only.
+    let r = app.client.get(app.url("/api/v1/devices/credentials")).send().await.unwrap();
+    assert_eq!(crate::helpers::error_code(r).await, (401, "missing_token".to_owned()));
+    let first_event = |o: MqttOptions| async move {
+        let (_c, mut ev) = AsyncClient::new(o, 8);
+        tokio::time::timeout(Duration::from_secs(15), ev.poll()).await.expect("an answer from the broker")
+    };
+    let mut anonymous = MqttOptions::new("intruder", "127.0.0.1", port);
+    anonymous.set_keep_alive(Duration::from_secs(5));
+    let mut wrong = anonymous.clone();
+    wrong.set_credentials("door-c-101", "not-the-password");
+    for o in [anonymous, wrong] {
+        match first_event(o).await {
+            Err(ConnectionError::ConnectionRefused(code)) => {
+                assert!(matches!(code, ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword), "{code:?}")
+            }
+            other => panic!("a connection without the right login must be refused: {other:?}"),
+        }
+    }
+
+    // A display: its own state is granted (and arrives, retained); another display's is refused.
+    let (screen, mut ev) = AsyncClient::new(logins.options("door-c-101", "door-c-101", port), 16);
+    screen.subscribe(format!("{PREFIX}/displays/door-c-101/state"), QoS::AtLeastOnce).await.unwrap();
+    screen.subscribe(format!("{PREFIX}/displays/door-c-102/state"), QoS::AtLeastOnce).await.unwrap();
+    let mut codes = Vec::new();
+    let mut own_state = false;
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while codes.len() < 2 || !own_state {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(a))) => codes.extend(a.return_codes),
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    assert!(p.topic.ends_with("/door-c-101/state"), "only its own topics reach a display: {}", p.topic);
+                    own_state = true;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("the display was disconnected: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("both subscriptions answered and the own state received");
+    assert!(matches!(codes[0], SubscribeReasonCode::Success(_)), "{codes:?}");
+    assert_eq!(codes[1], SubscribeReasonCode::Failure, "another display's topic is refused");
+
+    // A keypad writing another keypad's topic is disconnected; the command is not applied.
+    let t = app.issue("internal-medicine", "p-acl").await;
+    let (rogue, mut ev) = AsyncClient::new(logins.options("keypad-c-204", "keypad-c-204", port), 16);
+    let cmd = json!({"id": "rogue-1", "action": "call_next", "room": "c-101"}).to_string();
+    rogue.publish(format!("{PREFIX}/keypads/keypad-c-101/command"), QoS::AtLeastOnce, false, cmd).await.unwrap();
+    let cut = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Err(e) = ev.poll().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the broker cuts off a device that writes a topic not its own");
+    let _ = cut;
+    // The real keypad of c-101 still works, and calls the patient the rogue press did not.
+    let mut pad = device(port, &logins, "keypad-c-101", "keypad-c-101", None, &[format!("{PREFIX}/keypads/keypad-c-101/ack")]).await;
+    // (Its SUBSCRIBE goes out before this PUBLISH on the same connection, so the ack is not missed.)
+    let cmd = json!({"id": "real-1", "action": "call_next", "room": "c-101"}).to_string();
+    pad.client.publish(format!("{PREFIX}/keypads/keypad-c-101/command"), QoS::AtLeastOnce, false, cmd).await.unwrap();
+    let ack = pad.expect("/ack", |v| v["id"] == "real-1").await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["number"], t["number"], "the rogue press called nobody: {ack}");
 }

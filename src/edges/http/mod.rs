@@ -42,6 +42,8 @@ pub struct AppState {
     pub maps: Arc<crate::map::store::MapStore>,
     /// Patients' orders, the live queues and the map, for the next stop.
     pub guide: crate::actors::guide::Guide,
+    /// Each display's and keypad's login and topics on the embedded broker.
+    pub device_credentials: Arc<Vec<crate::edges::broker::DeviceCredential>>,
 }
 
 type Data = web::Data<AppState>;
@@ -54,6 +56,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/api/v1")
                 .service(resource("/openapi.json").route(web::get().to(openapi)))
                 .service(resource("/displays").route(web::get().to(list_displays)))
+                .service(resource("/devices/credentials").route(web::get().to(device_credentials)))
                 .service(resource("/queues").route(web::get().to(list_queues)))
                 .service(resource("/queues/{queue}").route(web::get().to(get_queue)))
                 .service(resource("/queues/{queue}/tickets").route(web::post().to(issue_ticket)))
@@ -200,6 +203,12 @@ async fn list_displays(state: Data, req: HttpRequest) -> Result<HttpResponse, Ap
     let displays = state.displays.list();
     let offline = displays.iter().filter(|d| d.online == Some(false)).count();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "displays": displays, "offline": offline })))
+}
+
+/// Provisioning: every device's MQTT login and the topics the embedded broker lets it use.
+async fn device_credentials(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    state.auth.staff(&req, &[crate::domain::config::Role::Admin])?;
+    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(serde_json::json!({ "devices": *state.device_credentials })))
 }
 
 // ---- queues ---------------------------------------------------------------------------------
