@@ -109,7 +109,7 @@ impl Settings {
         );
         // An external broker wins; otherwise the embedded one unless it is off.
         let (mqtt, embedded_broker) = match mqtt.broker.as_deref().filter(|u| !u.is_empty() && *u != "off") {
-            Some(url) => (Some(crate::edges::mqtt::MqttSettings::from_url(url, prefix)?), None),
+            Some(url) => (Some(crate::edges::mqtt::MqttSettings::from_url(url, prefix, mqtt.ca.as_deref())?), None),
             None if mqtt.embedded == "off" => (None, None),
             None => {
                 let addr: std::net::SocketAddr =
@@ -121,6 +121,7 @@ impl Settings {
                     username: Some(crate::edges::broker::SERVER_USER.to_owned()),
                     password: Some(crate::edges::broker::server_password(&device_key)),
                     prefix,
+                    tls: None,
                 };
                 (Some(settings), Some(addr))
             }
@@ -156,6 +157,8 @@ pub struct MqttFlags {
     pub embedded: String,
     /// `--mqtt-broker`: an external broker's URL (turns the embedded one off).
     pub broker: Option<String>,
+    /// `--mqtt-ca`: CA certificates (PEM) for an `mqtts://` broker.
+    pub ca: Option<std::path::PathBuf>,
     /// `--mqtt-prefix`.
     pub prefix: Option<String>,
 }

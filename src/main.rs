@@ -85,9 +85,14 @@ enum Cmd {
         /// Embedded MQTT broker for displays and keypads: ADDR:PORT (port 0 picks one), or off.
         #[arg(long, default_value = "0.0.0.0:1883", env = "CLINICFLOW_MQTT")]
         mqtt: String,
-        /// An external MQTT broker instead of the embedded one: mqtt://[user[:password]@]host[:port].
+        /// An external MQTT broker instead of the embedded one: mqtt://[user[:password]@]host[:port],
+        /// or mqtts:// for TLS (port 8883 by default).
         #[arg(long, env = "CLINICFLOW_MQTT_BROKER")]
         mqtt_broker: Option<String>,
+        /// PEM file of the CA(s) that sign the external broker's TLS certificate; the system's
+        /// trusted roots when absent.
+        #[arg(long, env = "CLINICFLOW_MQTT_CA")]
+        mqtt_ca: Option<PathBuf>,
         /// MQTT topic prefix (default clinicflow/{site}).
         #[arg(long, env = "CLINICFLOW_MQTT_PREFIX")]
         mqtt_prefix: Option<String>,
@@ -147,8 +152,8 @@ fn main() -> std::process::ExitCode {
         }
         Cmd::Map { command } => map_cmd(command),
         Cmd::Simulate { seed, load, out } => simulate(seed, load, &out),
-        Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_prefix, maps } => {
-            serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, prefix: mqtt_prefix }, maps)
+        Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_ca, mqtt_prefix, maps } => {
+            serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, ca: mqtt_ca, prefix: mqtt_prefix }, maps)
         }
     };
     match result {
@@ -167,8 +172,7 @@ fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags, 
         let prefix = settings.mqtt.as_ref().map(|m| m.prefix.clone()).unwrap_or_default();
         let key = settings.device_key.expose().to_owned();
         let devices = clinicflow::edges::broker::credentials(&settings.hospital, &prefix, &key)?;
-        let rules = clinicflow::edges::broker::acl_rules(&devices, &clinicflow::edges::broker::server_password(&key));
-        let addr = clinicflow::edges::broker::start(listen, rules)?;
+        let addr = clinicflow::edges::broker::start(listen, &devices, &clinicflow::edges::broker::server_password(&key))?;
         if let Some(m) = settings.mqtt.as_mut() {
             m.port = addr.port();
         }
@@ -214,7 +218,8 @@ fn devices(
         None => clinicflow::domain::config::Hospital::demo(),
     };
     let prefix = prefix.unwrap_or_else(|| format!("clinicflow/{}", hospital.site));
-    let m = clinicflow::edges::mqtt::MqttSettings::from_url(&broker, prefix)?;
+    let m = clinicflow::edges::mqtt::MqttSettings::from_url(&broker, prefix, None)?;
+    anyhow::ensure!(m.tls.is_none(), "the simulator speaks plain MQTT (mqtt://)");
     anyhow::ensure!(press_every > 0.0 && duration > 0.0, "--press-every and --duration must be positive");
     let logins = match std::fs::read_to_string(data.join("device-key")) {
         Ok(key) => clinicflow::edges::broker::credentials(&hospital, &m.prefix, key.trim())?

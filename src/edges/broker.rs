@@ -118,9 +118,39 @@ pub fn acl_rules(devices: &[DeviceCredential], server_password: &str) -> String 
     toml::to_string(&Value::Table(doc)).unwrap_or_default()
 }
 
+/// Logs what the ACL is about to refuse, with the device and the topic, so IT sees a
+/// misconfigured or misbehaving device. It runs before the ACL plugin and decides nothing.
+struct Audit {
+    /// username → (may subscribe, may publish).
+    allowed: std::collections::HashMap<String, (Vec<String>, Vec<String>)>,
+}
+
+#[async_trait::async_trait]
+impl rmqtt::hook::Handler for Audit {
+    async fn hook(&self, param: &rmqtt::hook::Parameter, acc: Option<rmqtt::hook::HookResult>) -> rmqtt::hook::ReturnType {
+        use rmqtt::hook::Parameter;
+        let (session, action, topic, index) = match param {
+            Parameter::ClientSubscribeCheckAcl(s, sub) => (s, "subscribe", sub.topic_filter.to_string(), 0),
+            Parameter::MessagePublishCheckAcl(s, p) => (s, "publish", p.topic.to_string(), 1),
+            _ => return (true, acc),
+        };
+        let user = session.id.username_ref();
+        if user == SERVER_USER {
+            return (true, acc);
+        }
+        let ok = self.allowed.get(user).is_some_and(|a| if index == 0 { &a.0 } else { &a.1 }.iter().any(|t| *t == topic));
+        if !ok {
+            tracing::warn!(device = user, action, topic = %topic, "MQTT {action} refused: the topic is not this device's");
+        }
+        (true, acc)
+    }
+}
+
 /// Start the broker on `listen` (port 0 picks a free port) with `rules`, and wait until it
 /// accepts connections. Returns the address it listens on.
-pub fn start(listen: SocketAddr, rules: String) -> anyhow::Result<SocketAddr> {
+pub fn start(listen: SocketAddr, devices: &[DeviceCredential], server_password: &str) -> anyhow::Result<SocketAddr> {
+    let rules = acl_rules(devices, server_password);
+    let audit = Audit { allowed: devices.iter().map(|d| (d.username.clone(), (d.subscribe.clone(), d.publish.clone()))).collect() };
     let addr = if listen.port() == 0 {
         let probe = TcpListener::bind(listen).context("finding a free port for the MQTT broker")?;
         probe.local_addr()?
@@ -141,7 +171,7 @@ pub fn start(listen: SocketAddr, rules: String) -> anyhow::Result<SocketAddr> {
                 }
             };
             runtime.block_on(async move {
-                if let Err(e) = run(addr, rules, &ready_tx).await {
+                if let Err(e) = run(addr, rules, audit, &ready_tx).await {
                     tracing::error!(error = %e, "the embedded MQTT broker stopped");
                     let _ = ready_tx.send(Err(anyhow::anyhow!("{e}")));
                 }
@@ -162,7 +192,7 @@ pub fn start(listen: SocketAddr, rules: String) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-async fn run(addr: SocketAddr, rules: String, ready: &std::sync::mpsc::Sender<anyhow::Result<()>>) -> rmqtt::Result<()> {
+async fn run(addr: SocketAddr, rules: String, audit: Audit, ready: &std::sync::mpsc::Sender<anyhow::Result<()>>) -> rmqtt::Result<()> {
     use rmqtt::{context::ServerContext, net::Builder, server::MqttServer};
     let scx = ServerContext::new()
         .plugins_config_map_add("rmqtt-acl", &rules)
@@ -172,6 +202,11 @@ async fn run(addr: SocketAddr, rules: String, ready: &std::sync::mpsc::Sender<an
         .await;
     rmqtt_acl::register(&scx, true, false).await?;
     rmqtt_retainer::register(&scx, true, false).await?;
+    // Above the ACL plugin's priority (10): sees every check first, changes nothing.
+    let hooks = scx.extends.hook_mgr().register();
+    hooks.add_priority(rmqtt::hook::Type::ClientSubscribeCheckAcl, 100, Box::new(Audit { allowed: audit.allowed.clone() })).await;
+    hooks.add_priority(rmqtt::hook::Type::MessagePublishCheckAcl, 100, Box::new(audit)).await;
+    hooks.start().await;
     let listener = Builder::new()
         .name("clinicflow/tcp")
         .laddr(addr)

@@ -49,26 +49,66 @@ pub struct MqttSettings {
     pub password: Option<String>,
     /// Topic prefix, default `clinicflow/{site}`.
     pub prefix: String,
+    /// TLS (`mqtts://`): the client configuration with the trusted roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A TLS client configuration trusting the CAs in `ca_file` (PEM), or the system's roots.
+pub fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| anyhow::anyhow!("reading the MQTT CA file {}: {e}", path.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("the MQTT CA file {} is not valid PEM: {e}", path.display()))?;
+            anyhow::ensure!(!certs.is_empty(), "the MQTT CA file {} holds no certificate", path.display());
+            for c in certs {
+                roots.add(c).map_err(|e| anyhow::anyhow!("a certificate in {} is not usable: {e}", path.display()))?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            for c in native.certs {
+                let _ = roots.add(c);
+            }
+            anyhow::ensure!(!roots.is_empty(), "no trusted root certificates on this system; give the broker's CA with --mqtt-ca");
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 impl MqttSettings {
-    /// `mqtt://[user[:password]@]host[:port]`.
-    pub fn from_url(url: &str, prefix: String) -> anyhow::Result<Self> {
-        let rest = url.strip_prefix("mqtt://").ok_or_else(|| anyhow::anyhow!("the broker URL must start with mqtt:// (got {url:?})"))?;
+    /// `mqtt://[user[:password]@]host[:port]`, or `mqtts://…` (TLS, port 8883 by default,
+    /// trusting the CAs in `ca_file` or the system's roots).
+    pub fn from_url(url: &str, prefix: String, ca_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let (tls, rest) = match (url.strip_prefix("mqtt://"), url.strip_prefix("mqtts://")) {
+            (Some(r), _) => (false, r),
+            (_, Some(r)) => (true, r),
+            _ => anyhow::bail!("the broker URL must start with mqtt:// or mqtts:// (got {url:?})"),
+        };
         let (auth, hostport) = match rest.rsplit_once('@') {
             Some((a, h)) => (Some(a), h),
             None => (None, rest),
         };
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| anyhow::anyhow!("bad port in {url:?}"))?),
-            None => (hostport.to_owned(), 1883),
+            None => (hostport.to_owned(), if tls { 8883 } else { 1883 }),
         };
         anyhow::ensure!(!host.is_empty(), "no host in {url:?}");
         let (username, password) = match auth.map(|a| a.split_once(':').map_or((a, None), |(u, p)| (u, Some(p)))) {
             Some((u, p)) => (Some(u.to_owned()), p.map(str::to_owned)),
             None => (None, None),
         };
-        Ok(Self { host, port, username, password, prefix })
+        anyhow::ensure!(tls || ca_file.is_none(), "a CA file is for an mqtts:// broker");
+        let tls = if tls { Some(tls_config(ca_file)?) } else { None };
+        Ok(Self { host, port, username, password, prefix, tls })
     }
 }
 
@@ -131,6 +171,9 @@ pub fn start(settings: MqttSettings, floor: Floor, feed: DisplayFeed, registry: 
     opts.set_manual_acks(true);
     if let Some(u) = &settings.username {
         opts.set_credentials(u.clone(), settings.password.clone().unwrap_or_default());
+    }
+    if let Some(tls) = &settings.tls {
+        opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls.clone())));
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 1_024);
     no_delay(&mut eventloop);
@@ -432,5 +475,26 @@ async fn apply(floor: &Floor, keypad: &str, action: &str, room: &RoomId, idem: O
             Ok(None)
         }
         other => Err(ApiError::unprocessable("unknown_action", format!("unknown action {other:?}: call_next, recall, skip, complete, pause or resume"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_parse_with_and_without_tls() {
+        let m = MqttSettings::from_url("mqtt://u:p@broker.local", "x".into(), None).unwrap();
+        assert_eq!((m.host.as_str(), m.port, m.username.as_deref(), m.password.as_deref(), m.tls.is_none()), ("broker.local", 1883, Some("u"), Some("p"), true));
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.pem");
+        let e = MqttSettings::from_url("mqtts://broker.local", "x".into(), Some(&missing)).unwrap_err().to_string();
+        assert!(e.contains("nope.pem"), "{e}");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let e = MqttSettings::from_url("mqtts://broker.local:8884", "x".into(), Some(&junk)).unwrap_err().to_string();
+        assert!(e.contains("junk.pem"), "{e}");
+        assert!(MqttSettings::from_url("mqtt://broker.local", "x".into(), Some(&junk)).is_err(), "a CA file without TLS is a mistake");
+        assert!(MqttSettings::from_url("http://broker.local", "x".into(), None).is_err());
     }
 }

@@ -56,6 +56,8 @@ fn the_test_vectors_validate_against_the_schemas() {
 struct Mosquitto {
     child: Child,
     port: u16,
+    /// A second, TLS listener (with `mosquitto_tls`): its port and the CA file that signs it.
+    tls: Option<(u16, std::path::PathBuf)>,
     _dir: tempfile::TempDir,
 }
 impl Drop for Mosquitto {
@@ -66,15 +68,48 @@ impl Drop for Mosquitto {
 }
 
 async fn mosquitto() -> Mosquitto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    start_mosquitto(false).await
+}
+
+/// Mosquitto with a plain listener (for the test's devices) and a TLS one (for the server), its
+/// certificate for `localhost` signed by a CA made here.
+async fn mosquitto_tls() -> Mosquitto {
+    start_mosquitto(true).await
+}
+
+async fn start_mosquitto(tls: bool) -> Mosquitto {
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\nset_tcp_nodelay true\n")).unwrap();
+    let mut text = format!("per_listener_settings false\nallow_anonymous true\npersistence false\nlog_dest none\nset_tcp_nodelay true\nlistener {port} 127.0.0.1\n");
+    let mut tls_listener = None;
+    if tls {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+        let (ca_file, cert_file, key_file) = (dir.path().join("ca.pem"), dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let tls_port = free();
+        text += &format!("listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n", cert_file.display(), key_file.display());
+        tls_listener = Some((tls_port, ca_file));
+    }
+    std::fs::write(&conf, text).unwrap();
     let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap_or("mosquitto");
     let child = Command::new(bin).arg("-c").arg(&conf).spawn().expect("mosquitto (scripts/test installs it)");
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Mosquitto { child, port, _dir: dir };
+        let tls_up = match &tls_listener {
+            Some((p, _)) => tokio::net::TcpStream::connect(("127.0.0.1", *p)).await.is_ok(),
+            None => true,
+        };
+        if tls_up && tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Mosquitto { child, port, tls: tls_listener, _dir: dir };
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -170,6 +205,17 @@ async fn keypad_press_acks_updates_the_door_display_and_announces_via_mosquitto(
     let m = mosquitto().await;
     let dir = tempfile::tempdir().unwrap();
     let app = serve_with(&m, dir.path());
+    keypad_flow(&app, m.port, &Logins::default()).await;
+}
+
+/// The server reaches an external broker over TLS (`mqtts://`, the broker's CA given with
+/// `--mqtt-ca`); devices on the broker's plain listener see the same flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_talks_to_an_external_broker_over_tls() {
+    let m = mosquitto_tls().await;
+    let (tls_port, ca) = m.tls.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_args(&dir.path().join("data"), &["--mqtt-broker", &format!("mqtts://localhost:{tls_port}"), "--mqtt-ca", &ca.display().to_string()]);
     keypad_flow(&app, m.port, &Logins::default()).await;
 }
 
