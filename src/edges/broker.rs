@@ -15,6 +15,7 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The server's own MQTT user on the embedded broker.
@@ -120,9 +121,12 @@ pub fn acl_rules(devices: &[DeviceCredential], server_password: &str) -> String 
 
 /// Logs what the ACL is about to refuse, with the device and the topic, so IT sees a
 /// misconfigured or misbehaving device. It runs before the ACL plugin and decides nothing.
+#[derive(Clone)]
 struct Audit {
     /// username → (may subscribe, may publish).
-    allowed: std::collections::HashMap<String, (Vec<String>, Vec<String>)>,
+    allowed: Arc<std::collections::HashMap<String, (Vec<String>, Vec<String>)>>,
+    /// username → password, the server's included.
+    logins: Arc<std::collections::HashMap<String, String>>,
 }
 
 #[async_trait::async_trait]
@@ -130,6 +134,16 @@ impl rmqtt::hook::Handler for Audit {
     async fn hook(&self, param: &rmqtt::hook::Parameter, acc: Option<rmqtt::hook::HookResult>) -> rmqtt::hook::ReturnType {
         use rmqtt::hook::Parameter;
         let (session, action, topic, index) = match param {
+            Parameter::ClientAuthenticate(info) => {
+                let user = info.username().map(|u| u.to_string());
+                let known = user.as_ref().and_then(|u| self.logins.get(u));
+                let given = info.password().map(|p| p.as_ref());
+                if known.is_none_or(|k| Some(k.as_bytes()) != given) {
+                    let why = if user.is_none() { "no login" } else if known.is_none() { "unknown device" } else { "wrong password" };
+                    tracing::warn!(device = user.as_deref().unwrap_or(""), client = %info.id().client_id, why, "MQTT login refused");
+                }
+                return (true, acc);
+            }
             Parameter::ClientSubscribeCheckAcl(s, sub) => (s, "subscribe", sub.topic_filter.to_string(), 0),
             Parameter::MessagePublishCheckAcl(s, p) => (s, "publish", p.topic.to_string(), 1),
             _ => return (true, acc),
@@ -150,7 +164,12 @@ impl rmqtt::hook::Handler for Audit {
 /// accepts connections. Returns the address it listens on.
 pub fn start(listen: SocketAddr, devices: &[DeviceCredential], server_password: &str) -> anyhow::Result<SocketAddr> {
     let rules = acl_rules(devices, server_password);
-    let audit = Audit { allowed: devices.iter().map(|d| (d.username.clone(), (d.subscribe.clone(), d.publish.clone()))).collect() };
+    let mut logins: std::collections::HashMap<String, String> = devices.iter().map(|d| (d.username.clone(), d.password.clone())).collect();
+    logins.insert(SERVER_USER.to_owned(), server_password.to_owned());
+    let audit = Audit {
+        allowed: Arc::new(devices.iter().map(|d| (d.username.clone(), (d.subscribe.clone(), d.publish.clone()))).collect()),
+        logins: Arc::new(logins),
+    };
     let addr = if listen.port() == 0 {
         let probe = TcpListener::bind(listen).context("finding a free port for the MQTT broker")?;
         probe.local_addr()?
@@ -204,7 +223,8 @@ async fn run(addr: SocketAddr, rules: String, audit: Audit, ready: &std::sync::m
     rmqtt_retainer::register(&scx, true, false).await?;
     // Above the ACL plugin's priority (10): sees every check first, changes nothing.
     let hooks = scx.extends.hook_mgr().register();
-    hooks.add_priority(rmqtt::hook::Type::ClientSubscribeCheckAcl, 100, Box::new(Audit { allowed: audit.allowed.clone() })).await;
+    hooks.add_priority(rmqtt::hook::Type::ClientAuthenticate, 100, Box::new(audit.clone())).await;
+    hooks.add_priority(rmqtt::hook::Type::ClientSubscribeCheckAcl, 100, Box::new(audit.clone())).await;
     hooks.add_priority(rmqtt::hook::Type::MessagePublishCheckAcl, 100, Box::new(audit)).await;
     hooks.start().await;
     let listener = Builder::new()
