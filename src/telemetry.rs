@@ -91,6 +91,7 @@ impl Metrics {
             Box::new(display_online.clone()),
             Box::new(mqtt_rejected.clone()),
             Box::new(mqtt_dropped.clone()),
+            Box::new(crate::edges::broker::REFUSED.clone()),
             Box::new(journal_batch_events.clone()),
         ] {
             registry.register(c).expect("metric names are unique");

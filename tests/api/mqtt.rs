@@ -474,4 +474,11 @@ async fn the_embedded_broker_lets_each_device_use_only_its_own_topics() {
     let ack = pad.expect("/ack", |v| v["id"] == "real-1").await;
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(ack["number"], t["number"], "the rogue press called nobody: {ack}");
+    // Every refusal is counted for IT's alerting (and logged with the device and topic).
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let count = |action: &str| -> u64 {
+        let key = format!("clinicflow_mqtt_broker_refused_total{{action=\"{action}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(key.as_str())).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    };
+    assert!(count("login") >= 2 && count("subscribe") >= 1 && count("publish") >= 1, "{metrics}");
 }
