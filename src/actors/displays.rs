@@ -32,14 +32,6 @@ pub enum DisplayMessage {
     Announce { display: String, payload: Arc<Value> },
 }
 
-impl DisplayMessage {
-    pub fn display(&self) -> &str {
-        match self {
-            DisplayMessage::State { display, .. } | DisplayMessage::Announce { display, .. } => display,
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct DisplayFeed {
     tx: broadcast::Sender<DisplayMessage>,

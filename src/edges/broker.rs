@@ -61,29 +61,23 @@ pub fn server_password(device_key: &str) -> String {
 /// Every configured device's login and topics. Device ids are the usernames, so a display and a
 /// keypad may not share an id, and none may be the server's.
 pub fn credentials(hospital: &Hospital, prefix: &str, device_key: &str) -> anyhow::Result<Vec<DeviceCredential>> {
-    let mut out: Vec<DeviceCredential> = Vec::new();
-    for d in &hospital.displays {
-        let t = |leaf: &str| format!("{prefix}/displays/{}/{leaf}", d.id);
-        out.push(DeviceCredential {
-            kind: "display",
-            id: d.id.clone(),
-            username: d.id.clone(),
-            password: derive(device_key, &format!("device:{}", d.id)),
-            subscribe: vec![t("state"), t("announce")],
-            publish: vec![t("status")],
-        });
-    }
-    for k in &hospital.keypads {
-        let t = |leaf: &str| format!("{prefix}/keypads/{}/{leaf}", k.id);
-        out.push(DeviceCredential {
-            kind: "keypad",
-            id: k.id.clone(),
-            username: k.id.clone(),
-            password: derive(device_key, &format!("device:{}", k.id)),
-            subscribe: vec![t("ack")],
-            publish: vec![t("command")],
-        });
-    }
+    // (kind, topic folder, id, may subscribe to, may publish to)
+    let displays = hospital.displays.iter().map(|d| ("display", "displays", &d.id, &["state", "announce"][..], &["status"][..]));
+    let keypads = hospital.keypads.iter().map(|k| ("keypad", "keypads", &k.id, &["ack"][..], &["command"][..]));
+    let out: Vec<DeviceCredential> = displays
+        .chain(keypads)
+        .map(|(kind, folder, id, subscribe, publish)| {
+            let topics = |leaves: &[&str]| leaves.iter().map(|leaf| format!("{prefix}/{folder}/{id}/{leaf}")).collect();
+            DeviceCredential {
+                kind,
+                id: id.clone(),
+                username: id.clone(),
+                password: derive(device_key, &format!("device:{id}")),
+                subscribe: topics(subscribe),
+                publish: topics(publish),
+            }
+        })
+        .collect();
     let mut names: Vec<&str> = out.iter().map(|c| c.username.as_str()).collect();
     names.push(SERVER_USER);
     names.sort_unstable();

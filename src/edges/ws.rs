@@ -74,12 +74,10 @@ async fn run(
     mut killed: tokio::sync::oneshot::Receiver<(u16, &'static str)>,
     limits: PushLimits,
 ) -> Option<&'static str> {
-    let mut heartbeat = tokio::time::interval(limits.heartbeat);
-    heartbeat.tick().await;
-    let mut last_heard = Instant::now();
+    let mut client = Liveness::start(limits).await;
     let close_with = |code: u16, text: &str| Some(CloseReason { code: CloseCode::Other(code), description: Some(text.to_owned()) });
     let ended = loop {
-        tokio::select! {
+        let step = tokio::select! {
             msg = outbox.recv() => match msg {
                 Some(text) => {
                     // A stalled reader blocks this write once the socket is full; the session's
@@ -88,31 +86,20 @@ async fn run(
                         r = session.text(text) => if r.is_err() { return None },
                         k = &mut killed => break k.ok().map(|(code, why)| (close_with(code, why), "too_slow")),
                     }
+                    Step::Go
                 }
                 None => break None,
             },
             k = &mut killed => break k.ok().map(|(code, why)| (close_with(code, why), "too_slow")),
-            frame = stream.next() => match frame {
-                Some(Ok(Message::Ping(b))) => {
-                    last_heard = Instant::now();
-                    if session.pong(&b).await.is_err() { return None }
-                }
-                Some(Ok(Message::Pong(_))) => last_heard = Instant::now(),
-                // A phone may send anything small; the feed is read-only, so text is ignored.
-                Some(Ok(Message::Text(_))) | Some(Ok(Message::Continuation(_))) | Some(Ok(Message::Nop)) => last_heard = Instant::now(),
-                Some(Ok(Message::Binary(_))) => break Some((Some(CloseReason { code: CloseCode::Unsupported, description: Some("binary frames are not accepted".into()) }), "protocol")),
-                Some(Ok(Message::Close(_))) | None => break None,
-                Some(Err(e)) => {
-                    let code = match e { actix_ws::ProtocolError::Overflow => CloseCode::Size, _ => CloseCode::Protocol };
-                    break Some((Some(CloseReason { code, description: Some(e.to_string()) }), "protocol"));
-                }
-            },
-            _ = heartbeat.tick() => {
-                if last_heard.elapsed() > limits.idle_timeout {
-                    break Some((close_with(close::IDLE, "idle timeout"), "idle"));
-                }
-                if session.ping(b"").await.is_err() { return None }
-            }
+            // A phone may send anything small; the feed is read-only, so text is ignored.
+            frame = stream.next() => client.frame(&mut session, frame).await,
+            _ = client.heartbeat.tick() => client.beat(&mut session).await,
+        };
+        match step {
+            Step::Go => {}
+            Step::Gone => return None,
+            Step::Closed => break None,
+            Step::End(reason, why) => break Some((Some(reason), why)),
         }
     };
     match ended {
@@ -125,6 +112,70 @@ async fn run(
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), session.close(None)).await;
             None
         }
+    }
+}
+
+/// What the client side of a connection (its frames, its silence) means for the connection.
+enum Step {
+    Go,
+    /// The socket is gone: nothing more can be written.
+    Gone,
+    /// The client closed it.
+    Closed,
+    /// The server ends it, with this reason and a metric label.
+    End(CloseReason, &'static str),
+}
+
+/// Client frames and the heartbeat, the same for every kind of connection: pings are answered,
+/// any frame counts as a sign of life, binary frames and protocol errors end the connection, and
+/// a client silent for longer than the idle timeout is closed.
+struct Liveness {
+    heartbeat: tokio::time::Interval,
+    last_heard: Instant,
+    idle_timeout: std::time::Duration,
+}
+
+impl Liveness {
+    async fn start(limits: PushLimits) -> Self {
+        let mut heartbeat = tokio::time::interval(limits.heartbeat);
+        heartbeat.tick().await;
+        Self { heartbeat, last_heard: Instant::now(), idle_timeout: limits.idle_timeout }
+    }
+
+    async fn frame(&mut self, session: &mut actix_ws::Session, frame: Option<Result<Message, actix_ws::ProtocolError>>) -> Step {
+        match frame {
+            Some(Ok(Message::Ping(b))) => {
+                self.last_heard = Instant::now();
+                if session.pong(&b).await.is_err() {
+                    return Step::Gone;
+                }
+                Step::Go
+            }
+            Some(Ok(Message::Pong(_))) | Some(Ok(Message::Text(_))) | Some(Ok(Message::Continuation(_))) | Some(Ok(Message::Nop)) => {
+                self.last_heard = Instant::now();
+                Step::Go
+            }
+            Some(Ok(Message::Binary(_))) => Step::End(CloseReason { code: CloseCode::Unsupported, description: Some("binary frames are not accepted".into()) }, "protocol"),
+            Some(Ok(Message::Close(_))) | None => Step::Closed,
+            Some(Err(e)) => {
+                let code = match e {
+                    actix_ws::ProtocolError::Overflow => CloseCode::Size,
+                    _ => CloseCode::Protocol,
+                };
+                Step::End(CloseReason { code, description: Some(e.to_string()) }, "protocol")
+            }
+        }
+    }
+
+    /// A heartbeat tick: close a silent client, ping the others.
+    async fn beat(&mut self, session: &mut actix_ws::Session) -> Step {
+        if self.last_heard.elapsed() > self.idle_timeout {
+            return Step::End(CloseReason { code: CloseCode::Other(close::IDLE), description: Some("idle timeout".into()) }, "idle");
+        }
+        if session.ping(b"").await.is_err() {
+            return Step::Gone;
+        }
+        Step::Go
     }
 }
 
@@ -170,11 +221,9 @@ async fn run_display(
             return;
         }
     }
-    let mut heartbeat = tokio::time::interval(limits.heartbeat);
-    heartbeat.tick().await;
-    let mut last_heard = Instant::now();
+    let mut client = Liveness::start(limits).await;
     let reason = loop {
-        tokio::select! {
+        let step = tokio::select! {
             m = rx.recv() => {
                 let text = match m {
                     Ok(DisplayMessage::State { display, payload }) if display == id => display_frame("state", &payload),
@@ -187,27 +236,17 @@ async fn run_display(
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break None,
                 };
                 if session.text(text).await.is_err() { return }
+                Step::Go
             }
-            frame = stream.next() => match frame {
-                Some(Ok(Message::Ping(b))) => {
-                    last_heard = Instant::now();
-                    if session.pong(&b).await.is_err() { return }
-                }
-                // Displays may send small JSON (reserved for delivery acks); nothing else is read.
-                Some(Ok(Message::Pong(_))) | Some(Ok(Message::Text(_))) | Some(Ok(Message::Continuation(_))) | Some(Ok(Message::Nop)) => last_heard = Instant::now(),
-                Some(Ok(Message::Binary(_))) => break Some(CloseReason { code: CloseCode::Unsupported, description: Some("binary frames are not accepted".into()) }),
-                Some(Ok(Message::Close(_))) | None => break None,
-                Some(Err(e)) => {
-                    let code = match e { actix_ws::ProtocolError::Overflow => CloseCode::Size, _ => CloseCode::Protocol };
-                    break Some(CloseReason { code, description: Some(e.to_string()) });
-                }
-            },
-            _ = heartbeat.tick() => {
-                if last_heard.elapsed() > limits.idle_timeout {
-                    break Some(CloseReason { code: CloseCode::Other(close::IDLE), description: Some("idle timeout".into()) });
-                }
-                if session.ping(b"").await.is_err() { return }
-            }
+            // Displays may send small JSON (reserved for delivery acks); nothing else is read.
+            frame = stream.next() => client.frame(&mut session, frame).await,
+            _ = client.heartbeat.tick() => client.beat(&mut session).await,
+        };
+        match step {
+            Step::Go => {}
+            Step::Gone => return,
+            Step::Closed => break None,
+            Step::End(reason, _) => break Some(reason),
         }
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), session.close(reason)).await;
