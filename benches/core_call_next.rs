@@ -24,29 +24,33 @@ fn issue(n: u64) -> Command {
 
 fn bench(c: &mut Criterion) {
     let hospital = Hospital::demo();
-    let spec = hospital.queues[&QueueId::parse("internal-medicine").unwrap()].clone();
-    let rooms: Vec<RoomId> = spec.rooms.keys().cloned().collect();
     let mut group = c.benchmark_group("core");
-    for waiting in [50u64, 500, 5000] {
-        // Steady state: each iteration issues one ticket and calls one, so the line stays `waiting` long.
-        let mut s = QueueState::new(spec.clone());
-        let mut n = 0u64;
-        let mut now = T0;
-        for _ in 0..waiting {
-            n += 1;
-            s.execute(&issue(n), now).unwrap();
-        }
-        group.throughput(Throughput::Elements(1));
-        group.bench_function(BenchmarkId::new("issue_and_call_next", waiting), |b| {
-            b.iter(|| {
+    // internal-medicine: strict priority (no fairness rules); lab: interleave, ageing and the
+    // overtake cap on (see config/demo-hospital.toml), so every command projects the line.
+    for (queue, label) in [("internal-medicine", "issue_and_call_next"), ("lab", "issue_and_call_next_fair")] {
+        let spec = hospital.queues[&QueueId::parse(queue).unwrap()].clone();
+        let rooms: Vec<RoomId> = spec.rooms.keys().cloned().collect();
+        for waiting in [50u64, 500, 5000] {
+            // Steady state: each iteration issues one ticket and calls one, so the line stays `waiting` long.
+            let mut s = QueueState::new(spec.clone());
+            let mut n = 0u64;
+            let mut now = T0;
+            for _ in 0..waiting {
                 n += 1;
-                now += 1;
                 s.execute(&issue(n), now).unwrap();
-                let room = rooms[(n as usize) % rooms.len()].clone();
-                let d = s.execute(&Command::CallNext { room, caller: "bench".into() }, now).unwrap();
-                assert!(d.subject.is_some());
-            })
-        });
+            }
+            group.throughput(Throughput::Elements(1));
+            group.bench_function(BenchmarkId::new(label, waiting), |b| {
+                b.iter(|| {
+                    n += 1;
+                    now += 1;
+                    s.execute(&issue(n), now).unwrap();
+                    let room = rooms[(n as usize) % rooms.len()].clone();
+                    let d = s.execute(&Command::CallNext { room, caller: "bench".into() }, now).unwrap();
+                    assert!(d.subject.is_some());
+                })
+            });
+        }
     }
     group.finish();
 }

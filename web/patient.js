@@ -47,6 +47,9 @@
     const waiting = ticket.status === 'waiting' || ticket.status === 'booked';
     $('#position').textContent = waiting && ticket.position !== null ? ticket.position : '—';
     $('#eta').textContent = waiting && ticket.eta_secs !== null && ticket.eta_secs !== undefined ? CF.minutes(ticket.eta_secs) : '—';
+    // Why this place in line ("2 priority patients ahead; you are next after them").
+    const note = waiting && ticket.position_note;
+    $('#position-note').textContent = note ? CF.pick(note.zh, note.en) : '';
     const called = ticket.status === 'called';
     $('#called').classList.toggle('hidden', !called);
     if (called) $('#called-text').textContent = t('go_to', { room: roomName() });
@@ -142,7 +145,7 @@
       onMessage: m => {
         if (m.seq !== undefined && m.type !== 'position') lastSeq = Math.max(lastSeq || 0, m.seq);
         if (m.type === 'snapshot') { ticket = m.ticket; snapshotSeen = true; render(); }
-        else if (m.type === 'position') { if (ticket) { ticket.position = m.position; ticket.eta_secs = m.eta_secs; render(); } }
+        else if (m.type === 'position') { if (ticket) { ticket.position = m.position; ticket.eta_secs = m.eta_secs; ticket.position_note = m.note; render(); } }
         else if (m.type === 'next_stop') { plan = m.plan || plan; if (m.done) plan = { done: true }; render(); }
         else if (m.type === 'event') {
           if ((m.event === 'called' || m.event === 'recalled') && snapshotSeen) alertCall();

@@ -155,9 +155,9 @@ impl Worker {
     async fn announce(&self, queue: &QueueId, seqs: &[i64], events: &[Event]) {
         let hospital = &self.floor.hospital;
         for (event, seq) in events.iter().zip(seqs) {
-            let (ticket, room, kind) = match event {
-                Event::Called { ticket, room, .. } => (ticket, room, "call"),
-                Event::Recalled { ticket, room } => (ticket, room, "recall"),
+            let (ticket, room, kind, call) = match event {
+                Event::Called { ticket, room, call, .. } => (ticket, room, "call", call),
+                Event::Recalled { ticket, room, call } => (ticket, room, "recall", call),
                 _ => continue,
             };
             let Ok(t) = self.floor.ticket(ticket).await else { continue };
@@ -165,7 +165,7 @@ impl Worker {
             let a = crate::domain::announce::call(&t.number, &t.masked_name, &zh, &en);
             for (d, _) in self.displays.iter().filter(|(d, _)| d.rooms.contains(room)) {
                 let payload = json!({
-                    "v": PROTOCOL_VERSION, "display": d.id, "kind": kind, "seq": seq, "at": super::now_ms(),
+                    "v": PROTOCOL_VERSION, "display": d.id, "kind": kind, "seq": seq, "call": call, "at": super::now_ms(),
                     "queue": queue, "ticket": ticket, "number": t.number, "name": t.masked_name,
                     "room": room, "room_name": zh, "room_name_en": en, "text_zh": a.text_zh, "text_en": a.text_en,
                 });

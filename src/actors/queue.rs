@@ -7,11 +7,13 @@
 
 use super::{now_ms, Directory};
 use crate::domain::command::{Command, Idempotency};
+use crate::domain::config::QueuePolicy;
 use crate::domain::error::QueueError;
 use crate::domain::event::{Event, TicketData, UnixMs};
 use crate::domain::ids::{QueueId, TicketId};
 use crate::domain::queue::QueueState;
-use crate::domain::view::{QueueSnapshot, TicketView};
+use crate::domain::queue::Standing;
+use crate::domain::view::{PositionNote, QueueSnapshot, TicketView};
 use crate::storage::{JournalWriter, NewEvent, StorageError};
 use crate::telemetry::Metrics;
 use actix::prelude::*;
@@ -66,6 +68,32 @@ impl Actor for ClinicQueue {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX);
+        // The no-show rule: a called ticket whose grace ran out is marked missed by the server.
+        // `overdue` is cheap (rooms' current tickets only); the command is checked again.
+        ctx.run_interval(NO_SHOW_TICK, |actor, ctx| {
+            let now = now_ms();
+            for ticket in actor.state.overdue(now) {
+                tracing::info!(queue = %actor.state.id(), %ticket, "no answer within the grace period: marking missed");
+                ctx.address().do_send(Execute { cmd: Command::AutoMiss { ticket }, idem: None });
+            }
+        });
+    }
+}
+
+/// How often a queue looks for called tickets whose no-show grace has run out.
+const NO_SHOW_TICK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The calling policy in force, and whether it was changed at run time (not the config's).
+#[derive(Message)]
+#[rtype(result = "(QueuePolicy, bool)")]
+struct GetPolicy;
+
+impl Handler<GetPolicy> for ClinicQueue {
+    type Result = MessageResult<GetPolicy>;
+    fn handle(&mut self, _: GetPolicy, _: &mut Self::Context) -> Self::Result {
+        let p = self.state.policy().clone();
+        let changed = crate::domain::queue::policy_fingerprint(&p) != self.state.config_policy_fingerprint();
+        MessageResult((p, changed))
     }
 }
 
@@ -89,22 +117,17 @@ struct GetTicket(TicketId);
 #[rtype(result = "Vec<TicketView>")]
 struct PatientTickets(crate::domain::ids::PatientId);
 
-/// Every waiting ticket with its position and ETA.
+/// Every waiting ticket with its position, ETA and the one-line explanation.
 #[derive(Message)]
-#[rtype(result = "Vec<(TicketId, usize, Option<u64>)>")]
+#[rtype(result = "Vec<(TicketId, Standing, PositionNote)>")]
 struct Positions;
 
 impl Handler<Positions> for ClinicQueue {
     type Result = MessageResult<Positions>;
     fn handle(&mut self, _: Positions, _: &mut Self::Context) -> Self::Result {
         let now = now_ms();
-        MessageResult(
-            self.state
-                .waiting_with_ahead(now)
-                .into_iter()
-                .map(|(t, ahead)| (t.data.id.clone(), ahead, self.state.eta_secs(t, ahead)))
-                .collect(),
-        )
+        let cap = self.state.policy().fairness.max_overtakes;
+        MessageResult(self.state.standings(now).into_iter().map(|(t, s)| (t.data.id.clone(), s, PositionNote::of(&s, cap))).collect())
     }
 }
 
@@ -266,7 +289,12 @@ impl QueueHandle {
         self.addr.send(PatientTickets(patient)).await.map_err(|e| CommandError::Unavailable(e.to_string()))
     }
 
-    pub async fn positions(&self) -> Result<Vec<(TicketId, usize, Option<u64>)>, CommandError> {
+    /// The policy in force and whether it differs from the config file's.
+    pub async fn policy(&self) -> Result<(QueuePolicy, bool), CommandError> {
+        self.addr.send(GetPolicy).await.map_err(|e| CommandError::Unavailable(e.to_string()))
+    }
+
+    pub async fn positions(&self) -> Result<Vec<(TicketId, Standing, PositionNote)>, CommandError> {
         self.addr.send(Positions).await.map_err(|e| CommandError::Unavailable(e.to_string()))
     }
 

@@ -64,7 +64,7 @@ pub struct PatientSession {
     /// Usually one or two: a Vec is smaller than a map.
     conns: Vec<(u64, Conn)>,
     next_conn: u64,
-    last_position: Option<(usize, Option<u64>)>,
+    last_position: Option<(usize, Option<u64>, String)>,
     /// The ticket's patient (from the first connection's snapshot), for re-planning.
     patient: Option<crate::domain::ids::PatientId>,
     /// What was last pushed as the next stop (service, reason, wait in minutes), to push changes
@@ -201,17 +201,22 @@ impl Handler<CatchUp> for PatientSession {
 struct Position {
     position: usize,
     eta_secs: Option<u64>,
+    priority_ahead: usize,
+    note: crate::domain::view::PositionNote,
 }
 
 impl Handler<Position> for PatientSession {
     type Result = ();
     fn handle(&mut self, msg: Position, _: &mut Self::Context) {
-        let now = (msg.position, msg.eta_secs);
-        if self.last_position == Some(now) {
+        let now = (msg.position, msg.eta_secs, msg.note.zh.clone());
+        if self.last_position.as_ref() == Some(&now) {
             return;
         }
         self.last_position = Some(now);
-        let text = serde_json::json!({"type": "position", "seq": self.feed.last_seq(), "ticket": self.ticket, "position": msg.position, "eta_secs": msg.eta_secs});
+        let text = serde_json::json!({
+            "type": "position", "seq": self.feed.last_seq(), "ticket": self.ticket, "position": msg.position,
+            "eta_secs": msg.eta_secs, "priority_ahead": msg.priority_ahead, "note": msg.note,
+        });
         self.send_all(&text.to_string());
     }
 }
@@ -396,9 +401,9 @@ impl SessionHub {
             let Ok(positions) = handle.positions().await else { continue };
             {
                 let sessions = self.inner.sessions.read().unwrap_or_else(|p| p.into_inner());
-                for (ticket, position, eta_secs) in positions {
+                for (ticket, s, note) in positions {
                     if let Some(addr) = sessions.get(&ticket) {
-                        addr.do_send(Position { position, eta_secs });
+                        addr.do_send(Position { position: s.ahead, eta_secs: s.eta_secs, priority_ahead: s.priority_ahead, note });
                     }
                 }
             }

@@ -1,5 +1,6 @@
 //! Commands to one queue, already parsed into domain types by an edge.
 
+use super::config::QueuePolicy;
 use super::event::{Slot, TicketData};
 use super::ids::{DisplayName, DoctorId, PatientId, PriorityClass, QueueId, RoomId, TicketId};
 
@@ -35,6 +36,10 @@ pub enum Command {
     Return { ticket: TicketId, doctor: Option<DoctorId> },
     PauseRoom { room: RoomId },
     ResumeRoom { room: RoomId },
+    /// The no-show rule's grace ran out (sent by the queue's own timer; refused unless due).
+    AutoMiss { ticket: TicketId },
+    /// Replace the calling policy (checked, then journaled).
+    SetPolicy { policy: QueuePolicy },
 }
 
 impl Command {
@@ -54,6 +59,8 @@ impl Command {
             Command::Return { .. } => "return",
             Command::PauseRoom { .. } => "pause_room",
             Command::ResumeRoom { .. } => "resume_room",
+            Command::AutoMiss { .. } => "auto_miss",
+            Command::SetPolicy { .. } => "set_policy",
         }
     }
 }

@@ -248,6 +248,9 @@ pub struct PriorityClassConfig {
     pub rank: u8,
     #[serde(default)]
     pub label: String,
+    /// Called at once whatever the fairness rules say (emergencies); a rank is urgent or not.
+    #[serde(default)]
+    pub urgent: bool,
 }
 
 fn default_priority_classes() -> Vec<PriorityClassConfig> {
@@ -257,6 +260,7 @@ fn default_priority_classes() -> Vec<PriorityClassConfig> {
             id: PriorityClass::parse(id).expect("static class ids are valid"),
             rank,
             label: label.to_owned(),
+            urgent: id == "emergency",
         })
         .collect()
 }
@@ -331,6 +335,158 @@ pub struct QueuePolicy {
     pub default_service_secs: u32,
     /// Weight of the newest measured service time in the moving average (0 < alpha <= 1).
     pub ewma_alpha: f64,
+    /// How priority patients are interleaved with the others, and what keeps anyone from
+    /// waiting forever.
+    pub fairness: Fairness,
+    /// Recall limits and the no-show (过号) rules.
+    pub calls: CallRules,
+}
+
+/// Fair, explainable priority. Every rule is off unless set, which gives strict priority by rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fairness {
+    /// At most this many priority patients are called in a row while a normal one waits
+    /// (2 = "two priority patients for every normal one"). Urgent classes are exempt.
+    pub interleave: Option<u32>,
+    /// Every this many seconds of waiting moves a ticket up one rank (never into an urgent rank).
+    pub ageing_secs: Option<u32>,
+    /// A waiting ticket is passed over by at most this many later arrivals the same room could
+    /// have called instead; then it is called next. Urgent calls do not count.
+    pub max_overtakes: Option<u32>,
+}
+
+impl Fairness {
+    /// True when any rule is on (otherwise the line's plain order is the calling order).
+    pub fn active(&self) -> bool {
+        self.interleave.is_some() || self.ageing_secs.is_some() || self.max_overtakes.is_some()
+    }
+}
+
+/// What happens to a missed patient who checks in again after the return window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LateReturn {
+    /// Queue again by the time of the new check-in.
+    #[default]
+    BackOfLine,
+    /// Refuse the check-in: the patient registers again.
+    Refuse,
+}
+
+/// Recall limits and no-show (过号) rules of one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallRules {
+    /// Recalls allowed after the first call; unlimited when absent.
+    pub max_recalls: Option<u32>,
+    /// Seconds that must pass between two calls of the same ticket.
+    pub min_recall_interval_secs: u32,
+    /// A ticket called this many times (the first call and its recalls) and still not seen
+    /// `grace_secs` after the last call is marked missed (过号) by the server. Never when absent.
+    pub auto_miss_after_calls: Option<u32>,
+    /// Seconds after the last call before the automatic miss.
+    pub grace_secs: u32,
+    /// A missed patient who checks in again within this many seconds of the miss goes back after
+    /// `missed_reinsert_after` patients; later, `late_return` applies. Always reinserted when absent.
+    pub return_window_secs: Option<u32>,
+    pub late_return: LateReturn,
+    /// After this many misses a check-in is refused (the patient registers again). Unlimited when absent.
+    pub max_misses: Option<u32>,
+}
+
+impl Default for CallRules {
+    fn default() -> Self {
+        Self {
+            max_recalls: None,
+            min_recall_interval_secs: 0,
+            auto_miss_after_calls: None,
+            grace_secs: 120,
+            return_window_secs: None,
+            late_return: LateReturn::BackOfLine,
+            max_misses: None,
+        }
+    }
+}
+
+/// A policy value that cannot work, naming the field (`fairness.interleave`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct PolicyError {
+    pub field: String,
+    pub message: String,
+}
+
+impl QueuePolicy {
+    /// Check the policy against the hospital's priority classes (`rank` per class, `normal`'s
+    /// rank, the urgent ranks). A policy that contradicts itself is refused with the field named.
+    pub fn validate(&self, ranks: &ClassRanks) -> Result<(), PolicyError> {
+        let bad = |field: &str, message: &str| Err(PolicyError { field: field.to_owned(), message: message.to_owned() });
+        if !(self.ewma_alpha > 0.0 && self.ewma_alpha <= 1.0) {
+            return bad("ewma_alpha", "must be in (0, 1]");
+        }
+        if self.default_service_secs == 0 {
+            return bad("default_service_secs", "must be positive");
+        }
+        let f = &self.fairness;
+        if let Some(n) = f.interleave {
+            if n == 0 {
+                return bad("fairness.interleave", "0 would never call a priority patient while a normal one waits; remove the priority classes instead");
+            }
+            if !ranks.has_priority() {
+                return bad("fairness.interleave", "there is no priority class (a non-urgent class ranked before `normal`) to interleave");
+            }
+        }
+        if f.ageing_secs == Some(0) {
+            return bad("fairness.ageing_secs", "must be at least 1 second");
+        }
+        if f.ageing_secs.is_some() && !ranks.has_priority() {
+            return bad("fairness.ageing_secs", "there is no rank to move up to (no non-urgent class ranked before `normal`)");
+        }
+        let c = &self.calls;
+        if c.auto_miss_after_calls == Some(0) {
+            return bad("calls.auto_miss_after_calls", "must be at least 1 (the first call)");
+        }
+        if let (Some(auto), Some(max)) = (c.auto_miss_after_calls, c.max_recalls) {
+            if auto > max + 1 {
+                return bad("calls.auto_miss_after_calls", "is more than the calls max_recalls allows (1 + max_recalls): the automatic miss could never happen");
+            }
+        }
+        if c.max_misses == Some(0) {
+            return bad("calls.max_misses", "must be at least 1");
+        }
+        if c.return_window_secs == Some(0) {
+            return bad("calls.return_window_secs", "must be at least 1 second; leave it out to always reinsert");
+        }
+        Ok(())
+    }
+}
+
+/// The ranks of the hospital's priority classes, as a queue policy needs them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClassRanks {
+    /// Rank of the `normal` class: ranks below it are priority.
+    pub normal: u8,
+    /// Ranks of urgent classes (called first, exempt from interleave and overtake counts).
+    pub urgent: BTreeSet<u8>,
+    /// Every class's rank.
+    pub all: BTreeSet<u8>,
+}
+
+impl ClassRanks {
+    pub fn is_priority(&self, rank: u8) -> bool {
+        rank < self.normal && !self.urgent.contains(&rank)
+    }
+    pub fn is_urgent(&self, rank: u8) -> bool {
+        self.urgent.contains(&rank)
+    }
+    /// The best rank ageing may reach: the best non-urgent class.
+    pub fn best_aged(&self) -> u8 {
+        self.all.iter().copied().find(|r| !self.is_urgent(*r)).unwrap_or(self.normal)
+    }
+    fn has_priority(&self) -> bool {
+        self.all.iter().any(|r| self.is_priority(*r))
+    }
 }
 
 impl Default for QueuePolicy {
@@ -342,6 +498,8 @@ impl Default for QueuePolicy {
             late_arrival: LateArrival::WalkIn,
             default_service_secs: 300,
             ewma_alpha: 0.2,
+            fairness: Fairness::default(),
+            calls: CallRules::default(),
         }
     }
 }
@@ -374,6 +532,7 @@ pub struct QueueSpec {
     pub tz: Tz,
     /// Rank of each priority class.
     pub classes: BTreeMap<PriorityClass, u8>,
+    pub ranks: ClassRanks,
 }
 
 impl QueueSpec {
@@ -441,9 +600,17 @@ impl Hospital {
                 return err(format!("priority class {} defined twice", c.id));
             }
         }
-        if !classes.contains_key(&PriorityClass::parse("normal").expect("valid")) {
+        let Some(&normal) = classes.get(&PriorityClass::parse("normal").expect("valid")) else {
             return err("priority_classes must include `normal`".into());
+        };
+        let urgent: BTreeSet<u8> = cfg.priority_classes.iter().filter(|c| c.urgent).map(|c| c.rank).collect();
+        if let Some(c) = cfg.priority_classes.iter().find(|c| !c.urgent && urgent.contains(&c.rank)) {
+            return err(format!("priority class {} shares rank {} with an urgent class but is not urgent", c.id, c.rank));
         }
+        if urgent.contains(&normal) {
+            return err("priority class normal cannot be urgent".into());
+        }
+        let ranks = ClassRanks { normal, urgent, all: classes.values().copied().collect() };
         let departments: BTreeSet<_> = cfg.departments.iter().map(|d| d.id.clone()).collect();
         if departments.len() != cfg.departments.len() {
             return err("a department id is defined twice".into());
@@ -480,11 +647,8 @@ impl Hospital {
             if q.rooms.is_empty() {
                 return err(format!("queue {} has no rooms", q.id));
             }
-            if !(q.policy.ewma_alpha > 0.0 && q.policy.ewma_alpha <= 1.0) {
-                return err(format!("queue {}: ewma_alpha must be in (0, 1]", q.id));
-            }
-            if q.policy.default_service_secs == 0 {
-                return err(format!("queue {}: default_service_secs must be positive", q.id));
+            if let Err(e) = q.policy.validate(&ranks) {
+                return err(format!("queue {}: policy.{e}", q.id));
             }
             let mut qrooms = BTreeMap::new();
             for r in &q.rooms {
@@ -504,6 +668,7 @@ impl Hospital {
                 policy: q.policy,
                 tz,
                 classes: classes.clone(),
+                ranks: ranks.clone(),
             };
             if queues.insert(q.id.clone(), Arc::new(spec)).is_some() {
                 return err(format!("queue {} defined twice", q.id));

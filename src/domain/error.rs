@@ -1,5 +1,6 @@
 //! Why the core refused a command. Mapped to HTTP status and a stable code in one place at the edge.
 
+use super::config::PolicyError;
 use super::ids::{DoctorId, PriorityClass, QueueId, RoomId, TicketId};
 use super::queue::Status;
 
@@ -27,4 +28,16 @@ pub enum QueueError {
     SameQueue,
     #[error("Idempotency-Key {0:?} was already used with a different request")]
     IdempotencyConflict(String),
+    #[error("ticket {ticket} has been recalled the {max} times this queue allows")]
+    RecallLimit { ticket: TicketId, max: u32 },
+    #[error("ticket {ticket} was called moments ago; recall again in {wait_secs} s")]
+    RecallTooSoon { ticket: TicketId, wait_secs: u64 },
+    #[error("ticket {ticket} has missed {misses} calls; the patient must register again")]
+    TooManyMisses { ticket: TicketId, misses: u32 },
+    #[error("ticket {0} missed its call too long ago to come back; the patient must register again")]
+    ReturnWindowClosed(TicketId),
+    #[error("ticket {0} is not due for an automatic miss")]
+    NotOverdue(TicketId),
+    #[error("policy {0}")]
+    BadPolicy(PolicyError),
 }

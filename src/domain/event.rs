@@ -1,6 +1,7 @@
 //! Events: the core's output and the journal's content. Replaying a queue's events in order
 //! through [`QueueState::apply`](super::queue::QueueState::apply) rebuilds its state exactly.
 
+use super::config::QueuePolicy;
 use super::ids::{DisplayName, DoctorId, PatientId, PriorityClass, QueueId, RoomId, TicketId};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -61,17 +62,40 @@ pub enum Event {
     TicketIssued { ticket: TicketData, seq: u32, pos: Option<Pos> },
     CheckedIn { ticket: TicketId, pos: Pos, late: bool, reinserted: bool },
     PreCalled { ticket: TicketId },
-    Called { ticket: TicketId, room: RoomId, caller: String },
-    Recalled { ticket: TicketId, room: RoomId },
+    /// `call`: this queue's call number of the day (calls and recalls, 1, 2, 3 …), which
+    /// displays acknowledge; 0 in journals written before it existed.
+    Called {
+        ticket: TicketId,
+        room: RoomId,
+        caller: String,
+        #[serde(default)]
+        call: u32,
+    },
+    Recalled {
+        ticket: TicketId,
+        room: RoomId,
+        #[serde(default)]
+        call: u32,
+    },
     Started { ticket: TicketId, room: RoomId },
     Completed { ticket: TicketId, room: RoomId, service_ms: Option<i64> },
-    Missed { ticket: TicketId, room: RoomId },
+    /// 过号: by staff, or by the server when the no-show rule's grace ran out (`auto`).
+    Missed {
+        ticket: TicketId,
+        room: RoomId,
+        #[serde(default)]
+        auto: bool,
+    },
     Cancelled { ticket: TicketId },
     TransferredOut { ticket: TicketId, to: QueueId },
     TransferredIn { ticket: TicketData, from: QueueId, pos: Option<Pos> },
     Returned { ticket: TicketId, doctor: Option<DoctorId>, pos: Pos },
     RoomPaused { room: RoomId },
     RoomResumed { room: RoomId },
+    /// The queue's calling policy changed at run time (checked before it was journaled). `base`
+    /// fingerprints the config's policy it replaced: if the config file changes later, the file
+    /// wins again.
+    PolicyChanged { policy: Box<QueuePolicy>, base: String },
     /// An `Idempotency-Key` was used; a retry with the same key and body returns `ticket` again.
     IdempotencyRecorded { key: String, fingerprint: String, ticket: Option<TicketId> },
 }
@@ -93,7 +117,7 @@ impl Event {
             | TransferredOut { ticket, .. }
             | Returned { ticket, .. } => Some(ticket),
             IdempotencyRecorded { ticket, .. } => ticket.as_ref(),
-            DayStarted { .. } | RoomPaused { .. } | RoomResumed { .. } => None,
+            DayStarted { .. } | RoomPaused { .. } | RoomResumed { .. } | PolicyChanged { .. } => None,
         }
     }
 
@@ -116,6 +140,7 @@ impl Event {
             Returned { .. } => "returned",
             RoomPaused { .. } => "room_paused",
             RoomResumed { .. } => "room_resumed",
+            PolicyChanged { .. } => "policy_changed",
             IdempotencyRecorded { .. } => "idempotency_recorded",
         }
     }

@@ -101,12 +101,16 @@ impl TicketFeed {
             }
             Event::Started { room, .. } => json!({"event": "started", "room": room}),
             Event::Completed { room, .. } => json!({"event": "completed", "room": room}),
-            Event::Missed { room, .. } => json!({"event": "missed", "room": room}),
+            Event::Missed { room, auto, .. } => json!({"event": "missed", "room": room, "auto": auto}),
             Event::Cancelled { .. } => json!({"event": "cancelled"}),
             // The phone hears about a transfer once, from the queue that takes the ticket in.
             Event::TransferredOut { .. } => return None,
             Event::Returned { doctor, .. } => json!({"event": "returned", "doctor": doctor}),
-            Event::IdempotencyRecorded { .. } | Event::DayStarted { .. } | Event::RoomPaused { .. } | Event::RoomResumed { .. } => return None,
+            Event::IdempotencyRecorded { .. }
+            | Event::DayStarted { .. }
+            | Event::RoomPaused { .. }
+            | Event::RoomResumed { .. }
+            | Event::PolicyChanged { .. } => return None,
         };
         let kind: &'static str = match body["event"].as_str() {
             Some("issued") => "issued",

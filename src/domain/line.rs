@@ -1,10 +1,12 @@
-//! The waiting line of one queue, kept in calling order.
+//! The waiting line of one queue, kept in its plain order.
 //!
-//! Calling order is `(rank, band, slot start, key, placement)` where `band` is 0 for an
+//! Plain order is `(rank, band, slot start, key, placement)` where `band` is 0 for an
 //! appointment whose slot has started and 1 otherwise (see [`Pos`]). Only `band` depends on the
 //! time, so the line keeps two sorted indexes and merges them at `now`: every waiting ticket by
 //! `(rank, key, placement)`, and the ones with a slot by `(rank, slot start, key, placement)`.
 //! Finding the next patient is a walk from the front, not a scan or a sort of the whole line.
+//! The fairness rules ([`super::fair`]) may call someone else than the front; they start from
+//! this order.
 
 use super::event::{Pos, UnixMs};
 use super::ids::{DoctorId, TicketId};
@@ -15,21 +17,36 @@ use std::collections::BTreeMap;
 pub struct Entry {
     pub id: TicketId,
     pub doctor: Option<DoctorId>,
-    pub slot_start: Option<UnixMs>,
+    pub pos: Pos,
     /// Unique per placement in this queue: identifies the entry without comparing ids.
     pub placement: u64,
+    /// Later arrivals called before this ticket by a room that could have called it (counted
+    /// while the queue has an overtake cap).
+    pub overtakes: u32,
 }
 
 impl Entry {
     pub fn pooled(&self) -> bool {
         self.doctor.is_none()
     }
+
+    /// Order of arrival in this line: the place key (check-in time, or the slot an insertion
+    /// took), then the placement.
+    pub fn arrival(&self) -> (i64, u64) {
+        (self.pos.key, self.placement)
+    }
+
+    /// May a room with `doctor` call this ticket?
+    pub fn callable_by(&self, doctor: Option<&DoctorId>) -> bool {
+        self.doctor.is_none() || self.doctor.as_ref() == doctor
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Line {
     walk: BTreeMap<(u8, i64, u64), Entry>,
-    slotted: BTreeMap<(u8, i64, i64, u64), Entry>,
+    /// Index of the entries with a slot: `(rank, slot start, key, placement)`.
+    slotted: BTreeMap<(u8, i64, i64, u64), ()>,
 }
 
 impl Line {
@@ -41,18 +58,33 @@ impl Line {
         self.walk.is_empty()
     }
 
-    pub fn insert(&mut self, pos: Pos, entry: Entry) {
+    pub fn insert(&mut self, entry: Entry) {
+        let pos = entry.pos;
         if let Some(s) = pos.slot_start {
-            self.slotted.insert((pos.rank, s, pos.key, entry.placement), entry.clone());
+            self.slotted.insert((pos.rank, s, pos.key, entry.placement), ());
         }
         self.walk.insert((pos.rank, pos.key, entry.placement), entry);
     }
 
-    pub fn remove(&mut self, pos: Pos, placement: u64) {
+    pub fn remove(&mut self, pos: Pos, placement: u64) -> Option<Entry> {
         if let Some(s) = pos.slot_start {
             self.slotted.remove(&(pos.rank, s, pos.key, placement));
         }
-        self.walk.remove(&(pos.rank, pos.key, placement));
+        self.walk.remove(&(pos.rank, pos.key, placement))
+    }
+
+    pub fn get(&self, pos: Pos, placement: u64) -> Option<&Entry> {
+        self.walk.get(&(pos.rank, pos.key, placement))
+    }
+
+    /// `called` was called by a room with `doctor`: every ticket that arrived before it and that
+    /// room could have called has been passed over once more.
+    pub fn passed_over_by(&mut self, called: (i64, u64), doctor: Option<&DoctorId>) {
+        for e in self.walk.values_mut() {
+            if e.arrival() < called && e.callable_by(doctor) {
+                e.overtakes = e.overtakes.saturating_add(1);
+            }
+        }
     }
 
     /// Ranks present, most urgent first.
@@ -71,49 +103,52 @@ impl Line {
         out
     }
 
-    /// The waiting tickets in calling order at `now`.
+    /// The waiting tickets in plain order at `now`.
     pub fn iter(&self, now: UnixMs) -> impl Iterator<Item = &Entry> + '_ {
         self.ranks().into_iter().flat_map(move |r| {
-            let started = self.slotted.range((r, i64::MIN, i64::MIN, 0)..=(r, now, i64::MAX, u64::MAX)).map(|(_, e)| e);
+            let started = self
+                .slotted
+                .range((r, i64::MIN, i64::MIN, 0)..=(r, now, i64::MAX, u64::MAX))
+                .filter_map(|((rank, _, key, placement), _)| self.walk.get(&(*rank, *key, *placement)));
             let rest = self
                 .walk
                 .range((r, i64::MIN, 0)..=(r, i64::MAX, u64::MAX))
                 .map(|(_, e)| e)
-                .filter(move |e| !e.slot_start.is_some_and(|s| s <= now));
+                .filter(move |e| !e.pos.slot_start.is_some_and(|s| s <= now));
             started.chain(rest)
         })
     }
+}
 
-    /// The line at `now` with the number of patients ahead of each: a pooled ticket waits behind
-    /// everyone before it; a doctor-bound one behind the pooled ones and those of its doctor.
-    pub fn with_ahead(&self, now: UnixMs) -> impl Iterator<Item = (&Entry, usize)> + '_ {
-        let mut pooled = 0usize;
-        let mut total = 0usize;
-        let mut by_doctor: BTreeMap<&DoctorId, usize> = BTreeMap::new();
-        self.iter(now).map(move |e| {
-            let ahead = match &e.doctor {
-                None => total,
-                Some(d) => pooled + by_doctor.get(d).copied().unwrap_or(0),
-            };
-            total += 1;
-            match &e.doctor {
-                None => pooled += 1,
-                Some(d) => *by_doctor.entry(d).or_default() += 1,
-            }
-            (e, ahead)
-        })
-    }
+/// A calling order with the number of patients ahead of each: a pooled ticket waits behind
+/// everyone before it; a doctor-bound one behind the pooled ones and those of its doctor.
+pub fn with_ahead<'a>(order: impl Iterator<Item = &'a Entry>) -> impl Iterator<Item = (&'a Entry, usize)> {
+    let mut pooled = 0usize;
+    let mut total = 0usize;
+    let mut by_doctor: BTreeMap<&DoctorId, usize> = BTreeMap::new();
+    order.map(move |e| {
+        let ahead = match &e.doctor {
+            None => total,
+            Some(d) => pooled + by_doctor.get(d).copied().unwrap_or(0),
+        };
+        total += 1;
+        match &e.doctor {
+            None => pooled += 1,
+            Some(d) => *by_doctor.entry(d).or_default() += 1,
+        }
+        (e, ahead)
+    })
+}
 
-    /// Pooled tickets seen so far decide when to stop: once `k` pooled tickets are ahead, nobody
-    /// further back can have fewer than `k` ahead.
-    pub fn within(&self, k: usize, now: UnixMs) -> impl Iterator<Item = (&Entry, usize)> + '_ {
-        let mut pooled_seen = 0usize;
-        self.with_ahead(now).take_while(move |(e, _)| {
-            let go = pooled_seen < k;
-            if e.pooled() {
-                pooled_seen += 1;
-            }
-            go
-        })
-    }
+/// The front of a calling order: everyone with fewer than `k` ahead. Pooled tickets seen so far
+/// decide when to stop: once `k` pooled tickets are ahead, nobody further back can have fewer.
+pub fn within<'a>(order: impl Iterator<Item = &'a Entry>, k: usize) -> impl Iterator<Item = (&'a Entry, usize)> {
+    let mut pooled_seen = 0usize;
+    with_ahead(order).take_while(move |(e, _)| {
+        let go = pooled_seen < k;
+        if e.pooled() {
+            pooled_seen += 1;
+        }
+        go
+    })
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod display;
 pub mod error;
 pub mod event;
+pub mod fair;
 pub mod feed;
 pub mod ids;
 pub mod line;
@@ -15,3 +16,5 @@ pub mod view;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod policy_tests;

@@ -6,11 +6,12 @@
 //! after a restart is exactly the state before it.
 
 use super::command::{Command, Idempotency, IssueTicket};
-use super::config::QueueSpec;
+use super::config::{LateReturn, QueuePolicy, QueueSpec};
+use super::fair::Chooser;
 use super::error::QueueError;
 use super::event::{Event, Pos, TicketData, UnixMs, VisitKind, KEY_SCALE};
 use super::ids::{DoctorId, QueueId, RoomId, TicketId};
-use super::line::{Entry, Line};
+use super::line::{self, Entry, Line};
 use chrono::{NaiveDate, TimeZone};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -54,10 +55,17 @@ pub struct Ticket {
     /// Room that called it (while called, in service, and after).
     pub room: Option<RoomId>,
     pub called_at: Option<UnixMs>,
+    /// The latest call or recall.
+    pub last_call_at: Option<UnixMs>,
+    /// When it was last marked missed.
+    pub missed_at: Option<UnixMs>,
     pub started_at: Option<UnixMs>,
     pub finished_at: Option<UnixMs>,
     /// Times called, recalls included.
     pub calls: u32,
+    /// Calls in the current round: 1 at the call, one more per recall (the recall and no-show
+    /// rules count these).
+    pub round_calls: u32,
     pub misses: u32,
     pub precalled: bool,
     pub transferred_to: Option<QueueId>,
@@ -79,7 +87,7 @@ impl Ticket {
         }
     }
 
-    /// May `room` (with its doctor) call this ticket?
+    /// May a room with `doctor` call this ticket?
     fn callable_by(&self, doctor: Option<&DoctorId>) -> bool {
         match &self.data.doctor {
             None => true,
@@ -121,8 +129,14 @@ pub struct QueueState {
     /// same millisecond still leave room to insert between them (a missed patient's return).
     last_key: i64,
     idempotency: BTreeMap<String, (String, Option<TicketId>)>,
-    /// The waiting tickets in calling order, kept by `apply`.
+    /// The waiting tickets in plain order, kept by `apply`.
     line: Line,
+    /// Priority calls in a row since the last normal one (for the interleave rule).
+    streak: u32,
+    /// Calls and recalls today: the number of the latest call (displays acknowledge by it).
+    calls_today: u32,
+    /// Fingerprint of the config file's policy, which a journaled policy change replaced.
+    config_policy: String,
 }
 
 /// A ticket's place in line and expected wait.
@@ -130,14 +144,29 @@ pub struct QueueState {
 pub struct Standing {
     /// Patients who will be called before this one (0 = next).
     pub ahead: usize,
+    /// Of those, patients of a priority or urgent class.
+    pub priority_ahead: usize,
     /// Expected seconds until called; `None` when every room that could call it is paused.
     pub eta_secs: Option<u64>,
+    /// Times a later arrival was called before it.
+    pub passed_over: u32,
+    /// Moved up a rank by waiting (ageing).
+    pub aged: bool,
+}
+
+/// The fingerprint of a policy (which config policy a journaled change replaced).
+pub fn policy_fingerprint(p: &QueuePolicy) -> String {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(p).unwrap_or_default();
+    let d = Sha256::digest(&json);
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 impl QueueState {
     pub fn new(spec: Arc<QueueSpec>) -> Self {
         let rooms = spec.rooms.keys().map(|r| (r.clone(), RoomState::default())).collect();
         let ewma = f64::from(spec.policy.default_service_secs) * 1000.0;
+        let config_policy = policy_fingerprint(&spec.policy);
         Self {
             spec,
             day: None,
@@ -149,7 +178,33 @@ impl QueueState {
             last_key: i64::MIN,
             idempotency: BTreeMap::new(),
             line: Line::default(),
+            streak: 0,
+            calls_today: 0,
+            config_policy,
         }
+    }
+
+    pub fn policy(&self) -> &QueuePolicy {
+        &self.spec.policy
+    }
+
+    /// The fingerprint a [`Event::PolicyChanged`] names as its base.
+    pub fn config_policy_fingerprint(&self) -> &str {
+        &self.config_policy
+    }
+
+    fn chooser(&self, now: UnixMs) -> Chooser<'_> {
+        Chooser { rules: &self.spec.policy.fairness, ranks: &self.spec.ranks, now }
+    }
+
+    /// Waiting entries in the order they will be called (the fairness rules applied to the
+    /// plain order), as if rooms that can call anyone kept calling now.
+    fn calling_order(&self, now: UnixMs) -> Box<dyn Iterator<Item = &Entry> + '_> {
+        if !self.spec.policy.fairness.active() {
+            return Box::new(self.line.iter(now));
+        }
+        let plain: Vec<&Entry> = self.line.iter(now).collect();
+        self.chooser(now).project(plain, self.streak)
     }
 
     pub fn spec(&self) -> &Arc<QueueSpec> {
@@ -188,7 +243,31 @@ impl QueueState {
 
     /// Waiting tickets in calling order at `now`.
     pub fn waiting_order(&self, now: UnixMs) -> Vec<&Ticket> {
-        self.line.iter(now).filter_map(|e| self.tickets.get(&e.id)).collect()
+        self.calling_order(now).filter_map(|e| self.tickets.get(&e.id)).collect()
+    }
+
+    /// The number the next call or recall of the day gets.
+    fn next_call(&self, new_day: bool) -> u32 {
+        if new_day {
+            1
+        } else {
+            self.calls_today.saturating_add(1)
+        }
+    }
+
+    /// Calls and recalls made today.
+    pub fn calls_today(&self) -> u32 {
+        self.calls_today
+    }
+
+    /// Priority calls in a row since the last normal call.
+    pub fn priority_streak(&self) -> u32 {
+        self.streak
+    }
+
+    /// Times a waiting ticket has been passed over by later arrivals.
+    pub fn passed_over(&self, t: &Ticket) -> u32 {
+        t.pos.and_then(|p| self.line.get(p, t.placement)).map_or(0, |e| e.overtakes)
     }
 
     /// Rooms that may call `t` and are not paused.
@@ -204,8 +283,38 @@ impl QueueState {
     /// Place in line and ETA of a waiting ticket.
     pub fn standing(&self, id: &TicketId, now: UnixMs) -> Option<Standing> {
         let t = self.tickets.get(id).filter(|t| t.status == Status::Waiting)?;
-        let (_, ahead) = self.line.with_ahead(now).find(|(e, _)| e.placement == t.placement)?;
-        Some(Standing { ahead, eta_secs: self.eta_secs(t, ahead) })
+        // Walks the calling order only as far as this ticket.
+        self.standing_iter(now).find(|(u, _)| u.placement == t.placement).map(|(_, s)| s)
+    }
+
+    /// Every waiting ticket's standing, in calling order, from one projection of the line.
+    pub fn standings(&self, now: UnixMs) -> Vec<(&Ticket, Standing)> {
+        self.standing_iter(now).collect()
+    }
+
+    fn standing_iter(&self, now: UnixMs) -> impl Iterator<Item = (&Ticket, Standing)> + '_ {
+        let chooser = self.chooser(now);
+        let normal = self.spec.ranks.normal;
+        // Priority patients ahead, counted like `ahead`: everyone before a pooled ticket; the
+        // pooled ones and the same doctor's before a doctor-bound one.
+        let (mut prio_total, mut prio_pooled) = (0usize, 0usize);
+        let mut prio_by_doctor: BTreeMap<&DoctorId, usize> = BTreeMap::new();
+        line::with_ahead(self.calling_order(now)).filter_map(move |(e, ahead)| {
+            let priority_ahead = match &e.doctor {
+                None => prio_total,
+                Some(d) => prio_pooled + prio_by_doctor.get(d).copied().unwrap_or(0),
+            };
+            if e.pos.rank < normal {
+                prio_total += 1;
+                match &e.doctor {
+                    None => prio_pooled += 1,
+                    Some(d) => *prio_by_doctor.entry(d).or_default() += 1,
+                }
+            }
+            let t = self.tickets.get(&e.id)?;
+            let aged = chooser.effective_rank(e) < e.pos.rank;
+            Some((t, Standing { ahead, priority_ahead, eta_secs: self.eta_secs(t, ahead), passed_over: e.overtakes, aged }))
+        })
     }
 
     /// Expected seconds until `t` is called with `ahead` patients before it: their turns shared
@@ -287,6 +396,9 @@ impl QueueState {
         let policy = &self.spec.policy;
         if t.status == Status::Missed {
             let fallback = self.fresh_pos(&t.data, now, false);
+            if !self.within_return_window(t, now) {
+                return (fallback, false, false);
+            }
             return (self.pos_after(policy.missed_reinsert_after, &t.data.id, |_| true, now, fallback), false, true);
         }
         let late = t.data.slot.is_some_and(|s| now > s.end);
@@ -299,6 +411,31 @@ impl QueueState {
             return (pos, true, false);
         }
         (self.fresh_pos(&t.data, now, true), false, false)
+    }
+
+    /// Is a missed ticket checking in again within the policy's return window?
+    fn within_return_window(&self, t: &Ticket, now: UnixMs) -> bool {
+        match (self.spec.policy.calls.return_window_secs, t.missed_at) {
+            (Some(w), Some(at)) => now.saturating_sub(at) <= i64::from(w) * 1000,
+            _ => true,
+        }
+    }
+
+    /// Called tickets the no-show rule marks missed at `now`: called `auto_miss_after_calls`
+    /// times, not started, and `grace_secs` past the last call. The actor turns each into a
+    /// `Command::AutoMiss`, checked again by `decide`.
+    pub fn overdue(&self, now: UnixMs) -> Vec<TicketId> {
+        let rules = &self.spec.policy.calls;
+        let Some(n) = rules.auto_miss_after_calls else { return vec![] };
+        let grace = i64::from(rules.grace_secs) * 1000;
+        self.rooms
+            .values()
+            .filter_map(|r| r.current.as_ref())
+            .filter_map(|id| self.tickets.get(id))
+            .filter(|t| t.status == Status::Called && t.round_calls >= n)
+            .filter(|t| t.last_call_at.is_some_and(|at| now.saturating_sub(at) >= grace))
+            .map(|t| t.data.id.clone())
+            .collect()
     }
 
     /// Check a command against the state; the events it causes, or why it is refused.
@@ -389,6 +526,17 @@ impl QueueState {
             Command::CheckIn { ticket } => {
                 fresh(ticket)?;
                 let t = self.expect(ticket, &[Booked, Missed], "check in")?;
+                if t.status == Missed {
+                    let rules = &self.spec.policy.calls;
+                    if let Some(max) = rules.max_misses {
+                        if t.misses >= max {
+                            return Err(QueueError::TooManyMisses { ticket: ticket.clone(), misses: t.misses });
+                        }
+                    }
+                    if rules.late_return == LateReturn::Refuse && !self.within_return_window(t, now) {
+                        return Err(QueueError::ReturnWindowClosed(ticket.clone()));
+                    }
+                }
                 let (pos, late, reinserted) = self.check_in_pos(t, now);
                 ev.push(Event::CheckedIn { ticket: ticket.clone(), pos, late, reinserted });
                 Ok(Some(ticket.clone()))
@@ -399,7 +547,13 @@ impl QueueState {
                     return Err(QueueError::RoomPaused(room.clone()));
                 }
                 let doctor = self.spec.rooms.get(room).and_then(|r| r.doctor.as_ref());
-                let next = self.line.iter(now).find(|e| e.doctor.is_none() || e.doctor.as_ref() == doctor);
+                let mut callable = self.line.iter(now).filter(|e| e.callable_by(doctor));
+                let next = if self.spec.policy.fairness.active() {
+                    let cands: Vec<&Entry> = callable.collect();
+                    self.chooser(now).pick(&cands, self.streak, |i| cands[i].overtakes).map(|(i, _)| cands[i])
+                } else {
+                    callable.next() // the front of the line: no need to look further
+                };
                 let Some(next) = next.and_then(|e| self.tickets.get(&e.id)) else { return Ok(None) };
                 // Pressing "next" finishes whoever the room was seeing.
                 if let Some(cur) = rs.current.as_ref().and_then(|c| self.tickets.get(c)) {
@@ -407,19 +561,36 @@ impl QueueState {
                         ev.push(self.completion(cur, room, now));
                     }
                 }
-                ev.push(Event::Called { ticket: next.data.id.clone(), room: room.clone(), caller: caller.clone() });
+                ev.push(Event::Called { ticket: next.data.id.clone(), room: room.clone(), caller: caller.clone(), call: self.next_call(new_day) });
                 Ok(Some(next.data.id.clone()))
             }
-            Command::Recall { ticket } | Command::Start { ticket } | Command::Skip { ticket } => {
+            Command::Recall { ticket } | Command::Start { ticket } | Command::Skip { ticket } | Command::AutoMiss { ticket } => {
                 fresh(ticket)?;
                 let t = self.expect(ticket, &[Called], cmd.name())?;
+                if let Command::Recall { .. } = cmd {
+                    self.check_recall(t, now)?;
+                }
+                if let Command::AutoMiss { .. } = cmd {
+                    if !self.overdue(now).contains(ticket) {
+                        return Err(QueueError::NotOverdue(ticket.clone()));
+                    }
+                }
                 let (ticket, room) = (ticket.clone(), t.room.clone().unwrap_or_else(unreachable_room));
                 ev.push(match cmd {
-                    Command::Recall { .. } => Event::Recalled { ticket: ticket.clone(), room },
+                    Command::Recall { .. } => Event::Recalled { ticket: ticket.clone(), room, call: self.next_call(new_day) },
                     Command::Start { .. } => Event::Started { ticket: ticket.clone(), room },
-                    _ => Event::Missed { ticket: ticket.clone(), room },
+                    Command::AutoMiss { .. } => Event::Missed { ticket: ticket.clone(), room, auto: true },
+                    _ => Event::Missed { ticket: ticket.clone(), room, auto: false },
                 });
                 Ok(Some(ticket))
+            }
+            Command::SetPolicy { policy } => {
+                policy.validate(&self.spec.ranks).map_err(QueueError::BadPolicy)?;
+                if *policy == self.spec.policy {
+                    return Ok(None);
+                }
+                ev.push(Event::PolicyChanged { policy: Box::new(policy.clone()), base: self.config_policy.clone() });
+                Ok(None)
             }
             Command::Complete { ticket } => {
                 fresh(ticket)?;
@@ -495,6 +666,25 @@ impl QueueState {
         }
     }
 
+    /// The recall limits: how many, and how soon after the last call.
+    fn check_recall(&self, t: &Ticket, now: UnixMs) -> Result<(), QueueError> {
+        let rules = &self.spec.policy.calls;
+        if let Some(max) = rules.max_recalls {
+            if t.round_calls > max {
+                return Err(QueueError::RecallLimit { ticket: t.data.id.clone(), max });
+            }
+        }
+        let gap = i64::from(rules.min_recall_interval_secs) * 1000;
+        if let Some(at) = t.last_call_at {
+            let since = now.saturating_sub(at);
+            if since < gap {
+                let wait_secs = ((gap - since) as u64).div_ceil(1000);
+                return Err(QueueError::RecallTooSoon { ticket: t.data.id.clone(), wait_secs });
+            }
+        }
+        Ok(())
+    }
+
     fn completion(&self, t: &Ticket, room: &RoomId, now: UnixMs) -> Event {
         let began = t.started_at.or(t.called_at);
         Event::Completed { ticket: t.data.id.clone(), room: room.clone(), service_ms: began.map(|b| (now - b).max(0)) }
@@ -506,9 +696,12 @@ impl QueueState {
             status: Status::Booked,
             room: None,
             called_at: None,
+            last_call_at: None,
+            missed_at: None,
             started_at: None,
             finished_at: None,
             calls: 0,
+            round_calls: 0,
             misses: 0,
             precalled: false,
             transferred_to: None,
@@ -524,8 +717,7 @@ impl QueueState {
         if k == 0 {
             return vec![];
         }
-        self.line
-            .within(k, now)
+        line::within(self.calling_order(now), k)
             .filter(|(_, ahead)| *ahead < k)
             .filter_map(|(e, _)| self.tickets.get(&e.id))
             .filter(|t| !t.precalled)
@@ -537,27 +729,50 @@ impl QueueState {
     /// pass: a pooled ticket waits behind everyone before it; a doctor-bound ticket behind the
     /// pooled ones and those bound to the same doctor.
     pub fn waiting_with_ahead(&self, now: UnixMs) -> Vec<(&Ticket, usize)> {
-        self.line.with_ahead(now).filter_map(|(e, ahead)| self.tickets.get(&e.id).map(|t| (t, ahead))).collect()
+        line::with_ahead(self.calling_order(now)).filter_map(|(e, ahead)| self.tickets.get(&e.id).map(|t| (t, ahead))).collect()
     }
 
     /// Apply one event. Infallible: events were checked by `decide` before they were journaled.
     /// `at` is the time the event was recorded.
     pub fn apply(&mut self, event: &Event, at: UnixMs) {
         // Keep the line in step: out with the ticket's old place, in with its new one.
-        fn place(s: &QueueState, id: Option<&TicketId>) -> Option<(Pos, Entry)> {
+        fn place(s: &QueueState, id: Option<&TicketId>) -> Option<(Pos, u64)> {
             let t = s.tickets.get(id?).filter(|t| t.status == Status::Waiting)?;
-            let pos = t.pos?;
-            Some((pos, Entry { id: t.data.id.clone(), doctor: t.data.doctor.clone(), slot_start: pos.slot_start, placement: t.placement }))
+            Some((t.pos?, t.placement))
         }
         let before = place(self, event.ticket());
+        if let (Event::Called { room, .. }, Some((pos, placement))) = (event, before) {
+            self.count_overtakes(room, pos, placement);
+        }
         self.apply_inner(event, at);
-        if let Some((pos, e)) = before {
-            self.line.remove(pos, e.placement);
+        let after = place(self, event.ticket());
+        if before.is_some() && before != after {
+            if let Some((pos, placement)) = before {
+                self.line.remove(pos, placement);
+            }
         }
-        if let Some((pos, e)) = place(self, event.ticket()) {
-            self.last_key = self.last_key.max(pos.key);
-            self.line.insert(pos, e);
+        if let Some((pos, placement)) = after.filter(|_| before != after) {
+            if let Some(t) = event.ticket().and_then(|id| self.tickets.get(id)) {
+                self.last_key = self.last_key.max(pos.key);
+                self.line.insert(Entry { id: t.data.id.clone(), doctor: t.data.doctor.clone(), pos, placement, overtakes: 0 });
+            }
         }
+    }
+
+    /// A ticket at `pos` is called in `room`: the passed-over counts of those who arrived before
+    /// it and that room could have called go up (urgent calls excepted), and the interleave
+    /// streak moves.
+    fn count_overtakes(&mut self, room: &RoomId, pos: Pos, placement: u64) {
+        let Some(called) = self.line.get(pos, placement).cloned() else { return };
+        let chooser = self.chooser(0);
+        let (streak, urgent) = (chooser.streak_after(self.streak, &called), chooser.is_urgent(&called));
+        self.streak = streak;
+        // Counted while a cap is on (one pass over the line per call); urgent calls never count.
+        if urgent || self.spec.policy.fairness.max_overtakes.is_none() {
+            return;
+        }
+        let doctor = self.spec.rooms.get(room).and_then(|r| r.doctor.clone());
+        self.line.passed_over_by(called.arrival(), doctor.as_ref());
     }
 
     fn apply_inner(&mut self, event: &Event, at: UnixMs) {
@@ -569,6 +784,8 @@ impl QueueState {
                 self.tickets.clear();
                 self.line = Line::default();
                 self.idempotency.clear();
+                self.streak = 0;
+                self.calls_today = 0;
                 for r in self.rooms.values_mut() {
                     r.current = None;
                 }
@@ -602,21 +819,27 @@ impl QueueState {
                     t.precalled = true;
                 }
             }
-            Event::Called { ticket, room, .. } => {
+            Event::Called { ticket, room, call, .. } => {
+                self.calls_today = if *call > 0 { *call } else { self.calls_today.saturating_add(1) };
                 if let Some(t) = self.tickets.get_mut(ticket) {
                     t.status = Called;
                     t.room = Some(room.clone());
                     t.called_at = Some(at);
+                    t.last_call_at = Some(at);
                     t.calls += 1;
+                    t.round_calls = 1;
                     t.pos = None;
                 }
                 if let Some(r) = self.rooms.get_mut(room) {
                     r.current = Some(ticket.clone());
                 }
             }
-            Event::Recalled { ticket, .. } => {
+            Event::Recalled { ticket, call, .. } => {
+                self.calls_today = if *call > 0 { *call } else { self.calls_today.saturating_add(1) };
                 if let Some(t) = self.tickets.get_mut(ticket) {
                     t.calls += 1;
+                    t.round_calls += 1;
+                    t.last_call_at = Some(at);
                 }
             }
             Event::Started { ticket, .. } => {
@@ -638,10 +861,11 @@ impl QueueState {
                     self.ewma_service_ms = a * ms + (1.0 - a) * self.ewma_service_ms;
                 }
             }
-            Event::Missed { ticket, room } => {
+            Event::Missed { ticket, room, .. } => {
                 if let Some(t) = self.tickets.get_mut(ticket) {
                     t.status = Missed;
                     t.misses += 1;
+                    t.missed_at = Some(at);
                 }
                 self.release_room(room, ticket);
             }
@@ -696,6 +920,12 @@ impl QueueState {
             Event::RoomResumed { room } => {
                 if let Some(r) = self.rooms.get_mut(room) {
                     r.paused = false;
+                }
+            }
+            Event::PolicyChanged { policy, base } => {
+                // A change made against an older config file gives way to the file as it is now.
+                if *base == self.config_policy {
+                    Arc::make_mut(&mut self.spec).policy = (**policy).clone();
                 }
             }
             Event::IdempotencyRecorded { key, fingerprint, ticket } => {

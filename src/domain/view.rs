@@ -3,7 +3,7 @@
 
 use super::event::{Slot, UnixMs, VisitKind};
 use super::ids::{DoctorId, PatientId, PriorityClass, QueueId, RoomId, TicketId};
-use super::queue::{QueueState, Status, Ticket};
+use super::queue::{QueueState, Standing, Status, Ticket};
 use chrono::NaiveDate;
 use serde::Serialize;
 
@@ -30,6 +30,12 @@ pub struct TicketView {
     pub position: Option<usize>,
     /// Expected seconds until called, while waiting.
     pub eta_secs: Option<u64>,
+    /// Of the patients ahead, those of a priority (or urgent) class.
+    pub priority_ahead: Option<usize>,
+    /// Times a later arrival was called first, counted while the queue has an overtake cap.
+    pub passed_over: u32,
+    /// The place in line in one sentence, while waiting.
+    pub position_note: Option<PositionNote>,
     pub room: Option<RoomId>,
     pub room_name: Option<String>,
     pub room_name_en: Option<String>,
@@ -40,6 +46,43 @@ pub struct TicketView {
     pub called_at: Option<UnixMs>,
     pub finished_at: Option<UnixMs>,
     pub transferred_to: Option<QueueId>,
+}
+
+/// "2 priority patients ahead; you are next after them", in Chinese and English.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PositionNote {
+    pub zh: String,
+    pub en: String,
+}
+
+impl PositionNote {
+    /// Explain a standing in one line.
+    pub fn of(s: &Standing, cap: Option<u32>) -> Self {
+        let normal = s.ahead.saturating_sub(s.priority_ahead);
+        let p = s.priority_ahead;
+        let plural = |n: usize, one: &str, many: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {many}") };
+        let (mut zh, mut en) = if s.ahead == 0 {
+            ("下一位就是您".to_owned(), "You are next".to_owned())
+        } else if normal == 0 {
+            (format!("前面有 {p} 位优先患者，之后就是您"), format!("{} ahead; you are next after them", plural(p, "priority patient", "priority patients")))
+        } else if p == 0 {
+            (format!("前面还有 {} 位", s.ahead), format!("{} ahead of you", plural(s.ahead, "patient", "patients")))
+        } else {
+            (
+                format!("前面 {} 位：{p} 位优先患者，{normal} 位按顺序", s.ahead),
+                format!("{} ahead: {p} priority, {normal} in order of arrival", plural(s.ahead, "patient", "patients")),
+            )
+        };
+        if s.aged {
+            zh.push_str("；您已等候较久，顺序已提前");
+            en.push_str("; moved up for waiting long");
+        }
+        if let Some(cap) = cap.filter(|c| s.passed_over >= *c && s.ahead > 0) {
+            zh.push_str(&format!("；已被后来者超过 {cap} 次，本诊室下次叫号将叫您"));
+            en.push_str(&format!("; passed over {cap} times, so the next free room calls you"));
+        }
+        Self { zh, en }
+    }
 }
 
 /// A waiting patient on a queue snapshot.
@@ -116,6 +159,9 @@ impl QueueState {
             slot: t.data.slot,
             position: standing.map(|s| s.ahead),
             eta_secs: standing.and_then(|s| s.eta_secs),
+            priority_ahead: standing.map(|s| s.priority_ahead),
+            passed_over: standing.map_or(0, |s| s.passed_over),
+            position_note: standing.map(|s| PositionNote::of(&s, self.policy().fairness.max_overtakes)),
             room: t.room.clone(),
             room_name: room.map(|r| r.name.clone()),
             room_name_en: room.map(|r| r.name_en.clone()),

@@ -11,6 +11,7 @@ mod orders;
 mod pages;
 mod mqtt;
 mod openapi;
+mod policy;
 mod push;
 mod webhooks;
 mod queue_flow;

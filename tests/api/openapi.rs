@@ -30,6 +30,8 @@ async fn every_documented_operation_exists() {
             let req = match method.as_str() {
                 "get" => app.client.get(url),
                 "post" => app.client.post(url),
+                // An empty body: refused as invalid JSON, so nothing changes.
+                "put" => app.client.put(url),
                 other => panic!("the server has no {other} routes"),
             };
             let r = req.bearer_auth(TOKEN).send().await.unwrap();

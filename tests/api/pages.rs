@@ -27,6 +27,7 @@ async fn a_call_from_the_console_reaches_the_patient_phone_and_the_door_display(
     phone.goto(&app.url(ticket["patient_url"].as_str().unwrap())).await.unwrap();
     until(&phone, &format!("document.querySelector('#number').textContent === '{number}'"), "the patient page shows the number").await;
     until(&phone, "document.querySelector('#position').textContent === '1'", "one patient ahead").await;
+    until(&phone, "document.querySelector('#position-note').textContent === '前面还有 1 位'", "the place in line explained").await;
     until(&phone, "document.querySelectorAll('#maps img').length > 0 && [...document.querySelectorAll('#maps img')].every(i => i.complete && i.naturalWidth > 0)", "the route to the department drawn on the map").await;
     until(&phone, "document.querySelectorAll('#steps li').length > 0", "turn-by-turn steps").await;
 
@@ -47,6 +48,7 @@ async fn a_call_from_the_console_reaches_the_patient_phone_and_the_door_display(
     console.find(Locator::Css("#call-next")).await.unwrap().click().await.unwrap();
     until(&console, &format!("document.querySelector('#current').textContent === '{}'", first["number"].as_str().unwrap()), "the first patient called").await;
     until(&phone, "document.querySelector('#position').textContent === '0'", "the phone's position moves up").await;
+    until(&phone, "document.querySelector('#position-note').textContent === '下一位就是您'", "the pushed explanation follows").await;
     screenshot(&console, "console").await;
     console.find(Locator::Css("body")).await.unwrap().send_keys("c").await.unwrap();
     until(&console, "document.querySelector('#current').textContent === '—'", "completed with the C key").await;

@@ -59,6 +59,12 @@ impl From<QueueError> for ApiError {
             Transferred { .. } => (StatusCode::CONFLICT, "ticket_transferred"),
             SameQueue => (StatusCode::UNPROCESSABLE_ENTITY, "same_queue"),
             IdempotencyConflict(_) => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            RecallLimit { .. } => (StatusCode::CONFLICT, "recall_limit"),
+            RecallTooSoon { .. } => (StatusCode::CONFLICT, "recall_too_soon"),
+            TooManyMisses { .. } => (StatusCode::CONFLICT, "too_many_misses"),
+            ReturnWindowClosed(_) => (StatusCode::CONFLICT, "return_window_closed"),
+            NotOverdue(_) => (StatusCode::CONFLICT, "not_overdue"),
+            BadPolicy(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_policy"),
         };
         Self::new(status, code, e.to_string())
     }

@@ -10,6 +10,7 @@ use auth::{ALL_STAFF, CLINICAL};
 use error::ApiError;
 
 use crate::actors::{Floor, Outcome};
+use crate::domain::config::QueuePolicy;
 use crate::domain::command::{Command, Idempotency, IssueTicket};
 use crate::domain::event::Slot;
 use crate::domain::ids::{DisplayName, DoctorId, PatientId, PriorityClass, QueueId, RoomId, TicketId};
@@ -59,6 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/devices/credentials").route(web::get().to(device_credentials)))
                 .service(resource("/queues").route(web::get().to(list_queues)))
                 .service(resource("/queues/{queue}").route(web::get().to(get_queue)))
+                .service(resource("/queues/{queue}/policy").route(web::get().to(get_policy)).route(web::put().to(put_policy)))
                 .service(resource("/queues/{queue}/tickets").route(web::post().to(issue_ticket)))
                 .service(resource("/queues/{queue}/call-next").route(web::post().to(call_next)))
                 .service(resource("/tickets/{ticket}").route(web::get().to(get_ticket)))
@@ -223,6 +225,40 @@ async fn get_queue(state: Data, req: HttpRequest, path: web::Path<String>) -> Re
     let q = queue_id(&path)?;
     let snap = state.floor.queue(&q)?.snapshot().await.map_err(crate::actors::FloorError::from)?;
     Ok(HttpResponse::Ok().json(snap))
+}
+
+async fn policy_response(state: &Data, q: &QueueId) -> Result<HttpResponse, ApiError> {
+    let (policy, changed) = state.floor.queue(q)?.policy().await.map_err(crate::actors::FloorError::from)?;
+    let source = if changed { "changed" } else { "config" };
+    Ok(HttpResponse::Ok().json(serde_json::json!({"queue": q, "source": source, "policy": policy})))
+}
+
+/// The calling policy in force (`source`: `config`, or `changed` at run time).
+async fn get_policy(state: Data, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    state.auth.staff(&req, ALL_STAFF)?;
+    let q = queue_id(&path)?;
+    policy_response(&state, &q).await
+}
+
+/// Replace the calling policy. The whole policy is sent (absent fields take their defaults);
+/// one that contradicts itself is refused naming the field, and the running policy stays. The
+/// change is journaled, so it survives a restart.
+async fn put_policy(state: Data, req: HttpRequest, path: web::Path<String>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    state.auth.staff(&req, &[crate::domain::config::Role::Admin])?;
+    let q = queue_id(&path)?;
+    state.floor.queue(&q)?;
+    let body = read_body(&req, payload, state.max_body_bytes).await?;
+    let idem = idempotency(&req, &body)?;
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let policy: QueuePolicy = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        match e.inner().classify() {
+            serde_json::error::Category::Data => ApiError::unprocessable("invalid_policy", format!("{field}: {}", e.inner())),
+            _ => ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {}", e.inner())),
+        }
+    })?;
+    state.floor.execute(&q, Command::SetPolicy { policy }, idem).await?;
+    policy_response(&state, &q).await
 }
 
 #[derive(Debug, Deserialize)]
