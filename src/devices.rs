@@ -57,6 +57,9 @@ async fn display(sim: DeviceSim, id: String) {
     o.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
     let (client, mut ev) = AsyncClient::new(o, 64);
     crate::edges::mqtt::no_delay(&mut ev);
+    let ack_topic = format!("{}/displays/{id}/ack", sim.prefix);
+    // Announcements are spoken one after another: each finishes at `voice_free` or later.
+    let mut voice_free = tokio::time::Instant::now();
     loop {
         match ev.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -74,6 +77,17 @@ async fn display(sim: DeviceSim, id: String) {
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 if p.topic.ends_with("/announce") {
                     println!("{id} says: {}", v["text_zh"].as_str().unwrap_or(""));
+                    // Acknowledge it shown now, and spoken when its (simulated) voice ends:
+                    // about 150 ms per character, in order behind the calls before it.
+                    let seq = v["seq"].as_i64().unwrap_or(0);
+                    let _ = client.publish(&ack_topic, QoS::AtLeastOnce, false, serde_json::json!({"v": 1, "seq": seq, "stage": "shown"}).to_string()).await;
+                    let chars = v["text_zh"].as_str().map_or(0, |t| t.chars().count()) as u64;
+                    voice_free = voice_free.max(tokio::time::Instant::now()) + Duration::from_millis(150 * chars);
+                    let (client, topic, at) = (client.clone(), ack_topic.clone(), voice_free);
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(at).await;
+                        let _ = client.publish(&topic, QoS::AtLeastOnce, false, serde_json::json!({"v": 1, "seq": seq, "stage": "spoken"}).to_string()).await;
+                    });
                 } else if p.topic.ends_with("/state") {
                     let current: Vec<String> =
                         v["rooms"].as_array().into_iter().flatten().map(|r| format!("{}={}", r["room"].as_str().unwrap_or("?"), r["current"]["number"].as_str().unwrap_or("-"))).collect();

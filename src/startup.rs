@@ -83,7 +83,8 @@ impl Application {
         crate::actors::webhooks::start(hospital.clone(), &floor, &path, &settings.data_dir, metrics.clone())?;
         
         let displays = crate::edges::mqtt::DisplayRegistry::new(&hospital);
-        let display_feed = crate::actors::displays::DisplayFeed::start(&floor).await;
+        let desk = crate::actors::delivery::DeliveryDesk::start(hospital.delivery, hospital.displays.iter().map(|d| d.id.clone()).collect(), &metrics);
+        let display_feed = crate::actors::displays::DisplayFeed::start(&floor, desk.clone()).await;
         if let Some(m) = settings.mqtt.clone() {
             crate::edges::mqtt::start(m, floor.clone(), display_feed.clone(), displays.clone(), metrics.clone());
         }
@@ -92,6 +93,7 @@ impl Application {
         let device_credentials = Arc::new(crate::edges::broker::credentials(&hospital, &prefix, settings.device_key.expose())?);
         let state = web::Data::new(AppState {
             displays,
+            delivery: desk,
             floor: floor.clone(),
             auth: Auth::new(settings.staff_token.expose(), &hospital.tokens, settings.patient_key.expose()),
             metrics,

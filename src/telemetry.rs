@@ -116,6 +116,13 @@ impl Metrics {
     }
 
     /// Prometheus text exposition format.
+    /// Register a collector owned elsewhere (a subsystem keeps its own metrics beside its code).
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(c) {
+            tracing::warn!(error = %e, "metric not registered");
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metrics.

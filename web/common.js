@@ -67,7 +67,11 @@ const CF = (() => {
       };
     }
     connect();
-    return { stop() { stopped = true; clearTimeout(timer); ws && ws.close(); } };
+    return {
+      stop() { stopped = true; clearTimeout(timer); ws && ws.close(); },
+      // Send a JSON message if connected (delivery acks); dropped otherwise.
+      send(m) { if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m)); },
+    };
   }
 
   function el(tag, attrs, ...kids) {

@@ -18,6 +18,9 @@
   const recent = [];           // last calls, newest first
   const speech = [];           // texts waiting to be spoken, in order
   let speaking = false;
+  let conn = null;             // the display socket (acks go back on it)
+  // Tell the server a call is on screen, and when its announcement has finished.
+  function ack(seq, stage) { if (conn && seq !== undefined) conn.send({ type: 'ack', seq, stage }); }
   window.cfDisplay = { spoken: [], shown: [] };   // what was spoken and shown (for tests and diagnostics)
 
   function clock() { $('#clock').textContent = new Date().toLocaleTimeString(CF.lang === 'zh' ? 'zh-CN' : 'en-GB', { hour: '2-digit', minute: '2-digit' }); }
@@ -70,7 +73,14 @@
     if (speaking || !speech.length) return;
     const item = speech.shift();
     speaking = true;
-    const done = () => { if (!speaking) return; speaking = false; window.cfDisplay.spoken.push({ text: item.text, seq: item.seq, at: Date.now() }); if (window.cfDisplay.spoken.length > 100) window.cfDisplay.spoken.shift(); speakNext(); };
+    const done = () => {
+      if (!speaking) return;
+      speaking = false;
+      window.cfDisplay.spoken.push({ text: item.text, seq: item.seq, at: Date.now() });
+      if (window.cfDisplay.spoken.length > 100) window.cfDisplay.spoken.shift();
+      if (item.last) ack(item.seq, 'spoken');
+      speakNext();
+    };
     if (!window.speechSynthesis || voiceMode === 'off') { setTimeout(done, 0); return; }
     try {
       const u = new SpeechSynthesisUtterance(item.text);
@@ -88,10 +98,17 @@
     recent.unshift({ number: a.number, room: a.room, room_name: a.room_name, room_name_en: a.room_name_en, at: Date.now() });
     recent.length = Math.min(recent.length, 8);
     const langs = voiceMode.split(',');
-    if (langs.includes('zh')) speech.push({ text: a.text_zh, lang: 'zh-CN', seq: a.seq });
-    if (langs.includes('en') && a.text_en) speech.push({ text: a.text_en, lang: 'en-US', seq: a.seq });
-    speakNext();
+    const items = [];
+    if (langs.includes('zh')) items.push({ text: a.text_zh, lang: 'zh-CN', seq: a.seq });
+    if (langs.includes('en') && a.text_en) items.push({ text: a.text_en, lang: 'en-US', seq: a.seq });
+    if (items.length) items[items.length - 1].last = true;
+    else items.push({ text: '', lang: 'zh-CN', seq: a.seq, last: true, silent: true });
+    speech.push(...items.filter(i => !i.silent));
     render();
+    ack(a.seq, 'shown');
+    // Silent display: shown is all there is to say.
+    if (items.some(i => i.silent)) ack(a.seq, 'spoken');
+    speakNext();
   }
 
   document.addEventListener('DOMContentLoaded', () => {
@@ -101,7 +118,7 @@
       $('#voice').classList.remove('hidden');
       $('#voice').addEventListener('click', () => { $('#voice').classList.add('hidden'); speechSynthesis.speak(new SpeechSynthesisUtterance(' ')); });
     }
-    CF.live(`/ws/displays/${encodeURIComponent(id)}`, {
+    conn = CF.live(`/ws/displays/${encodeURIComponent(id)}`, {
       onStatus: up => $('#lost').classList.toggle('hidden', up),
       onMessage: m => {
         if (m.type === 'state') { state = m; render(); }

@@ -34,6 +34,8 @@ pub enum DisplayMessage {
 
 #[derive(Clone)]
 pub struct DisplayFeed {
+    /// Follows each call until the displays acknowledge it (edges hand it their acks).
+    pub desk: super::delivery::DeliveryDesk,
     tx: broadcast::Sender<DisplayMessage>,
     /// The latest state payload of each display: what a (re)connecting display is given first.
     latest: Arc<RwLock<HashMap<String, Arc<Value>>>>,
@@ -42,9 +44,9 @@ pub struct DisplayFeed {
 
 impl DisplayFeed {
     /// Start following every queue. Must run inside an actix system (or a tokio runtime).
-    pub async fn start(floor: &Floor) -> Self {
+    pub async fn start(floor: &Floor, desk: super::delivery::DeliveryDesk) -> Self {
         let (tx, _) = broadcast::channel(FEED_CAPACITY);
-        let feed = Self { tx, latest: Arc::default(), hospital: floor.hospital.clone() };
+        let feed = Self { desk, tx, latest: Arc::default(), hospital: floor.hospital.clone() };
         let (commit_tx, commits) = mpsc::channel::<(QueueId, Vec<i64>, Vec<Event>)>(COMMITS);
         for q in floor.queues() {
             let (mut rx, tx) = (q.subscribe(), commit_tx.clone());
@@ -163,9 +165,11 @@ impl Worker {
             let Ok(t) = self.floor.ticket(ticket).await else { continue };
             let (zh, en) = hospital.room(room).map_or((room.to_string(), String::new()), |r| (r.name.clone(), r.name_en.clone()));
             let a = crate::domain::announce::call(&t.number, &t.masked_name, &zh, &en);
+            let now = super::now_ms();
             for (d, _) in self.displays.iter().filter(|(d, _)| d.rooms.contains(room)) {
+                self.feed.desk.sent(&d.id, *seq, &t.number, now);
                 let payload = json!({
-                    "v": PROTOCOL_VERSION, "display": d.id, "kind": kind, "seq": seq, "call": call, "at": super::now_ms(),
+                    "v": PROTOCOL_VERSION, "display": d.id, "kind": kind, "seq": seq, "call": call, "at": now,
                     "queue": queue, "ticket": ticket, "number": t.number, "name": t.masked_name,
                     "room": room, "room_name": zh, "room_name_en": en, "text_zh": a.text_zh, "text_en": a.text_en,
                 });

@@ -1,6 +1,7 @@
 //! The stateful owners. Each is an actix actor reached through a small handle with our own
 //! message types, so the actor runtime could be replaced by plain tokio tasks later.
 
+pub mod delivery;
 pub mod displays;
 mod floor;
 pub mod guide;

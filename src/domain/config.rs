@@ -49,6 +49,9 @@ pub struct HospitalConfig {
     /// The rules the next-stop planner keeps.
     #[serde(default)]
     pub planning: PlanningConfig,
+    /// How soon displays must acknowledge a call shown and spoken before an alarm.
+    #[serde(default)]
+    pub delivery: super::delivery::DeliveryRules,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -558,6 +561,7 @@ pub struct Hospital {
     pub keypads: Vec<KeypadConfig>,
     pub services: Vec<ServiceConfig>,
     pub planning: PlanningConfig,
+    pub delivery: super::delivery::DeliveryRules,
 }
 
 /// Device ids appear in MQTT topics: no `/`, `+`, `#` or spaces.
@@ -744,6 +748,10 @@ impl Hospital {
                 return err(format!("service {}: minutes must be between 0 and 600", sv.id));
             }
         }
+        let d = cfg.delivery;
+        if d.shown_within_secs == 0 || d.spoken_within_secs < d.shown_within_secs {
+            return err("delivery: shown_within_secs must be at least 1 and spoken_within_secs at least shown_within_secs".into());
+        }
         for t in &cfg.tokens {
             if t.token.len() < 16 || t.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return err(format!("token of {} must be at least 16 printable characters", t.name));
@@ -763,6 +771,7 @@ impl Hospital {
             keypads: cfg.keypads,
             services: cfg.services,
             planning: cfg.planning,
+            delivery: cfg.delivery,
         })
     }
 }

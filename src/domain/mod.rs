@@ -4,6 +4,7 @@
 pub mod announce;
 pub mod command;
 pub mod config;
+pub mod delivery;
 pub mod display;
 pub mod error;
 pub mod event;

@@ -62,7 +62,7 @@ pub fn server_password(device_key: &str) -> String {
 /// keypad may not share an id, and none may be the server's.
 pub fn credentials(hospital: &Hospital, prefix: &str, device_key: &str) -> anyhow::Result<Vec<DeviceCredential>> {
     // (kind, topic folder, id, may subscribe to, may publish to)
-    let displays = hospital.displays.iter().map(|d| ("display", "displays", &d.id, &["state", "announce"][..], &["status"][..]));
+    let displays = hospital.displays.iter().map(|d| ("display", "displays", &d.id, &["state", "announce"][..], &["status", "ack"][..]));
     let keypads = hospital.keypads.iter().map(|k| ("keypad", "keypads", &k.id, &["ack"][..], &["command"][..]));
     let out: Vec<DeviceCredential> = displays
         .chain(keypads)
@@ -258,7 +258,7 @@ mod tests {
         assert_eq!(c.len(), h.displays.len() + h.keypads.len());
         let door = c.iter().find(|d| d.id == "door-c-101").unwrap();
         assert_eq!(door.subscribe, vec!["clinicflow/demo/displays/door-c-101/state", "clinicflow/demo/displays/door-c-101/announce"]);
-        assert_eq!(door.publish, vec!["clinicflow/demo/displays/door-c-101/status"]);
+        assert_eq!(door.publish, vec!["clinicflow/demo/displays/door-c-101/status", "clinicflow/demo/displays/door-c-101/ack"]);
         let other = c.iter().find(|d| d.id == "door-c-102").unwrap();
         assert_ne!(door.password, other.password, "one password per device");
         assert_eq!(door.password, credentials(&h, "clinicflow/demo", "key-0123456789abcdef").unwrap()[0].password, "derived, stable");

@@ -191,7 +191,7 @@ pub fn start(settings: MqttSettings, floor: Floor, feed: DisplayFeed, registry: 
                     Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
                         tracing::info!("connected to the MQTT broker");
                         backoff = Duration::from_millis(200);
-                        for t in ["keypads/+/command", "displays/+/status"] {
+                        for t in ["keypads/+/command", "displays/+/status", "displays/+/ack"] {
                             let _ = client.try_subscribe(format!("{prefix}/{t}"), QoS::AtLeastOnce);
                         }
                         let _ = resync_tx.try_send(());
@@ -216,7 +216,7 @@ pub fn start(settings: MqttSettings, floor: Floor, feed: DisplayFeed, registry: 
             }
         });
     }
-    actix_rt::spawn(handle_incoming(in_rx, client.clone(), prefix.clone(), floor, registry, metrics.clone()));
+    actix_rt::spawn(handle_incoming(in_rx, client.clone(), prefix.clone(), floor, registry, feed.desk.clone(), metrics.clone()));
     actix_rt::spawn(publish_displays(client, prefix, feed, resync_rx));
 }
 
@@ -263,6 +263,7 @@ async fn handle_incoming(
     prefix: Arc<String>,
     floor: Floor,
     registry: DisplayRegistry,
+    desk: crate::actors::delivery::DeliveryDesk,
     metrics: Arc<Metrics>,
 ) {
     // Commands of different keypads are handled side by side (each waits for its own durable
@@ -277,7 +278,15 @@ async fn handle_incoming(
         let rest = p.topic.strip_prefix(prefix.as_str()).and_then(|r| r.strip_prefix('/')).unwrap_or("");
         let parts: Vec<&str> = rest.split('/').collect();
         match parts.as_slice() {
-            ["displays", id, "status"] => display_status(&p, id, &registry, &metrics),
+            ["displays", id, "status"] => display_status(&p, id, &registry, &desk, &metrics),
+            ["displays", id, "ack"] => match crate::domain::delivery::AckMessage::parse(&p.payload) {
+                Some(a) => desk.ack(id, a.seq, a.stage, crate::actors::now_ms()),
+                None => {
+                    desk.invalid();
+                    metrics.mqtt_rejected.with_label_values(&["bad_ack"]).inc();
+                    tracing::info!(display = %id, "ignored an acknowledgement that is not {{seq, stage}}");
+                }
+            },
             ["keypads", keypad, "command"] if floor.hospital.keypads.iter().any(|k| k.id == *keypad) => {
                 let keypad = keypad.to_string();
                 let worker = workers.entry(keypad.clone()).or_insert_with(|| {
@@ -358,7 +367,7 @@ fn refused(metrics: &Metrics, keypad: &str, ack: &Value) {
     }
 }
 
-fn display_status(p: &rumqttc::Publish, id: &str, registry: &DisplayRegistry, metrics: &Metrics) {
+fn display_status(p: &rumqttc::Publish, id: &str, registry: &DisplayRegistry, desk: &crate::actors::delivery::DeliveryDesk, metrics: &Metrics) {
     let online = match &p.payload[..] {
         b"online" => true,
         b"offline" => false,
@@ -368,7 +377,9 @@ fn display_status(p: &rumqttc::Publish, id: &str, registry: &DisplayRegistry, me
             return;
         }
     };
-    if registry.set(id, online, crate::actors::now_ms()) {
+    let now = crate::actors::now_ms();
+    if registry.set(id, online, now) {
+        desk.status(id, online, now);
         metrics.display_online.with_label_values(&[id]).set(i64::from(online));
         tracing::info!(display = id, online, "display status");
     } else {

@@ -238,8 +238,16 @@ async fn run_display(
                 if session.text(text).await.is_err() { return }
                 Step::Go
             }
-            // Displays may send small JSON (reserved for delivery acks); nothing else is read.
-            frame = stream.next() => client.frame(&mut session, frame).await,
+            // Displays send delivery acks (`{"type": "ack", "seq": …, "stage": "shown"|"spoken"}`).
+            frame = stream.next() => {
+                if let Some(Ok(actix_ws::Message::Text(t))) = &frame {
+                    match crate::domain::delivery::AckMessage::parse(t.as_bytes()) {
+                        Some(a) => feed.desk.ack(&id, a.seq, a.stage, crate::actors::now_ms()),
+                        None => feed.desk.invalid(),
+                    }
+                }
+                client.frame(&mut session, frame).await
+            }
             _ = client.heartbeat.tick() => client.beat(&mut session).await,
         };
         match step {

@@ -482,3 +482,69 @@ async fn the_embedded_broker_lets_each_device_use_only_its_own_topics() {
     };
     assert!(count("login") >= 2 && count("subscribe") >= 1 && count("publish") >= 1, "{metrics}");
 }
+
+/// Delivery assurance: a display that acknowledges is measured; one that stops acknowledging
+/// raises an alarm (API, metric) that its next acknowledgement clears; garbage on the ack topic
+/// is counted and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_display_that_stops_acknowledging_raises_an_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo-hospital.toml")).unwrap();
+    let config = dir.path().join("hospital.toml");
+    std::fs::write(&config, format!("{demo}\n[delivery]\nshown_within_secs = 1\nspoken_within_secs = 3\n")).unwrap();
+    let app = crate::helpers::start(&dir.path().join("data"), Some(&config));
+    let port = app.mqtt_port.expect("the embedded broker runs by default");
+    let logins = Logins::of(&app).await;
+    let topics = [format!("{PREFIX}/displays/door-c-101/announce")];
+    let mut screen = device(port, &logins, "door-c-101", "door-c-101", None, &topics).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the subscription is in place
+    let ack = |seq: i64, stage: &str| json!({"v": 1, "seq": seq, "stage": stage}).to_string();
+    let ack_topic = format!("{PREFIX}/displays/door-c-101/ack");
+    let door = |v: &Value| v["displays"].as_array().unwrap().iter().find(|d| d["id"] == "door-c-101").cloned().unwrap();
+
+    app.issue("internal-medicine", "p1").await;
+    app.issue("internal-medicine", "p2").await;
+    app.call_next("internal-medicine", "c-101").await.unwrap();
+    let first = screen.expect("/announce", |_| true).await;
+    let s1 = first["seq"].as_i64().unwrap();
+    assert!(first["call"].as_u64().unwrap() >= 1, "a per-queue call number");
+    screen.client.publish(&ack_topic, QoS::AtLeastOnce, false, ack(s1, "shown")).await.unwrap();
+    screen.client.publish(&ack_topic, QoS::AtLeastOnce, false, ack(s1, "spoken")).await.unwrap();
+    screen.client.publish(&ack_topic, QoS::AtLeastOnce, false, "garbage").await.unwrap();
+    let measured = poll(&app, "/api/v1/displays", |v| door(v)["delivery"]["spoken"] == 1).await;
+    assert_eq!(door(&measured)["delivery"]["shown"], 1);
+    assert_eq!(door(&measured)["alarms"], json!([]));
+
+    // The second call is never acknowledged: `not_shown` after a second.
+    app.call_next("internal-medicine", "c-101").await.unwrap();
+    let second = screen.expect("/announce", |_| true).await;
+    let s2 = second["seq"].as_i64().unwrap();
+    let alarms = poll(&app, "/api/v1/displays/alarms", |v| v["alarms"].as_array().unwrap().iter().any(|a| a["display"] == "door-c-101")).await;
+    let alarm = alarms["alarms"].as_array().unwrap().iter().find(|a| a["display"] == "door-c-101").unwrap().clone();
+    assert_eq!(alarm["kind"], "not_shown");
+    assert_eq!(alarm["seq"], s2);
+    assert_eq!(alarm["number"], second["number"]);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"clinicflow_display_alarms_total{display="door-c-101",kind="not_shown"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"clinicflow_display_alarm{display="door-c-101",kind="not_shown"} 1"#));
+    assert!(metrics.contains(r#"clinicflow_display_shown_seconds_count{display="door-c-101"} 1"#));
+    assert!(metrics.contains(r#"clinicflow_display_acks_total{result="invalid"} 1"#));
+
+    // Shown at last: the alarm clears.
+    screen.client.publish(&ack_topic, QoS::AtLeastOnce, false, ack(s2, "spoken")).await.unwrap();
+    poll(&app, "/api/v1/displays/alarms", |v| !v["alarms"].as_array().unwrap().iter().any(|a| a["display"] == "door-c-101")).await;
+    screen.task.abort();
+}
+
+/// GET `path` until `pred` holds (bounded: 15 s).
+async fn poll(app: &TestApp, path: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = app.get_json(path).await;
+        if pred(&v) {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{path} never satisfied the condition: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -84,7 +84,9 @@ async fn the_corridor_display_speaks_two_calls_in_order_and_fits_the_screen() {
     let display = driver.page(Screen::Desktop { width: 1366, height: 768 }).await;
     display.goto(&app.url("/display/corridor-1f")).await.unwrap();
     until(&display, "document.querySelectorAll('table.rooms tbody tr').length === 7", "seven rooms on the corridor screen").await;
+    // Two calls 100 ms apart.
     let a = app.call_next("internal-medicine", "c-101").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let b = app.call_next("internal-medicine", "c-102").await.unwrap();
     let (a, b) = (a["number"].as_str().unwrap().to_owned(), b["number"].as_str().unwrap().to_owned());
     until(&display, &format!("document.querySelector('tr[data-room=\"c-102\"] td.number').textContent === '{b}'"), "both calls shown").await;
@@ -94,6 +96,19 @@ async fn the_corridor_display_speaks_two_calls_in_order_and_fits_the_screen() {
     let pos = |n: &str| spoken.iter().position(|s| s.contains(n)).unwrap_or_else(|| panic!("{n} spoken: {spoken:?}"));
     assert!(pos(&a) < pos(&b), "spoken in call order: {spoken:?}");
     assert_eq!(spoken.iter().filter(|s| s.contains(&a)).count(), 2, "the first call spoken whole (zh + en), not cut: {spoken:?}");
+    // The display told the server: both shown, both spoken, no alarm.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let v = app.get_json("/api/v1/displays").await;
+        let d = v["displays"].as_array().unwrap().iter().find(|d| d["id"] == "corridor-1f").unwrap().clone();
+        if d["delivery"]["spoken"] == 2 {
+            assert_eq!(d["delivery"]["shown"], 2);
+            assert_eq!(d["alarms"], serde_json::json!([]));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the display acknowledged both calls: {d}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     until(&display, FITS, "fits 1366x768").await;
     screenshot(&display, "display-corridor-1366x768").await;
     display.close().await.unwrap();

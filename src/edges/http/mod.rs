@@ -35,6 +35,7 @@ pub struct AppState {
     pub floor: Floor,
     /// Displays and their last MQTT status.
     pub displays: crate::edges::mqtt::DisplayRegistry,
+    pub delivery: crate::actors::delivery::DeliveryDesk,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     pub journal: JournalWriter,
@@ -57,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/api/v1")
                 .service(resource("/openapi.json").route(web::get().to(openapi)))
                 .service(resource("/displays").route(web::get().to(list_displays)))
+                .service(resource("/displays/alarms").route(web::get().to(display_alarms)))
                 .service(resource("/devices/credentials").route(web::get().to(device_credentials)))
                 .service(resource("/queues").route(web::get().to(list_queues)))
                 .service(resource("/queues/{queue}").route(web::get().to(get_queue)))
@@ -204,7 +206,24 @@ async fn list_displays(state: Data, req: HttpRequest) -> Result<HttpResponse, Ap
     state.auth.staff(&req, ALL_STAFF)?;
     let displays = state.displays.list();
     let offline = displays.iter().filter(|d| d.online == Some(false)).count();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "displays": displays, "offline": offline })))
+    let delivery = state.delivery.view();
+    let displays: Vec<serde_json::Value> = displays
+        .into_iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(&d).unwrap_or_default();
+            v["delivery"] = serde_json::to_value(delivery.displays.get(&d.id)).unwrap_or_default();
+            let alarms: Vec<&str> = delivery.alarms.iter().filter(|a| a.display == d.id).map(|a| a.kind.as_str()).collect();
+            v["alarms"] = serde_json::json!(alarms);
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "displays": displays, "offline": offline, "alarms": delivery.alarms.len() })))
+}
+
+/// Display alarms in force: a call not shown or not spoken in time, a display offline.
+async fn display_alarms(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    state.auth.staff(&req, ALL_STAFF)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "alarms": state.delivery.view().alarms })))
 }
 
 /// Provisioning: every device's MQTT login and the topics the embedded broker lets it use.
