@@ -71,6 +71,29 @@ enum Cmd {
         #[arg(long, default_value = "simulation-report.html")]
         out: PathBuf,
     },
+    /// Replay a recorded day under another calling policy and print what would change (waits,
+    /// overtakes, no-shows), before the policy is switched on.
+    Replay {
+        /// The journal: a server's data directory or its journal.sqlite.
+        #[arg(long)]
+        journal: PathBuf,
+        /// The day to replay (YYYY-MM-DD, the hospital's local date); the latest day recorded
+        /// when absent.
+        #[arg(long)]
+        day: Option<chrono::NaiveDate>,
+        /// The policy to try: a TOML file with the fields of `[queues.policy]` (fairness, calls …).
+        #[arg(long)]
+        policy: PathBuf,
+        /// Only these queues (repeat); every queue with calls that day when absent.
+        #[arg(long = "queue")]
+        queues: Vec<String>,
+        /// The hospital config the day was recorded with; the embedded demo hospital when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the server: demo hospital by default, SQLite journal under ./data.
     Serve {
         /// Data directory (journal, secrets).
@@ -152,6 +175,7 @@ fn main() -> std::process::ExitCode {
         }
         Cmd::Map { command } => map_cmd(command),
         Cmd::Simulate { seed, load, out } => simulate(seed, load, &out),
+        Cmd::Replay { journal, day, policy, queues, config, json } => replay(&journal, day, &policy, &queues, config, json),
         Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_ca, mqtt_prefix, maps } => {
             serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, ca: mqtt_ca, prefix: mqtt_prefix }, maps)
         }
@@ -306,6 +330,99 @@ fn map_cmd(cmd: MapCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn replay(
+    journal: &std::path::Path,
+    day: Option<chrono::NaiveDate>,
+    policy_file: &std::path::Path,
+    only: &[String],
+    config: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use chrono::TimeZone as _;
+    use clinicflow::domain::config::{Hospital, QueuePolicy};
+    use clinicflow::storage::{JournalStore as _, SqliteJournal};
+    let hospital = match config {
+        Some(p) => Hospital::from_toml(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)?,
+        None => Hospital::demo(),
+    };
+    let text = std::fs::read_to_string(policy_file).with_context(|| format!("reading {}", policy_file.display()))?;
+    let policy: QueuePolicy = toml::from_str(&text).with_context(|| format!("in {}", policy_file.display()))?;
+    let some_queue = hospital.queues.values().next().context("the config has no queues")?;
+    policy.validate(&some_queue.ranks).map_err(|e| anyhow::anyhow!("{}: {e}", policy_file.display()))?;
+    let path = if journal.is_dir() { journal.join("journal.sqlite") } else { journal.to_owned() };
+    anyhow::ensure!(path.is_file(), "no journal at {}", path.display());
+    let mut store = SqliteJournal::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let local_day = |ms: i64| hospital.tz.timestamp_millis_opt(ms).single().map(|t| t.date_naive());
+    let day = match day {
+        Some(d) => d,
+        None => {
+            let last = store.last_seq()?;
+            let latest = store.events_after(last - 1, 1)?;
+            latest.first().and_then(|e| local_day(e.at)).context("the journal is empty")?
+        }
+    };
+    let midnight = |d: chrono::NaiveDate| {
+        hospital.tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default()).earliest().map(|t| t.timestamp_millis()).unwrap_or(0)
+    };
+    let (from, to) = (midnight(day), midnight(day.succ_opt().unwrap_or(day)));
+    let events = store.events_between(from, to)?;
+    let mut by_queue: std::collections::BTreeMap<String, Vec<(i64, clinicflow::domain::event::Event)>> = Default::default();
+    for e in events {
+        by_queue.entry(e.queue.to_string()).or_default().push((e.at, e.event));
+    }
+    let mut out = Vec::new();
+    for (q, events) in &by_queue {
+        if !only.is_empty() && !only.contains(q) {
+            continue;
+        }
+        let Some(spec) = hospital.queues.iter().find(|(id, _)| id.as_str() == q).map(|(_, s)| s) else {
+            tracing::warn!(queue = %q, "the journal has a queue the config does not: skipped");
+            continue;
+        };
+        if !events.iter().any(|(_, e)| matches!(e, clinicflow::domain::event::Event::Called { .. })) {
+            continue;
+        }
+        out.push(clinicflow::domain::replay::replay_queue(spec, events, &policy));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"day": day, "policy": policy, "queues": out}))?);
+        return Ok(());
+    }
+    say!("replay of {day} under {} ({} queues with calls)", policy_file.display(), out.len());
+    for r in &out {
+        let (a, b) = (&r.recorded, &r.replayed);
+        say!("\n{}: {} called, {} in another place", r.queue, a.called, r.moved);
+        say!("  {:<30} {:>10} {:>10}", "", "recorded", "replayed");
+        for (name, x, y) in [
+            ("mean wait, min", a.mean_wait_min, b.mean_wait_min),
+            ("p90 wait, min", a.p90_wait_min, b.p90_wait_min),
+            ("max wait, min", a.max_wait_min, b.max_wait_min),
+        ] {
+            say!("  {name:<30} {x:>10.1} {y:>10.1}");
+        }
+        for (class, x) in &a.mean_wait_by_class_min {
+            say!("  {:<30} {x:>10.1} {:>10.1}", format!("mean wait {class}, min"), b.mean_wait_by_class_min.get(class).copied().unwrap_or(0.0));
+        }
+        for (name, x, y) in [
+            ("overtakes (passed over)", a.overtakes, b.overtakes),
+            ("most passed over (one patient)", a.max_overtakes, b.max_overtakes),
+            ("missed (过号)", a.missed, b.missed),
+            ("of them by the no-show rule", a.auto_missed, b.auto_missed),
+        ] {
+            say!("  {name:<30} {x:>10} {y:>10}");
+        }
+        for (code, k) in &b.refused {
+            say!("  refused under the new policy: {code} x{k}");
+        }
+        if !r.biggest_changes.is_empty() {
+            let list: Vec<String> = r.biggest_changes.iter().map(|(n, d)| format!("{n} {d:+.1}")).collect();
+            say!("  biggest changes in wait (min): {}", list.join(", "));
+        }
+    }
+    Ok(())
 }
 
 fn simulate(seed: u64, load: f64, out: &std::path::Path) -> anyhow::Result<()> {

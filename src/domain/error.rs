@@ -41,3 +41,29 @@ pub enum QueueError {
     #[error("policy {0}")]
     BadPolicy(PolicyError),
 }
+
+impl QueueError {
+    /// The stable error code clients see.
+    pub fn code(&self) -> &'static str {
+        use QueueError::*;
+        match self {
+            UnknownTicket(_) => "unknown_ticket",
+            DuplicateTicket(_) => "duplicate_ticket",
+            UnknownRoom { .. } => "unknown_room",
+            RoomPaused(_) => "room_paused",
+            UnknownClass(_) => "unknown_priority",
+            UnknownDoctor(_) => "unknown_doctor",
+            BadSlot => "invalid_slot",
+            IllegalTransition { .. } => "illegal_transition",
+            Transferred { .. } => "ticket_transferred",
+            SameQueue => "same_queue",
+            IdempotencyConflict(_) => "idempotency_key_reused",
+            RecallLimit { .. } => "recall_limit",
+            RecallTooSoon { .. } => "recall_too_soon",
+            TooManyMisses { .. } => "too_many_misses",
+            ReturnWindowClosed(_) => "return_window_closed",
+            NotOverdue(_) => "not_overdue",
+            BadPolicy(_) => "invalid_policy",
+        }
+    }
+}

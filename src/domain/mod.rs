@@ -13,6 +13,7 @@ pub mod feed;
 pub mod ids;
 pub mod line;
 pub mod queue;
+pub mod replay;
 pub mod view;
 
 #[cfg(test)]

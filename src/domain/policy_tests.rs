@@ -498,3 +498,64 @@ proptest! {
         prop_assert_eq!(projected, called);
     }
 }
+
+// ---- replay ---------------------------------------------------------------------------------
+
+/// A recorded morning: many elderly patients, a few normal ones, one room calling every 4
+/// minutes, staff starting and completing each patient, one recall.
+fn recorded_morning() -> (QueueState, Vec<(UnixMs, Event)>) {
+    let mut s = state_with(QueuePolicy::default());
+    let mut log = vec![];
+    let mut exec = |s: &mut QueueState, cmd: Command, at: UnixMs| {
+        if let Ok(d) = s.execute(&cmd, at) {
+            log.extend(d.events.into_iter().map(|e| (at, e)));
+        }
+    };
+    for i in 0..12 {
+        exec(&mut s, issue(i, if i % 4 == 0 { "normal" } else { "elderly" }), T0 + i as i64 * MIN);
+    }
+    for k in 0..12 {
+        let at = T0 + 20 * MIN + k * 4 * MIN;
+        exec(&mut s, Command::CallNext { room: room("r2"), caller: "n".into() }, at);
+        let cur = s.rooms()[&room("r2")].current.clone().unwrap();
+        if k == 3 {
+            exec(&mut s, Command::Recall { ticket: cur.clone() }, at + MIN);
+        }
+        exec(&mut s, Command::Start { ticket: cur.clone() }, at + MIN + SEC);
+        exec(&mut s, Command::Complete { ticket: cur }, at + 3 * MIN);
+    }
+    (s, log)
+}
+
+#[test]
+fn replay_under_the_same_policy_reproduces_the_day() {
+    let (s, log) = recorded_morning();
+    let r = super::replay::replay_queue(s.spec(), &log, &QueuePolicy::default());
+    assert_eq!(r.moved, 0);
+    assert_eq!(r.recorded, r.replayed);
+    assert_eq!(r.recorded.called, 12);
+    let recorded_order: Vec<TicketId> = log.iter().filter_map(|(_, e)| match e { Event::Called { ticket, .. } => Some(ticket.clone()), _ => None }).collect();
+    assert_eq!(r.recorded.call_order, recorded_order);
+}
+
+#[test]
+fn replay_shows_the_effect_of_an_interleave() {
+    let (s, log) = recorded_morning();
+    let policy = fair(Fairness { interleave: Some(1), ..Fairness::default() });
+    let r = super::replay::replay_queue(s.spec(), &log, &policy);
+    let (a, b) = (&r.recorded, &r.replayed);
+    assert_eq!(b.called, 12, "everyone still called");
+    assert!(r.moved > 0);
+    assert!(b.mean_wait_by_class_min["normal"] < a.mean_wait_by_class_min["normal"], "{a:?} {b:?}");
+    assert!(b.mean_wait_by_class_min["elderly"] > a.mean_wait_by_class_min["elderly"]);
+    assert!(b.max_overtakes < a.max_overtakes);
+    // A recall limit the day broke is refused in the replay, and counted.
+    let strict = rules(CallRules { max_recalls: Some(0), ..CallRules::default() });
+    let r = super::replay::replay_queue(s.spec(), &log, &strict);
+    assert_eq!(r.replayed.refused.get("recall_limit"), Some(&1));
+    // A no-show rule with a short grace turns slow starts into misses.
+    let auto = rules(CallRules { auto_miss_after_calls: Some(1), grace_secs: 30, ..CallRules::default() });
+    let r = super::replay::replay_queue(s.spec(), &log, &auto);
+    assert!(r.replayed.auto_missed > 0);
+    assert_eq!(r.recorded.auto_missed, 0);
+}

@@ -49,7 +49,8 @@ pub trait JournalStore: Send + 'static {
     /// Returns their sequence numbers, in order.
     fn append(&mut self, batch: &[NewEvent]) -> Result<Vec<i64>, StorageError>;
 
-    /// One queue's events from its latest `DayStarted` on, in order: what rebuilds its live state.
+    /// One queue's events from its latest `DayStarted` on, in order, preceded by its latest
+    /// earlier `PolicyChanged` (a policy outlives the day): what rebuilds its live state.
     fn load_current_day(&mut self, queue: &QueueId) -> Result<Vec<StoredEvent>, StorageError>;
 
     /// Every event about one ticket, in order (the patient session's history, across queues).
@@ -59,6 +60,9 @@ pub trait JournalStore: Send + 'static {
 
     /// Events of every queue after journal position `after`, at most `limit`, in order.
     fn events_after(&mut self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StorageError>;
+
+    /// Events of every queue recorded in `[from, to)` (Unix ms), in journal order.
+    fn events_between(&mut self, from: UnixMs, to: UnixMs) -> Result<Vec<StoredEvent>, StorageError>;
 
     /// The newest journal position (0 when empty).
     fn last_seq(&mut self) -> Result<i64, StorageError>;

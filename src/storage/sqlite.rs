@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_queue ON events(queue, seq);
 CREATE INDEX IF NOT EXISTS events_queue_kind ON events(queue, kind, seq);
 CREATE INDEX IF NOT EXISTS events_ticket ON events(ticket, seq);
+CREATE INDEX IF NOT EXISTS events_at ON events(at_ms);
 ";
 
 impl SqliteJournal {
@@ -84,7 +85,13 @@ impl JournalStore for SqliteJournal {
             .optional()?
             .flatten()
             .unwrap_or(0);
-        self.select("SELECT seq, queue, at_ms, body FROM events WHERE queue = ?1 AND seq >= ?2 ORDER BY seq", params![queue.as_str(), start])
+        // A policy changed on an earlier day still holds: its latest change comes first.
+        let mut events = self.select(
+            "SELECT seq, queue, at_ms, body FROM events WHERE queue = ?1 AND kind = 'policy_changed' AND seq < ?2 ORDER BY seq DESC LIMIT 1",
+            params![queue.as_str(), start],
+        )?;
+        events.extend(self.select("SELECT seq, queue, at_ms, body FROM events WHERE queue = ?1 AND seq >= ?2 ORDER BY seq", params![queue.as_str(), start])?);
+        Ok(events)
     }
 
     fn ticket_events(&mut self, ticket: &crate::domain::ids::TicketId, after: i64) -> Result<Vec<StoredEvent>, StorageError> {
@@ -95,11 +102,41 @@ impl JournalStore for SqliteJournal {
         self.select("SELECT seq, queue, at_ms, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2", params![after, limit as i64])
     }
 
+    fn events_between(&mut self, from: i64, to: i64) -> Result<Vec<StoredEvent>, StorageError> {
+        self.select("SELECT seq, queue, at_ms, body FROM events WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY seq", params![from, to])
+    }
+
     fn last_seq(&mut self) -> Result<i64, StorageError> {
         Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
     }
 
     fn count(&mut self) -> Result<i64, StorageError> {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::config::{Fairness, QueuePolicy};
+    use crate::domain::event::Event;
+
+    #[test]
+    fn a_policy_change_outlives_the_day_it_was_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+        let q = QueueId::parse("q").unwrap();
+        let other = QueueId::parse("other").unwrap();
+        let day = |d: u32| Event::DayStarted { day: chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap() };
+        let policy = |n: u32| Event::PolicyChanged {
+            policy: Box::new(QueuePolicy { fairness: Fairness { interleave: Some(n), ..Fairness::default() }, ..QueuePolicy::default() }),
+            base: "x".into(),
+        };
+        let ev = |queue: &QueueId, event: Event| NewEvent { queue: queue.clone(), at: 0, event };
+        j.append(&[ev(&q, day(23)), ev(&q, policy(1)), ev(&q, policy(2)), ev(&other, policy(3)), ev(&q, day(24)), ev(&q, day(25))]).unwrap();
+        let loaded: Vec<Event> = j.load_current_day(&q).unwrap().into_iter().map(|e| e.event).collect();
+        assert_eq!(loaded, vec![policy(2), day(25)], "the latest change of this queue, then today");
+        let none: Vec<Event> = j.load_current_day(&QueueId::parse("third").unwrap()).unwrap().into_iter().map(|e| e.event).collect();
+        assert!(none.is_empty());
     }
 }

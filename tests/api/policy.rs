@@ -124,3 +124,57 @@ async fn an_unanswered_call_is_marked_missed_by_the_server_and_recalls_are_limit
     let rooms = app.get_json(&format!("/api/v1/queues/{Q}")).await;
     assert!(rooms["rooms"].as_array().unwrap().iter().all(|r| r["current_ticket"].is_null()), "the room is free");
 }
+
+/// `clinicflow replay` on a journal recorded by a test morning shows what a changed interleave
+/// would do; a policy that contradicts itself is refused naming the field.
+#[tokio::test]
+async fn replay_shows_the_effect_of_a_changed_interleave_on_a_recorded_morning() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = start(dir.path(), None);
+    for i in 0..3 {
+        issue_as(&app, &format!("n{i}"), "normal").await;
+    }
+    for i in 0..6 {
+        issue_as(&app, &format!("e{i}"), "elderly").await;
+    }
+    while let Some(t) = app.call_next(Q, "c-101").await {
+        app.post_empty(&format!("/api/v1/tickets/{}/complete", t["id"].as_str().unwrap())).await;
+    }
+    app.kill9();
+
+    let policy = dir.path().join("interleave.toml");
+    std::fs::write(&policy, "[fairness]\ninterleave = 1\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clinicflow"))
+        .args(["replay", "--json", "--queue", Q, "--journal"])
+        .arg(dir.path())
+        .arg("--policy")
+        .arg(&policy)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let q = &v["queues"][0];
+    assert_eq!(q["queue"], Q);
+    assert_eq!(q["recorded"]["called"], 9);
+    assert_eq!(q["replayed"]["called"], 9);
+    assert_eq!(q["recorded"]["max_overtakes"], 6, "the first normal patient waited behind all six elderly");
+    assert!(q["replayed"]["max_overtakes"].as_u64().unwrap() <= 3, "{q}");
+    assert!(q["moved"].as_u64().unwrap() > 0);
+
+    // The table form names both runs.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clinicflow"))
+        .args(["replay", "--queue", Q, "--journal"])
+        .arg(dir.path())
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("recorded") && text.contains("replayed") && text.contains("overtakes"), "{text}");
+
+    std::fs::write(&policy, "[fairness]\ninterleave = 0\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clinicflow")).args(["replay", "--journal"]).arg(dir.path()).arg("--policy").arg(&policy).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fairness.interleave"), "{}", String::from_utf8_lossy(&out.stderr));
+}

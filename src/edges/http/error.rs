@@ -47,26 +47,20 @@ impl ResponseError for ApiError {
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
         use QueueError::*;
-        let (status, code) = match &e {
-            UnknownTicket(_) => (StatusCode::NOT_FOUND, "unknown_ticket"),
-            DuplicateTicket(_) => (StatusCode::CONFLICT, "duplicate_ticket"),
-            UnknownRoom { .. } => (StatusCode::NOT_FOUND, "unknown_room"),
-            RoomPaused(_) => (StatusCode::CONFLICT, "room_paused"),
-            UnknownClass(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_priority"),
-            UnknownDoctor(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_doctor"),
-            BadSlot => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_slot"),
-            IllegalTransition { .. } => (StatusCode::CONFLICT, "illegal_transition"),
-            Transferred { .. } => (StatusCode::CONFLICT, "ticket_transferred"),
-            SameQueue => (StatusCode::UNPROCESSABLE_ENTITY, "same_queue"),
-            IdempotencyConflict(_) => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
-            RecallLimit { .. } => (StatusCode::CONFLICT, "recall_limit"),
-            RecallTooSoon { .. } => (StatusCode::CONFLICT, "recall_too_soon"),
-            TooManyMisses { .. } => (StatusCode::CONFLICT, "too_many_misses"),
-            ReturnWindowClosed(_) => (StatusCode::CONFLICT, "return_window_closed"),
-            NotOverdue(_) => (StatusCode::CONFLICT, "not_overdue"),
-            BadPolicy(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_policy"),
+        let status = match &e {
+            UnknownTicket(_) | UnknownRoom { .. } => StatusCode::NOT_FOUND,
+            DuplicateTicket(_)
+            | RoomPaused(_)
+            | IllegalTransition { .. }
+            | Transferred { .. }
+            | RecallLimit { .. }
+            | RecallTooSoon { .. }
+            | TooManyMisses { .. }
+            | ReturnWindowClosed(_)
+            | NotOverdue(_) => StatusCode::CONFLICT,
+            UnknownClass(_) | UnknownDoctor(_) | BadSlot | SameQueue | IdempotencyConflict(_) | BadPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        Self::new(status, code, e.to_string())
+        Self::new(status, e.code(), e.to_string())
     }
 }
 
