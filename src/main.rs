@@ -364,10 +364,7 @@ fn replay(
             latest.first().and_then(|e| local_day(e.at)).context("the journal is empty")?
         }
     };
-    let midnight = |d: chrono::NaiveDate| {
-        hospital.tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default()).earliest().map(|t| t.timestamp_millis()).unwrap_or(0)
-    };
-    let (from, to) = (midnight(day), midnight(day.succ_opt().unwrap_or(day)));
+    let (from, to) = clinicflow::domain::report::day_bounds(hospital.tz, day);
     let events = store.events_between(from, to)?;
     let mut by_queue: std::collections::BTreeMap<String, Vec<(i64, clinicflow::domain::event::Event)>> = Default::default();
     for e in events {

@@ -98,6 +98,7 @@ impl Application {
             auth: Auth::new(settings.staff_token.expose(), &hospital.tokens, settings.patient_key.expose()),
             metrics,
             journal,
+            journal_path: path.clone(),
             max_body_bytes: settings.limits.max_body_bytes,
             maps,
             guide,

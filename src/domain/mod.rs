@@ -14,6 +14,7 @@ pub mod ids;
 pub mod line;
 pub mod queue;
 pub mod replay;
+pub mod report;
 pub mod view;
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; connect-src 'self';
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(index)))
         .service(web::resource("/console").route(web::get().to(console)))
+        .service(web::resource("/reports").route(web::get().to(reports)))
         .service(web::resource("/display/{display}").route(web::get().to(display)))
         .service(web::resource("/t/{ticket}").route(web::get().to(patient)))
         .service(web::resource("/kiosk/{marker}").route(web::get().to(kiosk)))
@@ -62,6 +63,11 @@ fn not_found_page(zh: &str, en: &str, what: &str) -> HttpResponse {
 
 async fn console() -> HttpResponse {
     page("console.html")
+}
+
+/// The day's numbers for staff (the page asks for a staff token, like the console).
+async fn reports() -> HttpResponse {
+    page("report.html")
 }
 
 async fn patient() -> HttpResponse {
@@ -105,6 +111,7 @@ async fn index(state: web::Data<AppState>) -> HttpResponse {
          <title>{name}</title><link rel=\"stylesheet\" href=\"/assets/style.css\"></head><body>\
          <header class=\"bar\"><h1>{name}</h1></header><main class=\"plain\">\
          <section class=\"card\"><h2><a href=\"/console\">叫号台 · Caller console</a></h2><p class=\"muted\">护士和医生 · nurses and doctors</p></section>\
+         <section class=\"card\"><h2><a href=\"/reports\">当日统计 · Today's numbers</a></h2><p class=\"muted\">候诊、到诊、就诊、空闲时间 · waits, walks, service, idle time</p></section>\
          <section class=\"card\"><h2>导航 · Wayfinding kiosks</h2><ul>{kiosks}</ul></section>\
          <section class=\"card\"><h2>叫号屏 · Displays</h2><ul>{displays}</ul></section>\
          <p class=\"muted\">患者页面由号票上的链接或二维码打开 · The patient page opens from the link or QR code on the ticket.</p>\

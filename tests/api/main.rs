@@ -15,3 +15,4 @@ mod policy;
 mod push;
 mod webhooks;
 mod queue_flow;
+mod report;

@@ -252,3 +252,32 @@ async fn the_patient_page_shows_the_next_stop_once_orders_exist() {
     screenshot(&phone, "patient-next-stop").await;
     phone.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_report_page_draws_the_days_numbers() {
+    let app = spawn_app().await;
+    for i in 0..4 {
+        app.issue("internal-medicine", &format!("p-rep-{i}")).await;
+    }
+    app.issue("lab", "p-rep-lab").await;
+    for _ in 0..2 {
+        let t = app.call_next("internal-medicine", "c-101").await.unwrap();
+        app.post_empty(&format!("/api/v1/tickets/{}/complete", t["id"].as_str().unwrap())).await;
+    }
+    let driver = Driver::start().await;
+    let page = driver.page(DESKTOP).await;
+    page.goto(&app.url("/reports")).await.unwrap();
+    until(&page, "!document.querySelector('#signin').classList.contains('hidden')", "asks for a staff token").await;
+    page.find(Locator::Css("#token")).await.unwrap().send_keys(TOKEN).await.unwrap();
+    page.find(Locator::Css("#signin-btn")).await.unwrap().click().await.unwrap();
+    until(&page, "document.querySelectorAll('#queues tbody tr').length === 2", "a row per queue with activity").await;
+    until(&page, "document.querySelector('#date').value.length === 10", "the hospital's date filled in").await;
+    let cells = eval(&page, "[...document.querySelectorAll('#queues tbody tr')].map(r => r.children[0].textContent + ':' + r.children[1].textContent + ':' + r.children[3].textContent)").await;
+    assert!(cells.as_array().unwrap().iter().any(|c| c == "内科:4:2"), "internal medicine: 4 issued, 2 done: {cells}");
+    until(&page, "document.querySelectorAll('#hours rect[data-kind=arrivals]').length > 0 && document.querySelectorAll('#waits rect[data-queue]').length === 1", "both charts drawn").await;
+    let arrivals = eval(&page, "[...document.querySelectorAll('#hours rect[data-kind=arrivals]')].filter(r => +r.getAttribute('height') > 0).length").await;
+    let arrivals = arrivals.as_u64().unwrap();
+    assert!((1..=2).contains(&arrivals), "the check-ins fall in one hour (two if the clock turned): {arrivals}");
+    screenshot(&page, "report").await;
+    page.close().await.unwrap();
+}

@@ -39,6 +39,8 @@ pub struct AppState {
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     pub journal: JournalWriter,
+    /// The journal file, for reports read beside the writer.
+    pub journal_path: std::path::PathBuf,
     pub max_body_bytes: usize,
     /// The indoor maps (immutable snapshots, swapped whole on reload).
     pub maps: Arc<crate::map::store::MapStore>,
@@ -61,6 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/displays/alarms").route(web::get().to(display_alarms)))
                 .service(resource("/devices/credentials").route(web::get().to(device_credentials)))
                 .service(resource("/queues").route(web::get().to(list_queues)))
+                .service(resource("/reports/day").route(web::get().to(day_report)))
                 .service(resource("/queues/{queue}").route(web::get().to(get_queue)))
                 .service(resource("/queues/{queue}/policy").route(web::get().to(get_policy)).route(web::put().to(put_policy)))
                 .service(resource("/queues/{queue}/tickets").route(web::post().to(issue_ticket)))
@@ -230,6 +233,48 @@ async fn display_alarms(state: Data, req: HttpRequest) -> Result<HttpResponse, A
 async fn device_credentials(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     state.auth.staff(&req, &[crate::domain::config::Role::Admin])?;
     Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(serde_json::json!({ "devices": *state.device_credentials })))
+}
+
+// ---- reports --------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DayQuery {
+    /// YYYY-MM-DD, the hospital's local date; today when absent.
+    date: Option<chrono::NaiveDate>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// The day's numbers per queue, room and doctor, computed from the journal.
+async fn day_report(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    state.auth.staff(&req, ALL_STAFF)?;
+    let q: DayQuery = serde_urlencoded::from_str(req.query_string()).map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(ApiError::bad_request("invalid_query", format!("format must be json or csv, not {other:?}"))),
+    };
+    let hospital = state.floor.hospital.clone();
+    let day = q.date.unwrap_or_else(|| chrono::Utc::now().with_timezone(&hospital.tz).date_naive());
+    let path = state.journal_path.clone();
+    let report = web::block(move || -> Result<_, crate::storage::StorageError> {
+        use crate::storage::JournalStore as _;
+        let (from, to) = crate::domain::report::day_bounds(hospital.tz, day);
+        let events = crate::storage::SqliteJournal::open(&path)?.events_between(from, to)?;
+        let events: Vec<_> = events.into_iter().map(|e| (e.queue, e.at, e.event)).collect();
+        Ok(crate::domain::report::day_report(&hospital, day, &events))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?
+    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("reading the journal: {e}")))?;
+    if csv {
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header(("Content-Disposition", format!("attachment; filename=\"clinicflow-{day}.csv\"")))
+            .body(crate::domain::report::csv(&report)));
+    }
+    Ok(HttpResponse::Ok().json(report))
 }
 
 // ---- queues ---------------------------------------------------------------------------------
