@@ -210,7 +210,7 @@ impl ClinicQueue {
         for e in events {
             match e {
                 Event::DayStarted { .. } => self.directory.remove_all(before.iter(), self.state.id()),
-                Event::TicketIssued { ticket, .. } | Event::TransferredIn { ticket, .. } => {
+                Event::TicketIssued { ticket, .. } | Event::TransferredIn { ticket, .. } | Event::CarriedOver { ticket, .. } => {
                     self.directory.insert(ticket.id.clone(), self.state.id().clone())
                 }
                 _ => {}

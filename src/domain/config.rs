@@ -343,6 +343,23 @@ pub struct QueuePolicy {
     pub fairness: Fairness,
     /// Recall limits and the no-show (过号) rules.
     pub calls: CallRules,
+    /// What happens to tickets still open when the day ends (at the first command of the next).
+    pub day_end: DayEnd,
+}
+
+/// Day-end rule for tickets still open at local midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DayEnd {
+    /// They leave the live state; numbers restart (the journal keeps them).
+    #[default]
+    Close,
+    /// Waiting tickets carry over, first in line, with their numbers; the day's new numbers
+    /// start after the highest carried one.
+    Carry,
+    /// Every ticket not yet seen (booked, waiting, called, missed) is cancelled, so phones and
+    /// webhooks are told.
+    Cancel,
 }
 
 /// Fair, explainable priority. Every rule is off unless set, which gives strict priority by rank.
@@ -503,6 +520,7 @@ impl Default for QueuePolicy {
             ewma_alpha: 0.2,
             fairness: Fairness::default(),
             calls: CallRules::default(),
+            day_end: DayEnd::Close,
         }
     }
 }

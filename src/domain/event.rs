@@ -92,6 +92,8 @@ pub enum Event {
     Returned { ticket: TicketId, doctor: Option<DoctorId>, pos: Pos },
     RoomPaused { room: RoomId },
     RoomResumed { room: RoomId },
+    /// A waiting ticket carried into the new day (the `carry` day-end rule), with its number.
+    CarriedOver { ticket: TicketData, seq: u32, pos: Pos },
     /// The queue's calling policy changed at run time (checked before it was journaled). `base`
     /// fingerprints the config's policy it replaced: if the config file changes later, the file
     /// wins again.
@@ -105,7 +107,7 @@ impl Event {
     pub fn ticket(&self) -> Option<&TicketId> {
         use Event::*;
         match self {
-            TicketIssued { ticket, .. } | TransferredIn { ticket, .. } => Some(&ticket.id),
+            TicketIssued { ticket, .. } | TransferredIn { ticket, .. } | CarriedOver { ticket, .. } => Some(&ticket.id),
             CheckedIn { ticket, .. }
             | PreCalled { ticket }
             | Called { ticket, .. }
@@ -141,6 +143,7 @@ impl Event {
             RoomPaused { .. } => "room_paused",
             RoomResumed { .. } => "room_resumed",
             PolicyChanged { .. } => "policy_changed",
+            CarriedOver { .. } => "carried_over",
             IdempotencyRecorded { .. } => "idempotency_recorded",
         }
     }

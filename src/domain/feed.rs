@@ -83,6 +83,10 @@ impl TicketFeed {
                 let name = hospital.queues.get(queue).map(|q| (q.name.clone(), q.name_en.clone())).unwrap_or_default();
                 json!({"event": "transferred", "from": from, "to": queue, "queue_name": name.0, "queue_name_en": name.1})
             }
+            Event::CarriedOver { ticket, .. } => {
+                self.learn(ticket);
+                json!({"event": "carried_over", "number": ticket.number})
+            }
             Event::CheckedIn { late, reinserted, .. } => json!({"event": "checked_in", "late": late, "reinserted": reinserted}),
             Event::PreCalled { .. } => {
                 let (zh, en) = hospital.queues.get(queue).map(|q| (q.name.clone(), q.name_en.clone())).unwrap_or_default();
@@ -123,6 +127,7 @@ impl TicketFeed {
             Some("completed") => "completed",
             Some("missed") => "missed",
             Some("cancelled") => "cancelled",
+            Some("carried_over") => "carried_over",
             _ => "returned",
         };
         let seq = self.last_seq() + 1;

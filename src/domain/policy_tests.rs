@@ -1,7 +1,7 @@
 //! Tests of the calling policy: fair priority (interleave, ageing, the overtake cap), the
 //! one-line explanation, recall limits and the no-show rules, and policy changes.
 
-use super::command::{Command, IssueTicket};
+use super::command::Command;
 use super::config::{CallRules, Fairness, Hospital, LateReturn, QueuePolicy};
 use super::error::QueueError;
 use super::event::{Event, UnixMs};
@@ -37,10 +37,8 @@ prefix = "A"
 rooms = ["r1", "r2", "r3"]
 "#;
 
-/// 2026-11-24 09:00 Asia/Shanghai.
-const T0: UnixMs = 1_795_482_000_000;
+use super::tests::{call, issue, room, tid, MIN, T0};
 const SEC: UnixMs = 1_000;
-const MIN: UnixMs = 60_000;
 
 fn state_with(policy: QueuePolicy) -> QueueState {
     let h = Hospital::from_toml(CONFIG).unwrap();
@@ -54,26 +52,6 @@ fn fair(f: Fairness) -> QueuePolicy {
 }
 fn rules(c: CallRules) -> QueuePolicy {
     QueuePolicy { calls: c, ..QueuePolicy::default() }
-}
-fn tid(n: usize) -> TicketId {
-    TicketId::parse(&format!("t{n}")).unwrap()
-}
-fn room(r: &str) -> RoomId {
-    RoomId::parse(r).unwrap()
-}
-fn issue(n: usize, class: &str) -> Command {
-    Command::Issue(IssueTicket {
-        ticket: tid(n),
-        patient: PatientId::parse(&format!("p{n}")).unwrap(),
-        name: DisplayName::parse("李四").unwrap(),
-        class: PriorityClass::parse(class).unwrap(),
-        slot: None,
-        doctor: None,
-        check_in: true,
-    })
-}
-fn call(s: &mut QueueState, r: &str, now: UnixMs) -> Option<TicketId> {
-    s.execute(&Command::CallNext { room: room(r), caller: "nurse".into() }, now).unwrap().subject
 }
 fn n_of(t: &TicketId) -> usize {
     t.as_str()[1..].parse().unwrap()
@@ -558,4 +536,54 @@ fn replay_shows_the_effect_of_an_interleave() {
     let r = super::replay::replay_queue(s.spec(), &log, &auto);
     assert!(r.replayed.auto_missed > 0);
     assert_eq!(r.recorded.auto_missed, 0);
+}
+
+// ---- day end --------------------------------------------------------------------------------
+
+const DAY: UnixMs = 24 * 60 * MIN;
+
+#[test]
+fn day_end_close_cancel_and_carry() {
+    let yesterday = |rule: super::config::DayEnd| {
+        let mut s = state_with(QueuePolicy { day_end: rule, ..QueuePolicy::default() });
+        for i in 0..5 {
+            s.execute(&issue(i, if i == 3 { "elderly" } else { "normal" }), T0 + i as i64 * MIN).unwrap();
+        }
+        call(&mut s, "r2", T0 + 10 * MIN); // t3 (elderly) called, never seen
+        s
+    };
+    // Close: yesterday's line is gone; nobody is called from it; numbers restart.
+    let mut s = yesterday(super::config::DayEnd::Close);
+    assert_eq!(call(&mut s, "r2", T0 + DAY), None);
+    s.execute(&issue(10, "normal"), T0 + DAY).unwrap();
+    assert_eq!(s.ticket(&tid(10)).unwrap().data.number, "A001");
+    assert!(s.ticket(&tid(0)).is_none());
+
+    // Cancel: every ticket not seen is cancelled first (phones and webhooks hear it).
+    let mut s = yesterday(super::config::DayEnd::Cancel);
+    let d = s.execute(&issue(10, "normal"), T0 + DAY).unwrap();
+    let cancelled: Vec<usize> = d.events.iter().filter_map(|e| match e { Event::Cancelled { ticket } => Some(n_of(ticket)), _ => None }).collect();
+    assert_eq!(cancelled, vec![0, 1, 2, 3, 4]);
+    assert!(matches!(d.events[5], Event::DayStarted { .. }));
+
+    // Carry: the waiting carry over first in line with their numbers; new numbers follow them.
+    let mut s = yesterday(super::config::DayEnd::Carry);
+    let mut log: Vec<(UnixMs, Event)> = vec![];
+    let d = s.execute(&issue(10, "normal"), T0 + DAY).unwrap();
+    log.extend(d.events.iter().cloned().map(|e| (T0 + DAY, e)));
+    assert_eq!(d.events.iter().filter(|e| matches!(e, Event::CarriedOver { .. })).count(), 4, "the called one is not carried");
+    assert_eq!(s.ticket(&tid(10)).unwrap().data.number, "A006", "after the highest carried number (A005)");
+    assert_eq!(s.ticket(&tid(4)).unwrap().data.number, "A005");
+    let order: Vec<usize> = s.waiting_order(T0 + DAY).iter().map(|t| n_of(&t.data.id)).collect();
+    assert_eq!(order, vec![0, 1, 2, 4, 10]);
+    // A carried ticket can be acted on as the first command of the day.
+    let mut s2 = yesterday(super::config::DayEnd::Carry);
+    s2.execute(&Command::Cancel { ticket: tid(1) }, T0 + DAY).unwrap();
+    assert_eq!(s2.ticket(&tid(1)).unwrap().status, Status::Cancelled);
+    // Rebuilt from the events: the same.
+    let mut r = yesterday(super::config::DayEnd::Carry);
+    for (at, e) in &log {
+        r.apply(e, *at);
+    }
+    assert_eq!(r, s);
 }

@@ -6,7 +6,7 @@
 //! after a restart is exactly the state before it.
 
 use super::command::{Command, Idempotency, IssueTicket};
-use super::config::{LateReturn, QueuePolicy, QueueSpec};
+use super::config::{DayEnd, LateReturn, QueuePolicy, QueueSpec};
 use super::fair::Chooser;
 use super::error::QueueError;
 use super::event::{Event, Pos, TicketData, UnixMs, VisitKind, KEY_SCALE};
@@ -456,7 +456,16 @@ impl QueueState {
         let today = self.day_of(now);
         let new_day = self.day != Some(today);
         if new_day {
+            // The day-end rule for what yesterday left open, then the new day, then what carries.
+            if self.day.is_some() && self.spec.policy.day_end == DayEnd::Cancel {
+                use Status::*;
+                let open = self.tickets.values().filter(|t| matches!(t.status, Booked | Waiting | Called | Missed));
+                events.extend(open.map(|t| Event::Cancelled { ticket: t.data.id.clone() }));
+            }
             events.push(Event::DayStarted { day: today });
+            events.extend(
+                self.carried(now).into_iter().filter_map(|t| Some(Event::CarriedOver { ticket: t.data.clone(), seq: self.seq_of(t), pos: t.pos? })),
+            );
         }
         let mut subject = self.decide_inner(cmd, now, new_day, &mut events)?;
         if matches!(cmd, Command::CallNext { .. }) && subject.is_none() {
@@ -473,11 +482,25 @@ impl QueueState {
         Ok(Decision { events, subject, replayed: false })
     }
 
+    /// Tickets the `carry` day-end rule takes into a new day: the waiting ones, in plain order.
+    fn carried(&self, now: UnixMs) -> Vec<&Ticket> {
+        if self.day.is_none() || self.spec.policy.day_end != DayEnd::Carry {
+            return vec![];
+        }
+        self.line.iter(now).filter_map(|e| self.tickets.get(&e.id)).collect()
+    }
+
+    /// The day's sequence number of a ticket (`A087` → 87).
+    fn seq_of(&self, t: &Ticket) -> u32 {
+        t.data.number.get(self.spec.prefix.len()..).and_then(|d| d.parse().ok()).unwrap_or(0)
+    }
+
     fn decide_inner(&self, cmd: &Command, now: UnixMs, new_day: bool, ev: &mut Vec<Event>) -> Result<Option<TicketId>, QueueError> {
         use Status::*;
-        // On a new day yesterday's tickets are gone; refer to them as unknown.
+        // On a new day yesterday's tickets are gone (unless carried); refer to them as unknown.
+        let carried = if new_day { self.carried(now) } else { vec![] };
         let fresh = |id: &TicketId| -> Result<(), QueueError> {
-            if new_day {
+            if new_day && !carried.iter().any(|t| &t.data.id == id) {
                 Err(QueueError::UnknownTicket(id.clone()))
             } else {
                 Ok(())
@@ -501,7 +524,7 @@ impl QueueState {
                         return Err(QueueError::UnknownDoctor(d.clone()));
                     }
                 }
-                let seq = if new_day { 1 } else { self.issued + 1 };
+                let seq = if new_day { carried.iter().map(|t| self.seq_of(t)).max().unwrap_or(0) + 1 } else { self.issued + 1 };
                 let data = TicketData {
                     id: i.ticket.clone(),
                     number: format!("{}{:03}", self.spec.prefix, seq),
@@ -545,6 +568,9 @@ impl QueueState {
                 let rs = self.room(room)?;
                 if rs.paused {
                     return Err(QueueError::RoomPaused(room.clone()));
+                }
+                if new_day && carried.is_empty() {
+                    return Ok(None); // yesterday's line is closed
                 }
                 let doctor = self.spec.rooms.get(room).and_then(|r| r.doctor.as_ref());
                 let mut callable = self.line.iter(now).filter(|e| e.callable_by(doctor));
@@ -813,6 +839,15 @@ impl QueueState {
                         t.data.checked_in_at = Some(at);
                     }
                 }
+            }
+            Event::CarriedOver { ticket, seq, pos } => {
+                self.issued = self.issued.max(*seq);
+                let mut t = self.blank(ticket.clone());
+                t.status = Waiting;
+                t.pos = Some(*pos);
+                self.placements += 1;
+                t.placement = self.placements;
+                self.tickets.insert(ticket.id.clone(), t);
             }
             Event::PreCalled { ticket } => {
                 if let Some(t) = self.tickets.get_mut(ticket) {

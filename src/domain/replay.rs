@@ -211,6 +211,8 @@ fn command_for(s: &QueueState, e: &Event, fixed_policy: bool) -> Option<Command>
         Event::Cancelled { ticket } => Command::Cancel { ticket: ticket.clone() },
         Event::TransferredOut { ticket, to } => Command::TransferOut { ticket: ticket.clone(), to: to.clone() },
         Event::TransferredIn { ticket, from, .. } => Command::TransferIn { ticket: ticket.clone(), from: from.clone() },
+        // Carried from the day before: it joins with its check-in time, as a transfer does.
+        Event::CarriedOver { ticket, .. } => Command::TransferIn { ticket: ticket.clone(), from: s.id().clone() },
         Event::Returned { ticket, doctor, .. } => Command::Return { ticket: ticket.clone(), doctor: doctor.clone() },
         Event::RoomPaused { room } => Command::PauseRoom { room: room.clone() },
         Event::RoomResumed { room } => Command::ResumeRoom { room: room.clone() },

@@ -140,6 +140,13 @@ pub fn day_report(hospital: &Hospital, day: NaiveDate, events: &[(QueueId, UnixM
                     tickets.entry((q.clone(), ticket.id.clone())).or_default().checked_in = Some(since);
                 }
             }
+            // Carried from yesterday: on today's line, but neither issued nor checked in today;
+            // its wait counts from its check-in.
+            Event::CarriedOver { ticket, .. } => {
+                if let Some(c) = ticket.checked_in_at {
+                    tickets.entry((q.clone(), ticket.id.clone())).or_default().checked_in = Some(c);
+                }
+            }
             Event::CheckedIn { ticket, .. } => {
                 qd.checked_in += 1;
                 qd.arrivals_by_hour[hour(*at)] += 1;

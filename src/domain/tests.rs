@@ -50,8 +50,8 @@ rooms = ["r4"]
 "#;
 
 /// 2026-11-24 09:00 Asia/Shanghai.
-const T0: UnixMs = 1_795_482_000_000;
-const MIN: UnixMs = 60_000;
+pub(super) const T0: UnixMs = 1_795_482_000_000;
+pub(super) const MIN: UnixMs = 60_000;
 
 fn hospital() -> Hospital {
     Hospital::from_toml(CONFIG).unwrap()
@@ -59,13 +59,13 @@ fn hospital() -> Hospital {
 fn state(q: &str) -> QueueState {
     QueueState::new(hospital().queues[&QueueId::parse(q).unwrap()].clone())
 }
-fn tid(n: usize) -> TicketId {
+pub(super) fn tid(n: usize) -> TicketId {
     TicketId::parse(&format!("t{n}")).unwrap()
 }
-fn room(r: &str) -> RoomId {
+pub(super) fn room(r: &str) -> RoomId {
     RoomId::parse(r).unwrap()
 }
-fn issue(n: usize, class: &str) -> Command {
+pub(super) fn issue(n: usize, class: &str) -> Command {
     Command::Issue(IssueTicket {
         ticket: tid(n),
         patient: PatientId::parse(&format!("p{n}")).unwrap(),
@@ -85,7 +85,7 @@ fn with(cmd: Command, f: impl FnOnce(&mut IssueTicket)) -> Command {
         c => c,
     }
 }
-fn call(s: &mut QueueState, r: &str, now: UnixMs) -> Option<TicketId> {
+pub(super) fn call(s: &mut QueueState, r: &str, now: UnixMs) -> Option<TicketId> {
     s.execute(&Command::CallNext { room: room(r), caller: "nurse".into() }, now).unwrap().subject
 }
 fn replay(s: &QueueState, log: &[(super::event::Event, UnixMs)]) -> QueueState {
