@@ -19,6 +19,7 @@ fn issue(n: u64) -> Command {
         slot: None,
         doctor: None,
         check_in: true,
+        visit: None,
     })
 }
 

@@ -276,8 +276,11 @@ impl Guide {
         let mut wanted: Vec<&ServiceConfig> = vec![t.service];
         wanted.extend(todo.iter().enumerate().filter(|(i, o)| ok[*i] && o.service.id != t.service.id && o.service.queue.is_some()).map(|(_, o)| o.service));
         let mut out = Vec::new();
+        // One number for the whole visit: the first ticket's, on every screen and the phone.
+        let mut visit = tickets.iter().min_by_key(|k| k.issued_at).map(|k| (k.visit.clone(), k.number.clone()));
         for svc in wanted {
-            let (ticket, new) = self.take_ticket(p, &tickets, svc).await?;
+            let (ticket, new) = self.take_ticket(p, &tickets, svc, visit.clone()).await?;
+            visit.get_or_insert_with(|| (ticket.visit.clone(), ticket.number.clone()));
             out.push((svc.id.clone(), ticket, new));
         }
         Ok(out)
@@ -285,7 +288,7 @@ impl Guide {
 
     /// The patient's ticket in the service's queue: the one they hold, a return visit on their
     /// completed ticket, or a new one. `true` when it was taken now.
-    async fn take_ticket(&self, p: &PatientId, tickets: &[TicketView], svc: &ServiceConfig) -> Result<(TicketView, bool), GuideError> {
+    async fn take_ticket(&self, p: &PatientId, tickets: &[TicketView], svc: &ServiceConfig, visit: Option<(TicketId, String)>) -> Result<(TicketView, bool), GuideError> {
         let qid = svc.queue.clone().expect("services with queues only");
         if let Some(held) = tickets.iter().find(|k| k.queue == qid && matches!(k.status, Status::Waiting | Status::Called | Status::Booked)) {
             return Ok((held.clone(), false));
@@ -307,6 +310,7 @@ impl Guide {
             slot: None,
             doctor: None,
             check_in: true,
+            visit,
         });
         let out = self.floor.execute(&qid, cmd, None).await?;
         Ok((out.ticket.ok_or_else(unrecorded)?, true))

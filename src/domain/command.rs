@@ -16,6 +16,9 @@ pub struct IssueTicket {
     pub doctor: Option<DoctorId>,
     /// Walk-ins are checked in at once; an appointment booked ahead waits for 报到.
     pub check_in: bool,
+    /// A later stop of a visit: the visit's first ticket and its number, which this ticket
+    /// keeps (one number per visit on every screen and the phone).
+    pub visit: Option<(TicketId, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

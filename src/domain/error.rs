@@ -40,6 +40,8 @@ pub enum QueueError {
     NotOverdue(TicketId),
     #[error("policy {0}")]
     BadPolicy(PolicyError),
+    #[error("visit number {0:?} is not a number this patient may keep here")]
+    BadVisitNumber(String),
 }
 
 impl QueueError {
@@ -64,6 +66,7 @@ impl QueueError {
             ReturnWindowClosed(_) => "return_window_closed",
             NotOverdue(_) => "not_overdue",
             BadPolicy(_) => "invalid_policy",
+            BadVisitNumber(_) => "invalid_visit_number",
         }
     }
 }

@@ -52,6 +52,9 @@ pub struct TicketData {
     pub kind: VisitKind,
     pub issued_at: UnixMs,
     pub checked_in_at: Option<UnixMs>,
+    /// The visit's first ticket, when this is a later stop of it (the number is the visit's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visit: Option<TicketId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -162,6 +162,7 @@ mod tests {
             slot: None,
             doctor: None,
             check_in: true,
+            visit: None,
         });
         let now = 1_795_482_000_000;
         log.extend(s.execute(&issue, now).unwrap().events);

@@ -587,3 +587,37 @@ fn day_end_close_cancel_and_carry() {
     }
     assert_eq!(r, s);
 }
+
+#[test]
+fn a_later_stop_of_a_visit_keeps_the_visit_number() {
+    let h = Hospital::from_toml(&CONFIG.replace("rooms = [\"r1\", \"r2\", \"r3\"]", "rooms = [\"r1\", \"r2\"]\n[[queues]]\nid = \"lab\"\nname = \"L\"\ndepartment = \"dep\"\nprefix = \"N\"\nrooms = [\"r3\"]")).unwrap();
+    let mut lab = QueueState::new(h.queues[&QueueId::parse("lab").unwrap()].clone());
+    let stop = |n: usize, number: &str| match issue(n, "normal") {
+        Command::Issue(mut i) => {
+            i.visit = Some((tid(0), number.to_owned()));
+            Command::Issue(i)
+        }
+        c => c,
+    };
+    lab.execute(&issue(1, "normal"), T0).unwrap();
+    lab.execute(&stop(2, "A012"), T0 + 1).unwrap();
+    lab.execute(&issue(3, "normal"), T0 + 2).unwrap();
+    let t2 = lab.ticket(&tid(2)).unwrap();
+    assert_eq!(t2.data.number, "A012", "the visit's number, not N002");
+    assert_eq!(lab.ticket_view(&tid(2), T0 + 3).unwrap().visit, tid(0));
+    assert_eq!(lab.ticket(&tid(3)).unwrap().data.number, "N002", "the lab's own numbers are not used up");
+    // Another queue's number only, or this patient's own number here.
+    for bad in ["N001", "a12", "", "ABCDE1", "A"] {
+        assert!(matches!(lab.execute(&stop(9, bad), T0 + 4), Err(QueueError::BadVisitNumber(_))), "{bad}");
+    }
+    let again = match issue(1, "normal") {
+        Command::Issue(mut i) => {
+            i.ticket = tid(8);
+            i.visit = Some((tid(1), "N001".into()));
+            Command::Issue(i)
+        }
+        c => c,
+    };
+    lab.execute(&again, T0 + 5).unwrap();
+    assert_eq!(lab.ticket(&tid(8)).unwrap().data.number, "N001", "patient p1's own lab number again");
+}

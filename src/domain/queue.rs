@@ -524,10 +524,28 @@ impl QueueState {
                         return Err(QueueError::UnknownDoctor(d.clone()));
                     }
                 }
-                let seq = if new_day { carried.iter().map(|t| self.seq_of(t)).max().unwrap_or(0) + 1 } else { self.issued + 1 };
+                let base = if new_day { carried.iter().map(|t| self.seq_of(t)).max().unwrap_or(0) } else { self.issued };
+                // A later stop of a visit keeps the visit's number and uses none of this queue's:
+                // prefixes are unique per queue, so the number cannot collide with one issued here.
+                let (seq, number) = match &i.visit {
+                    Some((_, n)) => {
+                        let letters = n.bytes().take_while(u8::is_ascii_uppercase).count();
+                        let ok = (1..=4).contains(&letters)
+                            && n.len() > letters
+                            && n.len() <= 12
+                            && n.bytes().skip(letters).all(|b| b.is_ascii_digit())
+                            // This queue's own number only when it is this patient's already.
+                            && (n[..letters] != self.spec.prefix || self.tickets.values().any(|t| &t.data.number == n && t.data.patient == i.patient));
+                        if !ok {
+                            return Err(QueueError::BadVisitNumber(n.clone()));
+                        }
+                        (base, n.clone())
+                    }
+                    None => (base + 1, format!("{}{:03}", self.spec.prefix, base + 1)),
+                };
                 let data = TicketData {
                     id: i.ticket.clone(),
-                    number: format!("{}{:03}", self.spec.prefix, seq),
+                    number,
                     patient: i.patient.clone(),
                     name: i.name.clone(),
                     class: i.class.clone(),
@@ -536,6 +554,7 @@ impl QueueState {
                     kind: VisitKind::First,
                     issued_at: now,
                     checked_in_at: i.check_in.then_some(now),
+                    visit: i.visit.as_ref().map(|(v, _)| v.clone()),
                 };
                 let pos = if i.check_in {
                     let as_ticket = self.blank(data.clone());

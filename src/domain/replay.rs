@@ -200,6 +200,7 @@ fn command_for(s: &QueueState, e: &Event, fixed_policy: bool) -> Option<Command>
             slot: ticket.slot,
             doctor: ticket.doctor.clone(),
             check_in: pos.is_some(),
+            visit: ticket.visit.clone().map(|v| (v, ticket.number.clone())),
         }),
         Event::CheckedIn { ticket, .. } => Command::CheckIn { ticket: ticket.clone() },
         Event::Called { room, caller, .. } => Command::CallNext { room: room.clone(), caller: caller.clone() },

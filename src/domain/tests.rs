@@ -74,6 +74,7 @@ pub(super) fn issue(n: usize, class: &str) -> Command {
         slot: None,
         doctor: None,
         check_in: true,
+        visit: None,
     })
 }
 fn with(cmd: Command, f: impl FnOnce(&mut IssueTicket)) -> Command {

@@ -11,6 +11,9 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TicketView {
     pub id: TicketId,
+    /// The visit this ticket belongs to: its first ticket's id (this one's own for a first stop).
+    pub visit: TicketId,
+    /// The visit's number: the same at every stop of the visit.
     pub number: String,
     pub queue: QueueId,
     pub queue_name: String,
@@ -144,6 +147,7 @@ impl QueueState {
         let room = t.room.as_ref().and_then(|r| self.spec().rooms.get(r));
         Some(TicketView {
             id: t.data.id.clone(),
+            visit: t.data.visit.clone().unwrap_or_else(|| t.data.id.clone()),
             number: t.data.number.clone(),
             queue: self.id().clone(),
             queue_name: self.spec().name.clone(),

@@ -79,6 +79,11 @@ async fn a_fhir_bundle_gives_a_next_stop_with_route_reason_and_ticket() {
     assert_eq!(t["ticket"]["patient_id"], "p-1");
     assert_eq!(t["tickets"].as_array().unwrap().len(), 3, "{t}");
     assert!(t["tickets"].as_array().unwrap().iter().any(|k| k["ticket"]["queue"] == "ultrasound"));
+    // One visit, one number: every stop shows the same number, and names the same visit.
+    let numbers: std::collections::BTreeSet<&str> = t["tickets"].as_array().unwrap().iter().map(|k| k["ticket"]["number"].as_str().unwrap()).collect();
+    assert_eq!(numbers.len(), 1, "{t}");
+    let visits: std::collections::BTreeSet<&str> = t["tickets"].as_array().unwrap().iter().map(|k| k["ticket"]["visit"].as_str().unwrap()).collect();
+    assert_eq!(visits.len(), 1, "{t}");
     let again: Value = app.post("/api/v1/patients/p-1/next/accept", json!({"service": service})).await.json().await.unwrap();
     assert_eq!(again["ticket"]["id"], id.as_str());
 

@@ -58,7 +58,7 @@ impl From<QueueError> for ApiError {
             | TooManyMisses { .. }
             | ReturnWindowClosed(_)
             | NotOverdue(_) => StatusCode::CONFLICT,
-            UnknownClass(_) | UnknownDoctor(_) | BadSlot | SameQueue | IdempotencyConflict(_) | BadPolicy(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            UnknownClass(_) | UnknownDoctor(_) | BadSlot | SameQueue | IdempotencyConflict(_) | BadPolicy(_) | BadVisitNumber(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self::new(status, e.code(), e.to_string())
     }

@@ -372,6 +372,7 @@ async fn issue_ticket(state: Data, req: HttpRequest, path: web::Path<String>, pa
         name: r.name,
         class: r.priority.unwrap_or_else(|| PriorityClass::parse("normal").expect("valid")),
         check_in: r.check_in.unwrap_or(slot.is_none()),
+        visit: None,
         slot,
         doctor: r.doctor,
     });
