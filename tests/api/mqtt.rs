@@ -504,9 +504,10 @@ async fn a_display_that_stops_acknowledging_raises_an_alarm() {
     let app = crate::helpers::start(&dir.path().join("data"), Some(&config));
     let port = app.mqtt_port.expect("the embedded broker runs by default");
     let logins = Logins::of(&app).await;
-    let topics = [format!("{PREFIX}/displays/door-c-101/announce")];
+    let topics = [format!("{PREFIX}/displays/door-c-101/state"), format!("{PREFIX}/displays/door-c-101/announce")];
     let mut screen = device(port, &logins, "door-c-101", "door-c-101", None, &topics).await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // the subscription is in place
+    // The retained state arrives once the subscriptions are in place (the broker handles them in order).
+    screen.expect("/state", |_| true).await;
     let ack = |seq: i64, stage: &str| json!({"v": 1, "seq": seq, "stage": stage}).to_string();
     let ack_topic = format!("{PREFIX}/displays/door-c-101/ack");
     let door = |v: &Value| v["displays"].as_array().unwrap().iter().find(|d| d["id"] == "door-c-101").cloned().unwrap();
