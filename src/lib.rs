@@ -12,6 +12,8 @@
 //! - [`map`]: the pure indoor map core: GeoJSON loading and checks, the petgraph router,
 //!   turn-by-turn text, SVG.
 //! - [`plan`]: the pure next-stop planner and `clinicflow simulate`.
+//! - [`position`]: the pure BLE positioning core: walkable space, radio map, the map-constrained
+//!   tracker, `clinicflow position calibrate|eval`.
 //! - [`edges`]: HTTP (actix-web), WebSocket, MQTT and the pages (assets from `web/`, embedded):
 //!   parse, call a handle, map the error. No business rules.
 //! - [`configuration`]: typed settings for `serve` (flags and environment).
@@ -26,6 +28,7 @@ pub mod domain;
 pub mod edges;
 pub mod map;
 pub mod plan;
+pub mod position;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

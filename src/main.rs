@@ -94,6 +94,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// BLE positioning: build a radio map from calibration files, score the tracker on a
+    /// recorded walk.
+    Position {
+        #[command(subcommand)]
+        command: PositionCmd,
+    },
     /// Run the server: demo hospital by default, SQLite journal under ./data.
     Serve {
         /// Data directory (journal, secrets).
@@ -122,6 +128,51 @@ enum Cmd {
         /// A venue map folder (repeat for several venues); the embedded demo hospital when absent.
         #[arg(long = "map", env = "CLINICFLOW_MAP", value_delimiter = ',')]
         maps: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PositionCmd {
+    /// Import calibration CSVs into a radio map bound to a venue (JSON).
+    Calibrate {
+        /// Anchors (gateways or beacons): id,x,y[,z][,level], local metres.
+        #[arg(long)]
+        anchors: PathBuf,
+        /// Calibration samples: x,y[,level] and rssi_<anchor id> per anchor (empty = not heard).
+        /// Without it, the map predicts readings from a path-loss model alone.
+        #[arg(long)]
+        samples: Option<PathBuf>,
+        /// The venue as a bare outline (x,y per corner) instead of a map folder.
+        #[arg(long, conflicts_with = "map")]
+        outline: Option<PathBuf>,
+        /// The venue's map folder; the embedded demo hospital when neither this nor --outline.
+        #[arg(long)]
+        map: Option<PathBuf>,
+        /// The outline venue's id (the outline file's name when absent).
+        #[arg(long)]
+        venue_id: Option<String>,
+        /// Where to write the radio map.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Replay a recorded walk: median, p75, p90 error of the tracker and of the plain kNN
+    /// baseline, against the walk's own x,y or a reference path (cross-track).
+    Eval {
+        /// The radio map (from `position calibrate`).
+        #[arg(long)]
+        radio: PathBuf,
+        /// The walk: ts, rssi_<anchor id> per anchor, optionally x,y[,level].
+        #[arg(long)]
+        walk: PathBuf,
+        /// A reference path (x0,y0,x1,y1 per segment): score by cross-track error.
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// The map folder of a map-bound radio map; the embedded demo hospital when absent.
+        #[arg(long)]
+        map: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -174,6 +225,7 @@ fn main() -> std::process::ExitCode {
             devices(broker, &data, config, prefix, displays, keypads, press_every, duration)
         }
         Cmd::Map { command } => map_cmd(command),
+        Cmd::Position { command } => position_cmd(command),
         Cmd::Simulate { seed, load, out } => simulate(seed, load, &out),
         Cmd::Replay { journal, day, policy, queues, config, json } => replay(&journal, day, &policy, &queues, config, json),
         Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_ca, mqtt_prefix, maps } => {
@@ -264,6 +316,86 @@ fn devices(
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(clinicflow::devices::run(sim, &hospital))
+}
+
+fn position_cmd(cmd: PositionCmd) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use clinicflow::position::{self, eval, io, radio};
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()));
+    let load_map = |dir: Option<&std::path::Path>| -> anyhow::Result<clinicflow::map::VenueMap> {
+        match dir {
+            Some(d) => clinicflow::map::load_dir(d).map_err(|e| anyhow::anyhow!("{} is not a valid map:\n{e}", d.display())),
+            None => Ok(clinicflow::map::demo()),
+        }
+    };
+    match cmd {
+        PositionCmd::Calibrate { anchors, samples, outline, map, venue_id, out } => {
+            let anchor_defs = io::read_anchors(&read(&anchors)?).with_context(|| anchors.display().to_string())?;
+            let sample_rows = match &samples {
+                Some(p) => io::read_samples(&read(p)?, &anchor_defs).with_context(|| p.display().to_string())?,
+                None => Vec::new(),
+            };
+            let (venue, map) = match &outline {
+                Some(p) => {
+                    let id = venue_id.unwrap_or_else(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "outline".into()));
+                    (radio::VenueRef::Outline { id, outline: io::read_outline(&read(p)?).with_context(|| p.display().to_string())? }, None)
+                }
+                None => {
+                    let m = load_map(map.as_deref())?;
+                    (radio::VenueRef::Map { id: m.id.clone() }, Some(m))
+                }
+            };
+            let (file, built) = position::calibrate(anchor_defs, sample_rows, venue, None, map.as_ref())?;
+            std::fs::write(&out, serde_json::to_string(&file)?).with_context(|| format!("cannot write {}", out.display()))?;
+            let pl = file.path_loss;
+            say!(
+                "{}: venue {} — {} anchors, {} samples, {} states ({} measured, the rest predicted); path loss {:.1} dBm at 1 m, exponent {:.2}",
+                out.display(),
+                file.venue.id(),
+                file.anchors.len(),
+                file.samples.len(),
+                built.space.len(),
+                built.measured_states,
+                pl.rssi_1m,
+                pl.exponent
+            );
+            Ok(())
+        }
+        PositionCmd::Eval { radio: radio_path, walk, path, map, json } => {
+            let file: radio::RadioMapFile = serde_json::from_str(&read(&radio_path)?).with_context(|| format!("{} is not a radio map", radio_path.display()))?;
+            let venue = match file.venue {
+                radio::VenueRef::Map { .. } => Some(load_map(map.as_deref())?),
+                radio::VenueRef::Outline { .. } => None,
+            };
+            let built = std::sync::Arc::new(radio::RadioMap::build(file, venue.as_ref())?);
+            let rows = io::read_walk(&read(&walk)?, &built.file.anchors).with_context(|| walk.display().to_string())?;
+            let segments = match &path {
+                Some(p) => Some(io::read_path(&read(p)?).with_context(|| p.display().to_string())?),
+                None => None,
+            };
+            let reference = match &segments {
+                Some(s) => eval::Reference::Path(s),
+                None => eval::Reference::Truth,
+            };
+            let report = eval::evaluate(built, &rows, reference);
+            if json {
+                say!("{}", serde_json::to_string(&report)?);
+                return Ok(());
+            }
+            say!("{} scans, error = {}", report.scans, if report.metric == "cross_track" { "cross-track distance to the reference path" } else { "distance to the recorded position" });
+            say!("{:<28} {:>6} {:>9} {:>9} {:>9}", "estimator", "n", "median m", "p75 m", "p90 m");
+            let line = |name: &str, s: &eval::ErrorStats| say!("{:<28} {:>6} {:>9.2} {:>9.2} {:>9.2}", name, s.n, s.median_m, s.p75_m, s.p90_m);
+            line("tracker (map-constrained)", &report.tracker);
+            match &report.baseline {
+                Some(b) => line(&format!("kNN baseline (k={})", eval::BASELINE_K), b),
+                None => say!("kNN baseline: none (the radio map has no calibration samples)"),
+            }
+            if let Some(g) = report.median_gain_pct {
+                say!("median {:.0}% {} than the baseline", g.abs(), if g >= 0.0 { "lower" } else { "higher" });
+            }
+            Ok(())
+        }
+    }
 }
 
 fn map_cmd(cmd: MapCmd) -> anyhow::Result<()> {
