@@ -6,6 +6,8 @@
 //! - [`radio`]: anchors, path loss and the per-state fingerprints (measured or predicted).
 //! - [`filter`]: the map-constrained tracker, one sparse belief per tag.
 //! - [`knn`]: the plain kNN baseline.
+//! - [`live`]: gateway reports and phone scans → per-visit positions; tag binding, retention,
+//!   dropped readings counted by reason.
 //! - [`io`]: the CSV files (anchors, outlines, calibration, walks, paths).
 //! - [`eval`]: scoring a recorded walk, tracker beside baseline.
 //! - [`sim`]: simulated gateways and walks on a venue map (tests, benches).
@@ -16,6 +18,7 @@ pub mod eval;
 pub mod filter;
 pub mod io;
 pub mod knn;
+pub mod live;
 pub mod radio;
 pub mod sim;
 pub mod space;

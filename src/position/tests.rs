@@ -223,3 +223,115 @@ fn a_radio_map_file_round_trips_and_bad_ones_name_the_problem() {
     assert_eq!(io::read_anchors("id,x,y\n1,2,north\n").unwrap_err().line, 2);
 }
 
+
+mod live {
+    use super::super::live::{BindError, Dropped, LiveRules, Positioning};
+    use super::super::sim;
+    use super::{demo, hospital};
+
+    const NOW: i64 = 1_795_482_000_000;
+
+    /// The walk from the entrance kiosk to ultrasound as gateway MQTT payloads: (gateway, JSON).
+    fn payloads(tag: &str, seed: u64) -> Vec<Vec<(String, String)>> {
+        let m = demo();
+        let radio = hospital();
+        let path = sim::walk_route(m, "marker:K-A-entrance", "room:us-1").unwrap();
+        sim::gateway_scans(&radio, m, &path, seed)
+            .into_iter()
+            .map(|scans| {
+                scans
+                    .iter()
+                    .map(|s| {
+                        let r = s.readings[0];
+                        let gw = radio.file.anchors[r.anchor as usize].id.clone();
+                        (gw, format!(r#"{{"id":"{tag}","rssi":{:.1},"ts":{},"distance":3.2}}"#, r.rssi, NOW + s.t_ms))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_bound_tag_is_followed_through_gateway_reports_and_forgotten_when_the_visit_ends() {
+        let mut live = Positioning::new(hospital(), LiveRules::default());
+        let seconds = payloads("tag-7", 3);
+        // Before binding: every reading counted as unbound, nobody moves.
+        for (gw, p) in &seconds[0] {
+            assert!(live.gateway_report(gw, p.as_bytes(), NOW).is_empty());
+        }
+        assert_eq!(live.dropped(Dropped::UnboundTag), seconds[0].len() as u64);
+        live.bind("tag-7", "v-1").unwrap();
+        assert_eq!(live.bind("tag-7", "v-2"), Err(BindError::TagInUse { tag: "tag-7".into() }));
+        assert_eq!(live.bind("", "v-2"), Err(BindError::BadTag));
+        let mut moves = 0;
+        for (sec, reports) in seconds.iter().enumerate() {
+            for (gw, p) in reports {
+                for m in live.gateway_report(gw, p.as_bytes(), NOW + sec as i64 * 1000) {
+                    assert_eq!(m.visit, "v-1");
+                    moves += 1;
+                }
+            }
+        }
+        assert!(moves > 100, "{moves} moves");
+        let last = live.location("v-1").unwrap();
+        let radio = hospital();
+        assert_eq!(radio.space.levels[last.level as usize], "B-L3", "ends up at ultrasound, B 3F: {last:?}");
+        assert!(live.trail("v-1").len() > 100);
+        assert_eq!(live.end_visit("v-1"), 1);
+        assert_eq!((live.location("v-1"), live.trail("v-1").len(), live.bound_tags()), (None, 0, 0));
+        // The tag is free: another visit may take it, and it starts from nothing.
+        live.bind("tag-7", "v-2").unwrap();
+        assert_eq!(live.location("v-2"), None);
+    }
+
+    #[test]
+    fn garbage_unknown_gateways_impossible_strengths_and_skewed_clocks_are_counted_and_move_nobody() {
+        let mut live = Positioning::new(hospital(), LiveRules::default());
+        live.bind("tag-1", "v-1").unwrap();
+        let gw = hospital().file.anchors[0].id.clone();
+        for p in ["not json", "{\"rssi\":-60}", "{\"id\":\"tag-1\",\"rssi\":\"loud\"}", "[1,2]"] {
+            assert!(live.gateway_report(&gw, p.as_bytes(), NOW).is_empty(), "{p}");
+        }
+        assert_eq!(live.dropped(Dropped::Malformed), 4);
+        assert!(live.gateway_report("gw-nobody", br#"{"id":"tag-1","rssi":-60}"#, NOW).is_empty());
+        assert_eq!(live.dropped(Dropped::UnknownGateway), 1);
+        for rssi in ["5", "-250", "1e309"] {
+            let p = format!(r#"{{"id":"tag-1","rssi":{rssi}}}"#);
+            assert!(live.gateway_report(&gw, p.as_bytes(), NOW).is_empty(), "{p}");
+        }
+        assert_eq!(live.dropped(Dropped::ImpossibleRssi) + live.dropped(Dropped::Malformed), 3 + 4);
+        for ts in [NOW + 60_000, NOW - 120_000] {
+            let p = format!(r#"{{"id":"tag-1","rssi":-60,"ts":{ts}}}"#);
+            assert!(live.gateway_report(&gw, p.as_bytes(), NOW).is_empty());
+        }
+        assert_eq!(live.dropped(Dropped::ClockSkew), 2);
+        assert_eq!((live.location("v-1"), live.accepted()), (None, 0));
+        // A good one, as an array, places the tag; an older one after it is stale.
+        let p = format!(r#"[{{"id":"tag-1","rssi":-62,"ts":{NOW}}}]"#);
+        assert_eq!(live.gateway_report(&gw, p.as_bytes(), NOW).len(), 1);
+        let p = format!(r#"{{"id":"tag-1","rssi":-62,"ts":{}}}"#, NOW - 10_000);
+        assert!(live.gateway_report(&gw, p.as_bytes(), NOW).is_empty());
+        assert_eq!((live.dropped(Dropped::Stale), live.accepted()), (1, 1));
+    }
+
+    #[test]
+    fn positions_are_kept_only_for_the_retention_window_and_a_kiosk_scan_is_exact() {
+        let rules = LiveRules { retention_ms: 10_000, ..LiveRules::default() };
+        let mut live = Positioning::new(hospital(), rules);
+        live.bind("phone-1", "v-9").unwrap();
+        let m = demo();
+        let kiosk = &m.graph[m.marker("K-A-entrance").unwrap().node];
+        let fixed = live.fix("v-9", kiosk.level as u16, kiosk.x, kiosk.y, NOW).unwrap();
+        assert!(fixed.estimate.exact);
+        // The phone then hears two beacons (the radio map's anchors) a second later.
+        let radio = hospital();
+        let beacons: Vec<(String, f64)> = radio.file.anchors.iter().take(2).map(|a| (a.id.clone(), -70.0)).collect();
+        assert!(live.phone_scan("phone-1", &beacons, NOW + 1000, NOW + 1000).is_some());
+        assert_eq!(live.trail("v-9").len(), 2);
+        live.purge(NOW + 10_500);
+        assert_eq!(live.trail("v-9").len(), 1, "the kiosk fix is older than the window");
+        live.purge(NOW + 60_000);
+        assert!(live.trail("v-9").is_empty());
+        assert!(live.location("v-9").is_some(), "the latest position stays while the visit lasts");
+    }
+}
