@@ -378,6 +378,9 @@ fn position_cmd(cmd: PositionCmd) -> anyhow::Result<()> {
                 None => eval::Reference::Truth,
             };
             let report = eval::evaluate(built, &rows, reference);
+            if report.tracker.n == 0 {
+                anyhow::bail!("{}: none of its {} scans could be placed (no readings of the radio map's anchors, or no truth to score against)", walk.display(), rows.len());
+            }
             if json {
                 say!("{}", serde_json::to_string(&report)?);
                 return Ok(());

@@ -174,6 +174,8 @@ pub enum RadioError {
 
 /// States within this distance of a sample take its readings.
 const SAMPLE_REACH_M: f64 = 0.75;
+/// The largest outline grid built (a 500 m × 500 m floor at 0.25 m).
+const MAX_GRID_CELLS: f64 = 4_000_000.0;
 /// How far from an anchor a tag first heard there is looked for.
 const NEAR_ANCHOR_M: f64 = 12.0;
 
@@ -188,6 +190,18 @@ impl RadioMap {
             (VenueRef::Outline { outline, .. }, _) => {
                 if outline.len() < 3 || outline.iter().flatten().any(|v| !v.is_finite()) {
                     return Err(RadioError::Invalid("venue.outline: at least three finite points".into()));
+                }
+                // An outline in the wrong unit (millimetres, degrees) must not build a grid of
+                // billions of states.
+                let extent = |k: usize| outline.iter().map(|p| p[k]).fold(f64::NEG_INFINITY, f64::max) - outline.iter().map(|p| p[k]).fold(f64::INFINITY, f64::min);
+                let cells = (extent(0) / file.params.spacing_m + 1.0) * (extent(1) / file.params.spacing_m + 1.0);
+                if cells > MAX_GRID_CELLS {
+                    return Err(RadioError::Invalid(format!(
+                        "venue.outline: {:.0} m × {:.0} m at {} m spacing is more than {MAX_GRID_CELLS} cells (is it in metres?)",
+                        extent(0),
+                        extent(1),
+                        file.params.spacing_m
+                    )));
                 }
                 // An outline says where the walls are, not where the furniture is: where an outline
                 // venue was surveyed, its walkable space is where the survey went (states within

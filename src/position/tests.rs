@@ -219,6 +219,9 @@ fn a_radio_map_file_round_trips_and_bad_ones_name_the_problem() {
     let mut slow = back;
     slow.params.step_ms = 100; // 0.15 m a step cannot reach the next state 1 m away
     assert!(matches!(RadioMap::build(slow, Some(m)), Err(super::RadioError::Invalid(_))));
+    let huge = VenueRef::Outline { id: "mm".into(), outline: vec![[0.0, 0.0], [90_000.0, 0.0], [90_000.0, 70_000.0]] };
+    let anchor = vec![AnchorDef { id: "a".into(), level: String::new(), x: 1.0, y: 1.0, z: 2.0 }];
+    assert!(matches!(super::calibrate(anchor, Vec::new(), huge, None, None), Err(super::RadioError::Invalid(m)) if m.contains("is it in metres")));
     assert!(io::read_anchors("id,x\n1,2\n").unwrap_err().message.contains("column y"));
     assert_eq!(io::read_anchors("id,x,y\n1,2,north\n").unwrap_err().line, 2);
 }
