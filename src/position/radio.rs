@@ -83,6 +83,12 @@ impl PathLoss {
     pub fn predict(&self, metres: f64, floors: u32) -> f64 {
         self.rssi_1m - 10.0 * self.exponent * metres.max(0.5).log10() - self.floor_db * floors as f64
     }
+
+    /// What `anchor` hears from a tag carried at (x, y), `floors` floors away from it.
+    pub fn rssi_at(&self, anchor: &AnchorDef, x: f64, y: f64, floors: u32) -> f64 {
+        let d = ((anchor.x - x).powi(2) + (anchor.y - y).powi(2) + (anchor.z - TAG_HEIGHT_M).powi(2) + (floors as f64 * FLOOR_HEIGHT_M).powi(2)).sqrt();
+        self.predict(d, floors)
+    }
 }
 
 /// How the tracker moves and weighs evidence.
@@ -286,10 +292,9 @@ impl RadioMap {
             }
             for (a, anchor) in file.anchors.iter().enumerate() {
                 let floors = (ordinals.get(state.level as usize).copied().unwrap_or(0) - ordinals.get(anchor_levels[a] as usize).copied().unwrap_or(0)).unsigned_abs();
-                let d = ((state.x - anchor.x).powi(2) + (state.y - anchor.y).powi(2) + (anchor.z - TAG_HEIGHT_M).powi(2) + (floors as f64 * 4.0).powi(2)).sqrt();
                 // Kept below the sensitivity too: a faint reading far away is noise on a weak
                 // signal, not a contradiction.
-                fingerprints[st * n_anchors + a] = file.path_loss.predict(d, floors) as f32;
+                fingerprints[st * n_anchors + a] = file.path_loss.rssi_at(anchor, state.x, state.y, floors) as f32;
             }
         }
         let near = file
@@ -323,6 +328,8 @@ impl RadioMap {
 
 /// Where a patient carries a tag or phone (metres above the floor).
 pub const TAG_HEIGHT_M: f64 = 1.0;
+/// Storey height, for the distance to an anchor on another floor.
+pub const FLOOR_HEIGHT_M: f64 = 4.0;
 
 /// Fits the path-loss constants to calibration samples (least squares on log-distance), or
 /// `None` when there are too few heard readings to trust a fit.

@@ -96,8 +96,7 @@ pub fn gateway_scans(radio: &RadioMap, m: &VenueMap, path: &[(usize, f64, f64)],
             for (i, g) in radio.file.anchors.iter().enumerate() {
                 let gl = radio.space.level_index(&g.level).unwrap() as usize;
                 let floors = (m.levels[gl].ordinal - m.levels[level].ordinal).unsigned_abs();
-                let d = ((g.x - x).powi(2) + (g.y - y).powi(2) + (g.z - 1.0).powi(2) + (floors as f64 * 4.0).powi(2)).sqrt();
-                let rssi = pl.predict(d, floors) - 5.0 + 4.0 * gaussian(&mut rng);
+                let rssi = pl.rssi_at(g, x, y, floors) - 5.0 + 4.0 * gaussian(&mut rng);
                 if rssi >= -95.0 {
                     scans.push(Scan { t_ms: sec as i64 * 1000 + scans.len() as i64 * 7, readings: vec![Reading { anchor: i as u16, rssi: rssi as f32 }] });
                 }

@@ -7,7 +7,6 @@
 //! without a navigation graph) gives a grid inside the polygon, where a step may not cross the
 //! outline's walls.
 
-use crate::map::model::EdgeKind;
 use crate::map::VenueMap;
 use std::collections::{BinaryHeap, HashMap};
 
@@ -113,7 +112,7 @@ impl Space {
             }
             let edge = &map.graph[e];
             let (a, b) = (node_state[&s], node_state[&t]);
-            if edge.kind.is_vertical() || edge.kind == EdgeKind::Elevator {
+            if edge.kind.is_vertical() {
                 links.push((a, b, 0.0, true));
                 continue;
             }
@@ -127,16 +126,11 @@ impl Space {
                 let p = point_at(&pts, at);
                 let id = states.len() as u32;
                 states.push(State { level, x: p[0], y: p[1] });
-                links.push((prev, id, 0.0, false));
+                links.push((prev, id, dist(&states[prev as usize], &states[id as usize]), false));
                 prev = id;
                 at += params.spacing_m;
             }
-            links.push((prev, b, 0.0, false));
-        }
-        for l in links.iter_mut() {
-            if !l.3 {
-                l.2 = dist(&states[l.0 as usize], &states[l.1 as usize]);
-            }
+            links.push((prev, b, dist(&states[prev as usize], &states[b as usize]), false));
         }
         let mut space = Space::with_states(levels, states, params);
         let mut graph: Vec<Vec<(u32, f64, bool)>> = vec![Vec::new(); space.states.len()];
