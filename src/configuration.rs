@@ -65,11 +65,19 @@ pub struct Settings {
     pub embedded_broker: Option<std::net::SocketAddr>,
     /// The indoor maps: the embedded demo hospital, or `--map DIR` folders.
     pub maps: crate::map::store::MapSource,
+    /// Radio maps for BLE positioning (`--radio FILE`), read and parsed; built against their
+    /// venue maps at start. Empty: positioning off.
+    pub radio: Vec<(PathBuf, crate::position::RadioMapFile)>,
+    /// A visit whose patient holds no open ticket and no active order for this long is over:
+    /// its tags are unbound and its positions forgotten.
+    pub visit_idle: std::time::Duration,
+    /// How often visits are checked for that.
+    pub visit_sweep: std::time::Duration,
 }
 
 impl Settings {
     /// Resolve settings from the `serve` flags. Creates the data dir and its secrets if missing.
-    pub fn load(data_dir: &Path, http: &str, config: Option<&Path>, staff_token: Option<String>, mqtt: &MqttFlags, maps: &[PathBuf]) -> anyhow::Result<Self> {
+    pub fn load(data_dir: &Path, http: &str, config: Option<&Path>, staff_token: Option<String>, mqtt: &MqttFlags, maps: &[PathBuf], radio: &[PathBuf]) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
         let hospital = match config {
             Some(path) => {
@@ -127,7 +135,26 @@ impl Settings {
             }
         };
         let maps = if maps.is_empty() { crate::map::store::MapSource::Demo } else { crate::map::store::MapSource::Dirs(maps.to_vec()) };
+        let radio = radio
+            .iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading the radio map {}", p.display()))?;
+                let file: crate::position::RadioMapFile =
+                    serde_json::from_str(&text).with_context(|| format!("{} is not a radio map (make one with `clinicflow position calibrate`)", p.display()))?;
+                anyhow::ensure!(
+                    matches!(file.venue, crate::position::radio::VenueRef::Map { .. }),
+                    "{}: live positioning needs a radio map bound to a venue map (`position calibrate --map`), not to an outline",
+                    p.display()
+                );
+                Ok((p.clone(), file))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let visit_idle = std::time::Duration::from_secs(env_number("CLINICFLOW_VISIT_IDLE_SECS")?.unwrap_or(30 * 60));
+        let visit_sweep = std::time::Duration::from_secs(env_number("CLINICFLOW_VISIT_SWEEP_SECS")?.unwrap_or(60).max(1));
         Ok(Self {
+            radio,
+            visit_idle,
+            visit_sweep,
             maps,
             mqtt,
             embedded_broker,
@@ -140,6 +167,16 @@ impl Settings {
             http_workers,
             limits,
         })
+    }
+}
+
+impl Settings {
+    /// The BLE gateways of the radio maps (their anchor ids), sorted and de-duplicated.
+    pub fn gateways(&self) -> Vec<String> {
+        let mut g: Vec<String> = self.radio.iter().flat_map(|(_, f)| f.anchors.iter().map(|a| a.id.clone())).collect();
+        g.sort();
+        g.dedup();
+        g
     }
 }
 

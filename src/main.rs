@@ -128,6 +128,11 @@ enum Cmd {
         /// A venue map folder (repeat for several venues); the embedded demo hospital when absent.
         #[arg(long = "map", env = "CLINICFLOW_MAP", value_delimiter = ',')]
         maps: Vec<PathBuf>,
+        /// A radio map for BLE positioning (from `clinicflow position calibrate`, bound to a
+        /// served venue); repeat for several venues. Its anchors are the gateways that may
+        /// publish scans. Positioning is off when absent.
+        #[arg(long = "radio", env = "CLINICFLOW_RADIO", value_delimiter = ',')]
+        radio: Vec<PathBuf>,
     },
 }
 
@@ -228,8 +233,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Position { command } => position_cmd(command),
         Cmd::Simulate { seed, load, out } => simulate(seed, load, &out),
         Cmd::Replay { journal, day, policy, queues, config, json } => replay(&journal, day, &policy, &queues, config, json),
-        Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_ca, mqtt_prefix, maps } => {
-            serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, ca: mqtt_ca, prefix: mqtt_prefix }, maps)
+        Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_ca, mqtt_prefix, maps, radio } => {
+            serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, ca: mqtt_ca, prefix: mqtt_prefix }, maps, radio)
         }
     };
     match result {
@@ -241,13 +246,13 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags, maps: Vec<PathBuf>) -> anyhow::Result<()> {
+fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags, maps: Vec<PathBuf>, radio: Vec<PathBuf>) -> anyhow::Result<()> {
     let token = std::env::var("CLINICFLOW_STAFF_TOKEN").ok();
-    let mut settings = Settings::load(&data, &http, config.as_deref(), token, &mqtt, &maps)?;
+    let mut settings = Settings::load(&data, &http, config.as_deref(), token, &mqtt, &maps, &radio)?;
     if let Some(listen) = settings.embedded_broker {
         let prefix = settings.mqtt.as_ref().map(|m| m.prefix.clone()).unwrap_or_default();
         let key = settings.device_key.expose().to_owned();
-        let devices = clinicflow::edges::broker::credentials(&settings.hospital, &prefix, &key)?;
+        let devices = clinicflow::edges::broker::credentials(&settings.hospital, &prefix, &key, &settings.gateways())?;
         let addr = clinicflow::edges::broker::start(listen, &devices, &clinicflow::edges::broker::server_password(&key))?;
         if let Some(m) = settings.mqtt.as_mut() {
             m.port = addr.port();
@@ -298,7 +303,7 @@ fn devices(
     anyhow::ensure!(m.tls.is_none(), "the simulator speaks plain MQTT (mqtt://)");
     anyhow::ensure!(press_every > 0.0 && duration > 0.0, "--press-every and --duration must be positive");
     let logins = match std::fs::read_to_string(data.join("device-key")) {
-        Ok(key) => clinicflow::edges::broker::credentials(&hospital, &m.prefix, key.trim())?
+        Ok(key) => clinicflow::edges::broker::credentials(&hospital, &m.prefix, key.trim(), &[])?
             .into_iter()
             .map(|c| (c.id, (c.username, c.password)))
             .collect(),

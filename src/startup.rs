@@ -50,6 +50,34 @@ fn interrupted_transfers(states: &BTreeMap<QueueId, QueueState>) -> Vec<(QueueId
     out
 }
 
+/// Builds each radio map against its venue map and starts the position desk (off, answering
+/// "no radio map", when there is none), with the sweeper that ends finished visits.
+fn start_positioning(
+    settings: &Settings,
+    maps: &crate::map::store::MapStore,
+    orders: &Arc<crate::storage::orders::OrderStore>,
+    floor: &Floor,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<crate::actors::positions::PositionDesk> {
+    use crate::position::radio::VenueRef;
+    let atlas = maps.current();
+    let mut radios = Vec::new();
+    for (path, file) in &settings.radio {
+        let VenueRef::Map { id } = &file.venue else { anyhow::bail!("{}: not bound to a venue map", path.display()) };
+        let venue = atlas.venue(id).with_context(|| format!("{}: venue {id:?} is not one of the served maps", path.display()))?.clone();
+        anyhow::ensure!(!radios.iter().any(|(_, v): &(_, Arc<crate::map::VenueMap>)| v.id == venue.id), "{}: a second radio map for venue {id:?}", path.display());
+        let built = crate::position::RadioMap::build(file.clone(), Some(&venue)).with_context(|| format!("radio map {}", path.display()))?;
+        tracing::info!(venue = %venue.id, gateways = built.anchors(), states = built.space.len(), "radio map loaded");
+        radios.push((Arc::new(built), venue));
+    }
+    let tags_path = settings.data_dir.join("tags.sqlite");
+    let tags = Arc::new(crate::storage::tags::TagStore::open(&tags_path).with_context(|| format!("opening {}", tags_path.display()))?);
+    let today = chrono::Utc::now().with_timezone(&settings.hospital.tz).date_naive().to_string();
+    let desk = crate::actors::positions::PositionDesk::start(radios, tags, &today, crate::position::live::LiveRules::default(), metrics)?;
+    crate::actors::positions::spawn_visit_sweeper(desk.clone(), floor.clone(), orders.clone(), settings.visit_idle, settings.visit_sweep);
+    Ok(desk)
+}
+
 impl Application {
     /// Open the journal, rebuild state, start the actors and bind the HTTP listener.
     /// Must run inside an actix system (`actix_web::main`).
@@ -77,8 +105,9 @@ impl Application {
             tracing::warn!(recovered, "interrupted transfers finished");
         }
 
+        let positions = start_positioning(&settings, &maps, &orders, &floor, &metrics)?;
         let reader = SqliteJournal::open(&path).context("opening the journal for reading")?;
-        let guide = crate::actors::guide::Guide { floor: floor.clone(), orders, maps: maps.clone() };
+        let guide = crate::actors::guide::Guide { floor: floor.clone(), orders, maps: maps.clone(), positions: positions.clone() };
         let hub = SessionHub::start(&floor, Box::new(reader), metrics.clone(), settings.limits.push, Some(guide.clone()));
         crate::actors::webhooks::start(hospital.clone(), &floor, &path, &settings.data_dir, metrics.clone())?;
         
@@ -86,11 +115,11 @@ impl Application {
         let desk = crate::actors::delivery::DeliveryDesk::start(hospital.delivery, hospital.displays.iter().map(|d| d.id.clone()).collect(), &metrics);
         let display_feed = crate::actors::displays::DisplayFeed::start(&floor, desk.clone()).await;
         if let Some(m) = settings.mqtt.clone() {
-            crate::edges::mqtt::start(m, floor.clone(), display_feed.clone(), displays.clone(), metrics.clone());
+            crate::edges::mqtt::start(m, floor.clone(), display_feed.clone(), displays.clone(), positions.clone(), metrics.clone());
         }
-        let ws_state = web::Data::new(crate::edges::ws::WsState { hub, limits: settings.limits.push, displays: display_feed });
+        let ws_state = web::Data::new(crate::edges::ws::WsState { hub, limits: settings.limits.push, displays: display_feed, positions: positions.clone() });
         let prefix = settings.mqtt.as_ref().map_or_else(|| format!("clinicflow/{}", hospital.site), |m| m.prefix.clone());
-        let device_credentials = Arc::new(crate::edges::broker::credentials(&hospital, &prefix, settings.device_key.expose())?);
+        let device_credentials = Arc::new(crate::edges::broker::credentials(&hospital, &prefix, settings.device_key.expose(), &settings.gateways())?);
         let state = web::Data::new(AppState {
             displays,
             delivery: desk,
@@ -103,6 +132,7 @@ impl Application {
             maps,
             guide,
             device_credentials,
+            positions,
         });
         let listener = TcpListener::bind(&settings.http).with_context(|| format!("binding {}", settings.http))?;
         let addr = listener.local_addr()?;

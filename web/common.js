@@ -93,8 +93,10 @@ const CF = (() => {
 
   // Level maps of a route, one image per level it crosses, with the route drawn.
   function routeMaps(route, from, to) {
+    // A route from the live position starts at the node nearest to it.
+    if (from === 'position' && route.path && route.path.length) from = `node:${route.path[0].node}`;
     const q = new URLSearchParams({ from, to, profile: route.profile || 'default' });
-    return route.levels.map(level => el('figure', { class: 'level-map' },
+    return route.levels.map(level => el('figure', { class: 'level-map', 'data-level': level },
       el('img', { src: `/api/v1/maps/${encodeURIComponent(route.venue)}/levels/${encodeURIComponent(level)}.svg?${q}`, alt: level })));
   }
 

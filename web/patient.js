@@ -14,6 +14,8 @@
     st_completed: '本次就诊已完成', st_missed: '已过号，请到分诊台重新报到', st_cancelled: '号票已取消', st_transferred: '已转诊',
     go_to: '请到 {room}', route_to: '前往 {place}', route_summary: '约 {m} 米，步行约 {min} 分钟', you_are_next: '下一位就是您，请到诊室门口等候',
     next_text: '{name}：预计等候 {wait} 分钟，步行 {walk} 分钟',
+    you_are_here: '您的位置', here_text: '您在 {floor}（约 {m} 米内）', off_route: '，已偏离路线，已为您重新规划',
+    leave_now: '现在出发', leave_text: '步行约 {walk} 分钟，约 {eta} 分钟后叫到您',
   }, {
     title: 'My queue', large_text: 'Large text', retry: 'Retry', home: 'Home', your_turn: 'It is your turn',
     ahead: 'Ahead of you', eta_min: 'Expected wait (min)', next_stop: 'Next stop', route: 'How to get there',
@@ -24,10 +26,12 @@
     st_completed: 'Your visit here is complete', st_missed: 'Missed: please check in again at the triage desk', st_cancelled: 'Ticket cancelled', st_transferred: 'Transferred',
     go_to: 'Please go to {room}', route_to: 'To {place}', route_summary: 'About {m} m, {min} min walk', you_are_next: 'You are next: please wait at the door',
     next_text: '{name}: about {wait} min wait, {walk} min walk',
+    you_are_here: 'You are here', here_text: 'You are on {floor} (within about {m} m)', off_route: '; you left the route, so it was planned again',
+    leave_now: 'Time to go', leave_text: 'About {walk} min walk; you will be called in about {eta} min',
   });
   const ticketId = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
   const token = CF.params.get('token') || '';
-  let ticket = null, lastSeq = null, socket = null, plan = null, routeKey = '', snapshotSeen = false;
+  let ticket = null, lastSeq = null, socket = null, plan = null, routeKey = '', snapshotSeen = false, located = null, offRoute = false, leaveRoute = null;
 
   function problem(title, text) {
     $('#problem-title').textContent = t(title); $('#problem-text').textContent = t(text);
@@ -50,6 +54,7 @@
     // Why this place in line ("2 priority patients ahead; you are next after them").
     const note = waiting && ticket.position_note;
     $('#position-note').textContent = note ? CF.pick(note.zh, note.en) : '';
+    if (ticket.status !== 'waiting') { leaveRoute = null; $('#leave').classList.add('hidden'); }
     const called = ticket.status === 'called';
     $('#called').classList.toggle('hidden', !called);
     if (called) $('#called-text').textContent = t('go_to', { room: roomName() });
@@ -88,6 +93,11 @@
     return '';
   }
   async function updateRoute() {
+    // "Leave now" brought the way from where the patient is: keep it while they wait.
+    if (leaveRoute && ticket && ticket.status === 'waiting') {
+      if (routeKey !== 'leave') { routeKey = 'leave'; drawRoute(leaveRoute, leaveRoute.from.ref, leaveRoute.to.ref, leaveRoute.to.name); }
+      return;
+    }
     const to = destination();
     const key = `${to}|${CF.lang}`;
     if (!to) {
@@ -109,6 +119,32 @@
     $('#route-summary').textContent = t('route_summary', { m: Math.round(route.distance_m), min: CF.minutes(route.duration_s) });
     $('#steps').replaceChildren(...route.steps.map(s => el('li', { text: typeof s === 'string' ? s : s.text })));
     $('#maps').replaceChildren(...CF.routeMaps(route, from, to));
+    showHere();
+  }
+
+  // ---- where the patient is (BLE, kiosk and QR scans): a dot on the level drawing ----
+  function showHere() {
+    const d = located && located.drawing;
+    if (!d) return;
+    // On the route's own drawing of that level when one is shown, else on a plain one.
+    let fig = [...document.querySelectorAll('#maps figure.level-map')].find(f => f.dataset.level === d.level && !$('#route').classList.contains('hidden'));
+    $('#here').classList.remove('hidden');
+    if (!fig) {
+      fig = $('#here-map figure');
+      if (!fig || fig.dataset.level !== d.level) {
+        fig = el('figure', { class: 'level-map', 'data-level': d.level },
+          el('img', { src: `/api/v1/maps/${encodeURIComponent(d.venue)}/levels/${encodeURIComponent(d.level)}.svg`, alt: CF.pick(d.floor.zh, d.floor.en) }));
+        $('#here-map').replaceChildren(fig);
+      }
+    } else {
+      $('#here-map').replaceChildren();
+    }
+    for (const old of document.querySelectorAll('.here-dot')) if (old.parentElement !== fig) old.remove();
+    let dot = fig.querySelector('.here-dot');
+    if (!dot) { dot = el('span', { class: 'here-dot', role: 'img', 'aria-label': t('you_are_here') }); fig.append(dot); }
+    Object.assign(dot.style, { left: `${(d.u * 100).toFixed(2)}%`, top: `${(d.v * 100).toFixed(2)}%` });
+    const spread = Math.max(1, Math.round(located.location.spread_m || 0));
+    $('#here-text').textContent = t('here_text', { floor: CF.pick(d.floor.zh, d.floor.en), m: spread }) + (offRoute ? t('off_route') : '');
   }
 
   // ---- next stop (orders from the HIS) ----
@@ -141,12 +177,19 @@
 
   function connect() {
     socket = CF.live(() => `/ws/tickets/${encodeURIComponent(ticketId)}?token=${encodeURIComponent(token)}` + (lastSeq !== null ? `&since=${lastSeq}` : ''), {
-      onStatus: up => $('#lost').classList.toggle('hidden', up),
+      onStatus: up => { $('#lost').classList.toggle('hidden', up); document.body.dataset.live = up ? '1' : '0'; },
       onMessage: m => {
         if (m.seq !== undefined && m.type !== 'position') lastSeq = Math.max(lastSeq || 0, m.seq);
         if (m.type === 'snapshot') { ticket = m.ticket; snapshotSeen = true; render(); }
         else if (m.type === 'position') { if (ticket) { ticket.position = m.position; ticket.eta_secs = m.eta_secs; ticket.position_note = m.note; render(); } }
-        else if (m.type === 'next_stop') { plan = m.plan || plan; if (m.done) plan = { done: true }; render(); }
+        else if (m.type === 'next_stop') { plan = m.plan || plan; if (m.done) plan = { done: true }; offRoute = m.why === 'off_route'; render(); }
+        else if (m.type === 'location') { located = m; showHere(); }
+        else if (m.type === 'leave_now') {
+          $('#leave').classList.remove('hidden');
+          $('#leave-text').textContent = t('leave_text', { walk: CF.minutes(m.walk_s), eta: CF.minutes(m.eta_secs) });
+          try { navigator.vibrate && navigator.vibrate([300, 150, 300]); } catch (_) {}
+          leaveRoute = m.route; routeKey = ''; updateRoute();
+        }
         else if (m.type === 'event') {
           if ((m.event === 'called' || m.event === 'recalled') && snapshotSeen) alertCall();
           if (m.event === 'you_are_next') { $('#status').textContent = t('you_are_next'); }

@@ -55,13 +55,72 @@ pub struct Guide {
     pub floor: Floor,
     pub orders: Arc<OrderStore>,
     pub maps: Arc<MapStore>,
+    /// Live positions: where a patient is when no place is given.
+    pub positions: super::positions::PositionDesk,
 }
 
 fn now_ms() -> i64 {
     super::now_ms()
 }
 
+/// The `from.ref` of a route that starts at the patient's live position.
+pub const HERE_REF: &str = "position";
+/// A live position older than this is not used as "where the patient is".
+pub const FRESH_POSITION_MS: i64 = 120_000;
+
 impl Guide {
+    /// The patient's live position as a route start, when it is fresh.
+    pub async fn live_here(&self, p: &PatientId, atlas: &crate::map::store::Atlas) -> Option<crate::map::store::Resolved> {
+        let (loc, _) = self.positions.location(p.as_str()).await;
+        let loc = loc.filter(|l| now_ms() - l.t <= FRESH_POSITION_MS)?;
+        self.endpoint_at(atlas, &loc)
+    }
+
+    /// A route start at a position: the nearest navigation node on its level.
+    pub fn endpoint_at(&self, atlas: &crate::map::store::Atlas, loc: &super::positions::Located) -> Option<crate::map::store::Resolved> {
+        let venue = atlas.venue(&loc.venue)?.clone();
+        let level = venue.levels.iter().position(|l| l.id == loc.level)?;
+        let node = venue.nearest_node(level, loc.x, loc.y)?;
+        let endpoint = Endpoint { label: Labels { zh: "您的位置".into(), en: "Your position".into() }, nodes: vec![node], place: None };
+        Some(crate::map::store::Resolved { venue, endpoint })
+    }
+
+    /// The line of a route as `route_json` wrote it, to follow a position along it.
+    pub fn route_line(&self, route: &Value) -> Option<crate::position::guidance::RouteLine> {
+        let atlas = self.maps.current();
+        let venue = atlas.venue(route["venue"].as_str()?)?;
+        let nodes: Vec<&str> = route["path"].as_array()?.iter().filter_map(|n| n["node"].as_str()).collect();
+        crate::position::guidance::RouteLine::from_nodes(venue, &nodes, route["duration_s"].as_f64().unwrap_or(0.0))
+    }
+
+    /// The route from a live position to a place (`department:…`, `room:…`), with its walking time.
+    pub fn route_from(&self, loc: &super::positions::Located, to: &str, profile: Profile, lang: Lang) -> Option<(Value, f64)> {
+        let atlas = self.maps.current();
+        let here = self.endpoint_at(&atlas, loc)?;
+        let goal = here.venue.resolve(to)?;
+        let r = here.venue.route(&here.endpoint, &goal, profile).ok()?;
+        let seconds = r.seconds;
+        Some((route_json(&here.venue, &r, &here.endpoint, &goal, HERE_REF, to, lang), seconds))
+    }
+
+    /// Where a position falls on its level's drawing (`/maps/{venue}/levels/{level}.svg`), as
+    /// fractions of the image, for the phone's "you are here" dot.
+    pub fn on_drawing(&self, loc: &super::positions::Located) -> Option<Value> {
+        let atlas = self.maps.current();
+        let venue = atlas.venue(&loc.venue)?;
+        let level = venue.levels.iter().position(|l| l.id == loc.level)?;
+        let (u, v) = crate::map::render::fraction(venue, level, loc.x, loc.y);
+        let floor = &venue.levels[level].short_name;
+        Some(json!({"venue": venue.id, "level": loc.level, "floor": floor, "u": (u * 1e4).round() / 1e4, "v": (v * 1e4).round() / 1e4}))
+    }
+
+    /// A patient at a kiosk or QR marker is exactly there: their live position snaps to it.
+    pub fn fixed_point(&self, p: &PatientId, r: &crate::map::store::Resolved) {
+        let Some(place) = r.endpoint.place.map(|i| &r.venue.places[i]).filter(|pl| pl.kind == crate::map::model::PlaceKind::Marker) else { return };
+        let [x, y] = r.venue.to_local(place.lon, place.lat);
+        self.positions.fix(p.as_str(), &r.venue.id, place.level, x, y, now_ms());
+    }
+
     fn hospital(&self) -> &Hospital {
         &self.floor.hospital
     }
@@ -157,17 +216,26 @@ impl Guide {
         if todo.is_empty() {
             return Ok(json!({"patient": p, "done": true, "next": null, "orders": list}));
         }
-        // Where the patient is: given, or the room of their latest ticket.
+        // Where the patient is: given, their live position, or the room of their latest ticket.
         let atlas = self.maps.current();
-        let here_ref = match at.filter(|s| !s.is_empty()) {
-            Some(a) => a.to_owned(),
-            None => tickets
-                .iter()
-                .max_by_key(|t| t.issued_at)
-                .and_then(|t| t.room.as_ref().map(|r| format!("room:{r}")).or_else(|| Some(format!("department:{}", self.hospital().queues.get(&t.queue)?.department))))
-                .ok_or_else(|| GuideError::Refused(400, "missing_parameter", "where is the patient? give at= (a kiosk or QR marker, a room)".into()))?,
+        let (here, here_ref) = match at.filter(|s| !s.is_empty()) {
+            Some(a) => {
+                let r = atlas.resolve(a)?;
+                self.fixed_point(p, &r);
+                (r, a.to_owned())
+            }
+            None => match self.live_here(p, &atlas).await {
+                Some(r) => (r, HERE_REF.to_owned()),
+                None => {
+                    let r = tickets
+                        .iter()
+                        .max_by_key(|t| t.issued_at)
+                        .and_then(|t| t.room.as_ref().map(|r| format!("room:{r}")).or_else(|| Some(format!("department:{}", self.hospital().queues.get(&t.queue)?.department))))
+                        .ok_or_else(|| GuideError::Refused(400, "missing_parameter", "where is the patient? give at= (a kiosk or QR marker, a room)".into()))?;
+                    (atlas.resolve(&r)?, r)
+                }
+            },
         };
-        let here = atlas.resolve(&here_ref)?;
         let map: &VenueMap = &here.venue;
         let places: Vec<Endpoint> = todo
             .iter()

@@ -72,8 +72,27 @@ pub struct PatientSession {
     last_next: Option<String>,
     /// A re-plan is running; ticks meanwhile are skipped.
     planning: bool,
+    /// Live guidance: where the ticket's queue is, the route being followed (the next stop's,
+    /// or the way to the queue after "leave now"), whether the patient has left it, and when
+    /// "leave now" was last weighed.
+    guidance: Guidance,
     hub: SessionHub,
 }
+
+#[derive(Default)]
+struct Guidance {
+    dest: Option<String>,
+    line: Option<crate::position::guidance::RouteLine>,
+    follow: crate::position::guidance::Follow,
+    leave: crate::position::guidance::LeaveNow,
+    checking: bool,
+    last_check_ms: i64,
+    /// The attach snapshot's time until the call (waiting tickets), before any position round.
+    snapshot_eta: Option<u64>,
+}
+
+/// How often "leave now" is weighed for a moving patient.
+const LEAVE_CHECK_MS: i64 = 10_000;
 
 impl PatientSession {
     /// Bring the feed up to date from the journal (at start, and after a missed broadcast).
@@ -141,6 +160,11 @@ impl Handler<Attach> for PatientSession {
         if self.patient.is_none() {
             self.patient = Some(msg.snapshot.patient_id.clone());
         }
+        self.guidance.dest = Some(format!("department:{}", msg.snapshot.department));
+        // The time until the call as the snapshot says, until the first position round.
+        if msg.snapshot.status == crate::domain::queue::Status::Waiting {
+            self.guidance.snapshot_eta = msg.snapshot.eta_secs;
+        }
         let snapshot = serde_json::json!({"type": "snapshot", "seq": self.feed.last_seq(), "ticket": msg.snapshot});
         let mut first = vec![snapshot.to_string()];
         if let Some(since) = msg.since {
@@ -169,7 +193,7 @@ impl Handler<Detach> for PatientSession {
     fn handle(&mut self, msg: Detach, ctx: &mut Self::Context) {
         self.conns.retain(|(id, _)| *id != msg.0);
         if self.conns.is_empty() {
-            self.hub.forget(&self.ticket, &ctx.address());
+            self.hub.forget(&self.ticket, &ctx.address(), self.patient.as_ref().map(|p| p.as_str()));
             ctx.stop();
         }
     }
@@ -189,6 +213,7 @@ impl Handler<CatchUp> for PatientSession {
         if !fresh.is_empty() {
             // The place in line changed in kind (called, transferred …): the next position is news.
             self.last_position = None;
+            self.guidance.snapshot_eta = None;
         }
         for text in fresh {
             self.send_all(&text);
@@ -227,18 +252,23 @@ impl Handler<Position> for PatientSession {
 #[rtype(result = "()")]
 struct Replan {
     patients: Arc<std::collections::HashSet<String>>,
+    /// Why now, when it is not the regular round (`off_route`): planned and pushed even when
+    /// nothing else changed.
+    why: Option<&'static str>,
 }
 
 impl Handler<Replan> for PatientSession {
     type Result = ();
     fn handle(&mut self, msg: Replan, ctx: &mut Self::Context) {
         let (Some(patient), Some(guide)) = (self.patient.clone(), self.hub.inner.guide.clone()) else { return };
-        if self.planning || (!msg.patients.contains(patient.as_str()) && self.last_next.is_none()) {
+        if self.planning || (msg.why.is_none() && !msg.patients.contains(patient.as_str()) && self.last_next.is_none()) {
             return;
         }
         self.planning = true;
-        let fut = async move { guide.next_stop(&patient, None, crate::map::Profile::Default, crate::map::model::Lang::Zh).await };
-        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+        let why = msg.why;
+        let g = guide.clone();
+        let fut = async move { g.next_stop(&patient, None, crate::map::Profile::Default, crate::map::model::Lang::Zh).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
             act.planning = false;
             let plan = match res {
                 Ok(plan) => plan,
@@ -248,18 +278,90 @@ impl Handler<Replan> for PatientSession {
                 }
             };
             let next = &plan["next"];
+            // Follow the patient along the next stop's route from here on.
+            if let Some(line) = guide.route_line(&next["route"]) {
+                act.guidance.line = Some(line);
+                act.guidance.follow = Default::default();
+            }
             let key = if plan["done"] == true {
                 "done".to_owned()
             } else {
                 format!("{}|{}|{}", next["service"], next["reasons"]["en"], (next["expected_wait_s"].as_f64().unwrap_or(0.0) / 120.0).round())
             };
-            if act.last_next.as_deref() == Some(key.as_str()) {
+            if why.is_none() && act.last_next.as_deref() == Some(key.as_str()) {
                 return;
             }
             let done = key == "done";
             act.last_next = (!done).then_some(key);
-            let text = serde_json::json!({"type": "next_stop", "seq": act.feed.last_seq(), "ticket": act.ticket, "done": done, "plan": plan});
+            let text = serde_json::json!({"type": "next_stop", "seq": act.feed.last_seq(), "ticket": act.ticket, "done": done, "why": why, "plan": plan});
             act.send_all(&text.to_string());
+        }));
+    }
+}
+
+/// The patient's live position (at most about once a second): shown on the phone, followed
+/// along the route, and weighed against the time until the call.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Locate(Arc<super::positions::Located>);
+
+impl Handler<Locate> for PatientSession {
+    type Result = ();
+    fn handle(&mut self, msg: Locate, ctx: &mut Self::Context) {
+        use crate::position::guidance::OFF_ROUTE_M;
+        let loc = msg.0;
+        let guide = self.hub.inner.guide.clone();
+        let mut frame = serde_json::json!({"type": "location", "seq": self.feed.last_seq(), "ticket": self.ticket, "location": &*loc});
+        if let Some(d) = guide.as_ref().and_then(|g| g.on_drawing(&loc)) {
+            frame["drawing"] = d;
+        }
+        let mut left_route = false;
+        if let Some(line) = &self.guidance.line {
+            let p = line.progress(&loc.level, loc.x, loc.y);
+            let on = p.off_m <= OFF_ROUTE_M.max(2.0 * loc.spread_m);
+            frame["route"] = serde_json::json!({
+                "on_route": on,
+                "off_m": p.off_m.is_finite().then(|| (p.off_m * 10.0).round() / 10.0),
+                "remaining_m": p.remaining_m.round(), "remaining_s": p.remaining_s.round(),
+            });
+            left_route = self.guidance.follow.update(&p, loc.spread_m, loc.t);
+        }
+        self.send_all(&frame.to_string());
+        if left_route {
+            // Off the route for a while: plan again from where the patient is now.
+            self.guidance.line = None;
+            self.guidance.follow = Default::default();
+            ctx.address().do_send(Replan { patients: Arc::new(Default::default()), why: Some("off_route") });
+        }
+        // "Leave now": a waiting ticket, a known time until the call, weighed every few seconds.
+        let (Some(guide), Some(dest)) = (guide, self.guidance.dest.clone()) else { return };
+        let eta = match &self.last_position {
+            Some(p) => p.1,
+            None => self.guidance.snapshot_eta,
+        };
+        let Some(eta) = eta else { return };
+        if self.guidance.checking || loc.t - self.guidance.last_check_ms < LEAVE_CHECK_MS {
+            return;
+        }
+        self.guidance.checking = true;
+        self.guidance.last_check_ms = loc.t;
+        let l = loc.clone();
+        let fut = async move { tokio::task::spawn_blocking(move || guide.route_from(&l, &dest, crate::map::Profile::Default, crate::map::model::Lang::Zh)).await.ok().flatten() };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
+            act.guidance.checking = false;
+            let Some((route, walk_s)) = res else { return };
+            // The wait may have moved while the route was computed: use the latest.
+            let eta = act.last_position.as_ref().map_or(Some(eta), |p| p.1);
+            let Some(eta) = eta else { return };
+            if act.guidance.leave.update(walk_s, eta as f64) {
+                act.guidance.line = act.hub.inner.guide.as_ref().and_then(|g| g.route_line(&route));
+                act.guidance.follow = Default::default();
+                let text = serde_json::json!({
+                    "type": "leave_now", "seq": act.feed.last_seq(), "ticket": act.ticket,
+                    "walk_s": walk_s.round(), "eta_secs": eta, "route": route,
+                });
+                act.send_all(&text.to_string());
+            }
         }));
     }
 }
@@ -271,6 +373,8 @@ struct HubInner {
     metrics: Arc<Metrics>,
     /// Queues with changes since the last position round.
     dirty: Mutex<BTreeSet<QueueId>>,
+    /// Patient → the tickets with a session, for live positions (which are per visit).
+    by_patient: RwLock<HashMap<String, Vec<TicketId>>>,
     /// Plans next stops for patients with orders (absent in setups without the guide).
     guide: Option<super::guide::Guide>,
     /// The thread patient sessions, routers and the position ticker run on, apart from the
@@ -300,6 +404,7 @@ impl SessionHub {
                 hospital: floor.hospital.clone(),
                 metrics,
                 dirty: Mutex::new(BTreeSet::new()),
+                by_patient: RwLock::new(HashMap::new()),
                 guide,
                 arbiter: actix_rt::Arbiter::new().handle(),
             }),
@@ -339,7 +444,25 @@ impl SessionHub {
                         _ => continue,
                     };
                     for addr in hub3.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).values() {
-                        addr.do_send(Replan { patients: patients.clone() });
+                        addr.do_send(Replan { patients: patients.clone(), why: None });
+                    }
+                }
+            });
+            // Live positions go to the sessions of the patient's tickets.
+            let mut rx = guide.positions.subscribe();
+            let hub4 = hub.clone();
+            hub.inner.arbiter.spawn(async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(loc) => {
+                            let tickets = hub4.inner.by_patient.read().unwrap_or_else(|p| p.into_inner()).get(&loc.patient).cloned().unwrap_or_default();
+                            for addr in tickets.iter().filter_map(|t| hub4.get(t)) {
+                                addr.do_send(Locate(loc.clone()));
+                            }
+                        }
+                        // Positions are soon stale: a missed one is followed by the next.
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => break,
                     }
                 }
             });
@@ -416,10 +539,17 @@ impl SessionHub {
         self.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).get(t).cloned()
     }
 
-    fn forget(&self, t: &TicketId, addr: &Addr<PatientSession>) {
+    fn forget(&self, t: &TicketId, addr: &Addr<PatientSession>, patient: Option<&str>) {
         let mut m = self.inner.sessions.write().unwrap_or_else(|p| p.into_inner());
         if m.get(t) == Some(addr) {
             m.remove(t);
+            let mut by = self.inner.by_patient.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(ts) = patient.and_then(|p| by.get_mut(p)) {
+                ts.retain(|x| x != t);
+                if ts.is_empty() {
+                    by.remove(patient.unwrap_or_default());
+                }
+            }
         }
     }
 
@@ -437,6 +567,7 @@ impl SessionHub {
             patient: None,
             last_next: None,
             planning: false,
+            guidance: Guidance::default(),
             hub: self.clone(),
         };
         let addr = PatientSession::start_in_arbiter(&self.inner.arbiter, move |_| addr);
@@ -460,10 +591,16 @@ impl SessionHub {
             let (kill, killed) = oneshot::channel();
             match addr.send(Attach { since, snapshot: snapshot.clone(), tx: tx.clone(), kill }).await {
                 Ok(id) => {
+                    let mut by = self.inner.by_patient.write().unwrap_or_else(|p| p.into_inner());
+                    let ts = by.entry(snapshot.patient_id.as_str().to_owned()).or_default();
+                    if !ts.contains(ticket) {
+                        ts.push(ticket.clone());
+                    }
+                    drop(by);
                     self.inner.metrics.ws_connections.inc();
                     return Ok((addr, id, killed));
                 }
-                Err(_) => self.forget(ticket, &addr),
+                Err(_) => self.forget(ticket, &addr, Some(snapshot.patient_id.as_str())),
             }
         }
         Err(AttachError)

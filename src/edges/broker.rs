@@ -6,7 +6,7 @@
 //! configured display and keypad logs in with its id and a password derived from the data
 //! dir's device key ([`credentials`]), and may use only its own topics: a display reads its
 //! `state` and `announce` and writes its `status`; a keypad writes its `command` and reads its
-//! `ack`. Anything else is refused by the broker (the ACL plugin's rules, generated here).
+//! `ack`; a BLE gateway writes its `scan`. Anything else is refused by the broker (the ACL plugin's rules, generated here).
 //! Sockets run with TCP_NODELAY: a call must not wait for a delayed ACK.
 
 use crate::domain::config::Hospital;
@@ -36,7 +36,7 @@ pub static REFUSED: std::sync::LazyLock<prometheus::IntCounterVec> = std::sync::
 /// What one device may do on the broker, and how it logs in.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceCredential {
-    /// `display` or `keypad`.
+    /// `display`, `keypad` or `gateway`.
     pub kind: &'static str,
     pub id: String,
     pub username: String,
@@ -58,14 +58,18 @@ pub fn server_password(device_key: &str) -> String {
     derive(device_key, "server")
 }
 
-/// Every configured device's login and topics. Device ids are the usernames, so a display and a
-/// keypad may not share an id, and none may be the server's.
-pub fn credentials(hospital: &Hospital, prefix: &str, device_key: &str) -> anyhow::Result<Vec<DeviceCredential>> {
+/// Every configured device's login and topics: the hospital's displays and keypads, and the BLE
+/// gateways of the loaded radio maps (`gateways`, their anchor ids), which may only publish their
+/// `scan`. Device ids are the usernames, so no two devices may share an id, and none may be the
+/// server's.
+pub fn credentials(hospital: &Hospital, prefix: &str, device_key: &str, gateways: &[String]) -> anyhow::Result<Vec<DeviceCredential>> {
     // (kind, topic folder, id, may subscribe to, may publish to)
     let displays = hospital.displays.iter().map(|d| ("display", "displays", &d.id, &["state", "announce"][..], &["status", "ack"][..]));
     let keypads = hospital.keypads.iter().map(|k| ("keypad", "keypads", &k.id, &["ack"][..], &["command"][..]));
+    let gateways = gateways.iter().map(|g| ("gateway", "gateways", g, &[][..], &["scan"][..]));
     let out: Vec<DeviceCredential> = displays
         .chain(keypads)
+        .chain(gateways)
         .map(|(kind, folder, id, subscribe, publish)| {
             let topics = |leaves: &[&str]| leaves.iter().map(|leaf| format!("{prefix}/{folder}/{id}/{leaf}")).collect();
             DeviceCredential {
@@ -82,7 +86,7 @@ pub fn credentials(hospital: &Hospital, prefix: &str, device_key: &str) -> anyho
     names.push(SERVER_USER);
     names.sort_unstable();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-        anyhow::bail!("device id {:?} is used twice (displays and keypads log in by id, and {SERVER_USER:?} is the server's)", w[0]);
+        anyhow::bail!("device id {:?} is used twice (displays, keypads and gateways log in by id, and {SERVER_USER:?} is the server's)", w[0]);
     }
     for c in &out {
         anyhow::ensure!(
@@ -254,14 +258,17 @@ mod tests {
     #[test]
     fn every_device_gets_its_own_topics_and_the_rules_parse() {
         let h = Hospital::demo();
-        let c = credentials(&h, "clinicflow/demo", "key-0123456789abcdef").unwrap();
-        assert_eq!(c.len(), h.displays.len() + h.keypads.len());
+        let c = credentials(&h, "clinicflow/demo", "key-0123456789abcdef", &["gw-a1".to_owned()]).unwrap();
+        assert_eq!(c.len(), h.displays.len() + h.keypads.len() + 1);
+        let gw = c.iter().find(|d| d.id == "gw-a1").unwrap();
+        assert_eq!((gw.kind, gw.subscribe.len(), gw.publish.clone()), ("gateway", 0, vec!["clinicflow/demo/gateways/gw-a1/scan".to_owned()]));
+        assert!(credentials(&h, "p", "key", &["door-c-101".to_owned()]).is_err(), "a gateway may not take a display's id");
         let door = c.iter().find(|d| d.id == "door-c-101").unwrap();
         assert_eq!(door.subscribe, vec!["clinicflow/demo/displays/door-c-101/state", "clinicflow/demo/displays/door-c-101/announce"]);
         assert_eq!(door.publish, vec!["clinicflow/demo/displays/door-c-101/status", "clinicflow/demo/displays/door-c-101/ack"]);
         let other = c.iter().find(|d| d.id == "door-c-102").unwrap();
         assert_ne!(door.password, other.password, "one password per device");
-        assert_eq!(door.password, credentials(&h, "clinicflow/demo", "key-0123456789abcdef").unwrap()[0].password, "derived, stable");
+        assert_eq!(door.password, credentials(&h, "clinicflow/demo", "key-0123456789abcdef", &[]).unwrap()[0].password, "derived, stable");
         let rules = acl_rules(&c, "pw");
         let parsed: toml::Value = toml::from_str(&rules).unwrap();
         let rules = parsed["rules"].as_array().unwrap();

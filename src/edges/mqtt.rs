@@ -1,7 +1,7 @@
-//! MQTT edge: wall displays and caller keypads. The server is a client of a broker (rumqttc);
-//! it publishes each display's retained `state` and one `announce` per call, tracks displays'
-//! `status` (online/offline, set by their last will), and applies keypad `command`s, answering
-//! on `ack`. Topics and payloads: `firmware-protocol/README.md`.
+//! MQTT edge: wall displays, caller keypads and BLE gateways. The server is a client of a broker
+//! (rumqttc); it publishes each display's retained `state` and one `announce` per call, tracks
+//! displays' `status` (online/offline, set by their last will), applies keypad `command`s,
+//! answering on `ack`, and hands gateways' `scan` reports to the position desk. Topics and payloads: `firmware-protocol/README.md`.
 
 use crate::actors::displays::{DisplayFeed, DisplayMessage};
 use crate::actors::Floor;
@@ -160,7 +160,7 @@ impl DisplayRegistry {
 }
 
 /// Start the MQTT edge. Must run inside an actix system.
-pub fn start(settings: MqttSettings, floor: Floor, feed: DisplayFeed, registry: DisplayRegistry, metrics: Arc<Metrics>) {
+pub fn start(settings: MqttSettings, floor: Floor, feed: DisplayFeed, registry: DisplayRegistry, positions: crate::actors::positions::PositionDesk, metrics: Arc<Metrics>) {
     let mut opts = MqttOptions::new(format!("clinicflow-{}", std::process::id()), settings.host.clone(), settings.port);
     opts.set_keep_alive(Duration::from_secs(15));
     opts.set_max_packet_size(64 * 1024, 64 * 1024);
@@ -184,6 +184,7 @@ pub fn start(settings: MqttSettings, floor: Floor, feed: DisplayFeed, registry: 
     // The event loop: never returns on errors, logs and backs off.
     {
         let (client, prefix, metrics) = (client.clone(), prefix.clone(), metrics.clone());
+        let gateways = positions.enabled();
         actix_rt::spawn(async move {
             let mut backoff = Duration::from_millis(200);
             loop {
@@ -193,6 +194,10 @@ pub fn start(settings: MqttSettings, floor: Floor, feed: DisplayFeed, registry: 
                         backoff = Duration::from_millis(200);
                         for t in ["keypads/+/command", "displays/+/status", "displays/+/ack"] {
                             let _ = client.try_subscribe(format!("{prefix}/{t}"), QoS::AtLeastOnce);
+                        }
+                        if gateways {
+                            // Scans are many and soon stale: at most once is right for them.
+                            let _ = client.try_subscribe(format!("{prefix}/gateways/+/scan"), QoS::AtMostOnce);
                         }
                         let _ = resync_tx.try_send(());
                     }
@@ -216,7 +221,7 @@ pub fn start(settings: MqttSettings, floor: Floor, feed: DisplayFeed, registry: 
             }
         });
     }
-    actix_rt::spawn(handle_incoming(in_rx, client.clone(), prefix.clone(), floor, registry, feed.desk.clone(), metrics.clone()));
+    actix_rt::spawn(handle_incoming(in_rx, client.clone(), prefix.clone(), floor, registry, feed.desk.clone(), positions, metrics.clone()));
     actix_rt::spawn(publish_displays(client, prefix, feed, resync_rx));
 }
 
@@ -264,6 +269,7 @@ async fn handle_incoming(
     floor: Floor,
     registry: DisplayRegistry,
     desk: crate::actors::delivery::DeliveryDesk,
+    positions: crate::actors::positions::PositionDesk,
     metrics: Arc<Metrics>,
 ) {
     // Commands of different keypads are handled side by side (each waits for its own durable
@@ -278,6 +284,8 @@ async fn handle_incoming(
         let rest = p.topic.strip_prefix(prefix.as_str()).and_then(|r| r.strip_prefix('/')).unwrap_or("");
         let parts: Vec<&str> = rest.split('/').collect();
         match parts.as_slice() {
+            // A BLE gateway's report: handed to the position desk, which counts what it cannot use.
+            ["gateways", gw, "scan"] => positions.report(gw, &p.payload, crate::actors::now_ms()),
             ["displays", id, "status"] => display_status(&p, id, &registry, &desk, &metrics),
             ["displays", id, "ack"] => match crate::domain::delivery::AckMessage::parse(&p.payload) {
                 Some(a) => desk.ack(id, a.seq, a.stage, crate::actors::now_ms()),

@@ -29,6 +29,7 @@ pub struct WsState {
     pub hub: SessionHub,
     pub limits: PushLimits,
     pub displays: DisplayFeed,
+    pub positions: crate::actors::positions::PositionDesk,
 }
 
 async fn patient_socket(
@@ -45,6 +46,7 @@ async fn patient_socket(
         Some((_, v)) => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request("invalid_since", "since must be a non-negative integer"))?),
     };
     let snapshot = state.floor.ticket(&ticket).await?;
+    let phone = Phone { ticket: ticket.to_string(), patient: snapshot.patient_id.clone(), positions: ws.positions.clone(), guide: state.guide.clone() };
     let (response, session, stream) =
         actix_ws::handle(&req, body).map_err(|e| ApiError::bad_request("not_websocket", format!("a WebSocket upgrade is required: {e}")))?;
     let (tx, rx) = mpsc::channel(ws.limits.outbox);
@@ -57,13 +59,64 @@ async fn patient_socket(
     let limits = ws.limits;
     let metrics = state.metrics.clone();
     actix_web::rt::spawn(async move {
-        let reason = run(session, stream.max_frame_size(MAX_CLIENT_FRAME), rx, killed, limits).await;
+        let reason = run(session, stream.max_frame_size(MAX_CLIENT_FRAME), rx, killed, limits, |text| phone.message(text)).await;
         if let Some(r) = reason {
             metrics.ws_disconnects.with_label_values(&[r]).inc();
         }
         hub.detach(&addr, conn);
     });
     Ok(response)
+}
+
+/// Most beacons one phone scan may carry.
+const MAX_BEACONS: usize = 64;
+
+/// What a patient's phone may say on its socket (`firmware-protocol/README.md`, phone scans):
+/// `{"type": "scan", "t": ms?, "beacons": [{"id", "rssi"}]}` — the beacons it hears, for its
+/// visit's live position — and `{"type": "here", "at": "marker:…"}` — a QR marker it scanned.
+struct Phone {
+    ticket: String,
+    patient: crate::domain::ids::PatientId,
+    positions: crate::actors::positions::PositionDesk,
+    guide: crate::actors::guide::Guide,
+}
+
+#[derive(serde::Deserialize)]
+struct Beacon {
+    id: String,
+    rssi: f64,
+}
+
+impl Phone {
+    fn message(&self, text: &str) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { return };
+        let now = crate::actors::now_ms();
+        match v["type"].as_str() {
+            Some("scan") if self.positions.enabled() => {
+                let beacons = match serde_json::from_value::<Vec<Beacon>>(v["beacons"].clone()) {
+                    Ok(b) if !b.is_empty() && b.len() <= MAX_BEACONS => b,
+                    _ => return self.positions.malformed(),
+                };
+                let t = match &v["t"] {
+                    serde_json::Value::Null => now,
+                    t => match t.as_i64() {
+                        Some(t) => t,
+                        None => return self.positions.malformed(),
+                    },
+                };
+                self.positions.phone_scan(&self.ticket, self.patient.as_str(), beacons.into_iter().map(|b| (b.id, b.rssi)).collect(), t, now);
+            }
+            Some("here") => {
+                let Some(at) = v["at"].as_str() else { return };
+                let atlas = self.guide.maps.current();
+                let marker = crate::map::model::VenueMap::marker_from_payload(at.strip_prefix("marker:").unwrap_or(at));
+                if let Ok(r) = atlas.resolve(&format!("marker:{marker}")) {
+                    self.guide.fixed_point(&self.patient, &r);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Serve one connection until it ends; returns why the server ended it, if it did.
@@ -73,6 +126,7 @@ async fn run(
     mut outbox: mpsc::Receiver<String>,
     mut killed: tokio::sync::oneshot::Receiver<(u16, &'static str)>,
     limits: PushLimits,
+    mut on_text: impl FnMut(&str),
 ) -> Option<&'static str> {
     let mut client = Liveness::start(limits).await;
     let close_with = |code: u16, text: &str| Some(CloseReason { code: CloseCode::Other(code), description: Some(text.to_owned()) });
@@ -91,8 +145,13 @@ async fn run(
                 None => break None,
             },
             k = &mut killed => break k.ok().map(|(code, why)| (close_with(code, why), "too_slow")),
-            // A phone may send anything small; the feed is read-only, so text is ignored.
-            frame = stream.next() => client.frame(&mut session, frame).await,
+            // A phone may send its beacon scans and fixed-point scans; other text is ignored.
+            frame = stream.next() => {
+                if let Some(Ok(Message::Text(t))) = &frame {
+                    on_text(t);
+                }
+                client.frame(&mut session, frame).await
+            }
             _ = client.heartbeat.tick() => client.beat(&mut session).await,
         };
         match step {

@@ -253,6 +253,18 @@ impl VenueMap {
         [(lon - self.origin.0) * self.m_per_deg.0, (lat - self.origin.1) * self.m_per_deg.1]
     }
 
+    /// The navigation node nearest to `(x, y)` (local metres) on level `level` (an index into
+    /// `levels`): where a route from a live position starts.
+    pub fn nearest_node(&self, level: usize, x: f64, y: f64) -> Option<NodeIndex> {
+        self.graph
+            .node_indices()
+            .filter(|&n| self.graph[n].level == level)
+            .min_by(|&a, &b| {
+                let d = |n: NodeIndex| (self.graph[n].x - x).hypot(self.graph[n].y - y);
+                d(a).total_cmp(&d(b))
+            })
+    }
+
     pub fn markers(&self) -> impl Iterator<Item = &Place> {
         self.places.iter().filter(|p| p.kind == PlaceKind::Marker)
     }

@@ -24,18 +24,44 @@ fn fill(category: &str) -> &'static str {
 }
 
 /// The level `level` (index into `map.levels`) as an SVG document, with `route` drawn if given.
+/// Where a level's drawing puts local metres: its size in pixels and the corner it starts from.
+struct Frame {
+    minx: f64,
+    maxy: f64,
+    w: f64,
+    h: f64,
+}
+
+impl Frame {
+    fn of(map: &VenueMap, level: usize) -> Frame {
+        // Bounds: the outline, or everything on the level.
+        let mut pts: Vec<[f64; 2]> = map.levels[level].outline.clone();
+        pts.extend(map.units.iter().filter(|u| u.level == level).flat_map(|u| u.ring.iter().copied()));
+        pts.extend(map.graph.node_weights().filter(|n| n.level == level).map(|n| [n.x, n.y]));
+        let (minx, maxx) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p[0]), b.max(p[0])));
+        let (miny, maxy) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p[1]), b.max(p[1])));
+        let (minx, maxx, miny, maxy) = if minx.is_finite() { (minx, maxx, miny, maxy) } else { (0.0, 1.0, 0.0, 1.0) };
+        Frame { minx, maxy, w: (maxx - minx) * SCALE + 2.0 * PAD, h: (maxy - miny) * SCALE + 2.0 * PAD + 28.0 }
+    }
+
+    fn px(&self, p: [f64; 2]) -> (f64, f64) {
+        ((p[0] - self.minx) * SCALE + PAD, (self.maxy - p[1]) * SCALE + PAD + 28.0)
+    }
+}
+
+/// Where `(x, y)` (local metres) falls in the level's drawing, as fractions of its width and
+/// height (0..1 from the top left): for placing a "you are here" dot over the image.
+pub fn fraction(map: &VenueMap, level: usize, x: f64, y: f64) -> (f64, f64) {
+    let f = Frame::of(map, level);
+    let (px, py) = f.px([x, y]);
+    (px / f.w, py / f.h)
+}
+
 pub fn level_svg(map: &VenueMap, level: usize, route: Option<&Route>) -> String {
     let lvl = &map.levels[level];
-    // Bounds: the outline, or everything on the level.
-    let mut pts: Vec<[f64; 2]> = lvl.outline.clone();
-    pts.extend(map.units.iter().filter(|u| u.level == level).flat_map(|u| u.ring.iter().copied()));
-    pts.extend(map.graph.node_weights().filter(|n| n.level == level).map(|n| [n.x, n.y]));
-    let (minx, maxx) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p[0]), b.max(p[0])));
-    let (miny, maxy) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p[1]), b.max(p[1])));
-    let (minx, maxx, miny, maxy) = if minx.is_finite() { (minx, maxx, miny, maxy) } else { (0.0, 1.0, 0.0, 1.0) };
-    let w = (maxx - minx) * SCALE + 2.0 * PAD;
-    let h = (maxy - miny) * SCALE + 2.0 * PAD + 28.0;
-    let px = |p: [f64; 2]| ((p[0] - minx) * SCALE + PAD, (maxy - p[1]) * SCALE + PAD + 28.0);
+    let frame = Frame::of(map, level);
+    let (w, h) = (frame.w, frame.h);
+    let px = |p: [f64; 2]| frame.px(p);
     let path = |ring: &[[f64; 2]]| ring.iter().map(|&p| px(p)).map(|(x, y)| format!("{x:.1},{y:.1}")).collect::<Vec<_>>().join(" ");
 
     let mut s = String::new();

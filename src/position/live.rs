@@ -278,4 +278,19 @@ impl Positioning {
     pub fn bound_tags(&self) -> usize {
         self.tags.len()
     }
+
+    /// The visits holding at least one tag.
+    pub fn visits(&self) -> impl Iterator<Item = &str> {
+        self.visits.keys().map(String::as_str)
+    }
+
+    /// The tags bound to a visit.
+    pub fn tags_of(&self, visit: &str) -> &[String] {
+        self.visits.get(visit).map_or(&[], Vec::as_slice)
+    }
+
+    /// The visit a tag is bound to.
+    pub fn visit_of(&self, tag: &str) -> Option<&str> {
+        self.tags.get(tag).map(|b| b.visit.as_str())
+    }
 }

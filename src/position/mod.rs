@@ -6,6 +6,7 @@
 //! - [`radio`]: anchors, path loss and the per-state fingerprints (measured or predicted).
 //! - [`filter`]: the map-constrained tracker, one sparse belief per tag.
 //! - [`knn`]: the plain kNN baseline.
+//! - [`guidance`]: a position against the route being followed; off-route and "leave now".
 //! - [`live`]: gateway reports and phone scans → per-visit positions; tag binding, retention,
 //!   dropped readings counted by reason.
 //! - [`io`]: the CSV files (anchors, outlines, calibration, walks, paths).
@@ -16,6 +17,7 @@
 
 pub mod eval;
 pub mod filter;
+pub mod guidance;
 pub mod io;
 pub mod knn;
 pub mod live;

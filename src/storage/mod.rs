@@ -7,6 +7,7 @@
 mod sqlite;
 mod writer;
 pub mod orders;
+pub mod tags;
 
 pub use sqlite::SqliteJournal;
 pub use writer::{AppendReceipt, AppendSlot, JournalWriter, WriterLimits};

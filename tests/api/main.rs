@@ -12,6 +12,7 @@ mod pages;
 mod mqtt;
 mod openapi;
 mod policy;
+mod positions;
 mod push;
 mod webhooks;
 mod queue_flow;

@@ -25,13 +25,15 @@ async fn every_documented_operation_exists() {
                 .replace("{venue}", "demo-hospital")
                 .replace("{file}", "A-L1.svg")
                 .replace("{patient}", "p-openapi")
-                .replace("{order}", "o-1");
+                .replace("{order}", "o-1")
+                .replace("{tag}", "wb-openapi");
             let url = app.url(&format!("{server}{concrete}"));
             let req = match method.as_str() {
                 "get" => app.client.get(url),
                 "post" => app.client.post(url),
                 // An empty body: refused as invalid JSON, so nothing changes.
                 "put" => app.client.put(url),
+                "delete" => app.client.delete(url),
                 other => panic!("the server has no {other} routes"),
             };
             let r = req.bearer_auth(TOKEN).send().await.unwrap();

@@ -4,6 +4,7 @@ mod auth;
 pub mod error;
 pub mod maps;
 pub mod patients;
+pub mod positions;
 
 pub use auth::Auth;
 use auth::{ALL_STAFF, CLINICAL};
@@ -48,6 +49,8 @@ pub struct AppState {
     pub guide: crate::actors::guide::Guide,
     /// Each display's and keypad's login and topics on the embedded broker.
     pub device_credentials: Arc<Vec<crate::edges::broker::DeviceCredential>>,
+    /// Live BLE positions and tag bindings.
+    pub positions: crate::actors::positions::PositionDesk,
 }
 
 type Data = web::Data<AppState>;
@@ -75,6 +78,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/patients/{patient}/orders/{order}/{action}").route(web::post().to(patients::order_action)))
                 .service(resource("/patients/{patient}/next").route(web::get().to(patients::next)))
                 .service(resource("/patients/{patient}/next/accept").route(web::post().to(patients::accept)))
+                .service(resource("/patients/{patient}/tags/{tag}").route(web::put().to(positions::bind)).route(web::delete().to(positions::unbind)))
+                .service(resource("/patients/{patient}/visit/end").route(web::post().to(positions::end_visit)))
+                .service(resource("/patients/{patient}/location").route(web::get().to(positions::location)))
+                .service(resource("/positioning").route(web::get().to(positions::status)))
                 .service(resource("/route").route(web::get().to(maps::route)))
                 .service(resource("/pois").route(web::get().to(maps::pois)))
                 .service(resource("/locate").route(web::get().to(maps::locate)))
