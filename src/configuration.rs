@@ -73,6 +73,8 @@ pub struct Settings {
     pub visit_idle: std::time::Duration,
     /// How often visits are checked for that.
     pub visit_sweep: std::time::Duration,
+    /// How long a visit's position trail is kept (the latest position stays while the visit lasts).
+    pub position_retention: std::time::Duration,
 }
 
 impl Settings {
@@ -151,7 +153,9 @@ impl Settings {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let visit_idle = std::time::Duration::from_secs(env_number("CLINICFLOW_VISIT_IDLE_SECS")?.unwrap_or(30 * 60));
         let visit_sweep = std::time::Duration::from_secs(env_number("CLINICFLOW_VISIT_SWEEP_SECS")?.unwrap_or(60).max(1));
+        let position_retention = std::time::Duration::from_secs(env_number("CLINICFLOW_POSITION_RETENTION_SECS")?.unwrap_or(15 * 60));
         Ok(Self {
+            position_retention,
             radio,
             visit_idle,
             visit_sweep,

@@ -73,7 +73,8 @@ fn start_positioning(
     let tags_path = settings.data_dir.join("tags.sqlite");
     let tags = Arc::new(crate::storage::tags::TagStore::open(&tags_path).with_context(|| format!("opening {}", tags_path.display()))?);
     let today = chrono::Utc::now().with_timezone(&settings.hospital.tz).date_naive().to_string();
-    let desk = crate::actors::positions::PositionDesk::start(radios, tags, &today, crate::position::live::LiveRules::default(), metrics)?;
+    let rules = crate::position::live::LiveRules { retention_ms: settings.position_retention.as_millis() as i64, ..Default::default() };
+    let desk = crate::actors::positions::PositionDesk::start(radios, tags, &today, rules, metrics)?;
     crate::actors::positions::spawn_visit_sweeper(desk.clone(), floor.clone(), orders.clone(), settings.visit_idle, settings.visit_sweep);
     Ok(desk)
 }

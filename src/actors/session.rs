@@ -278,11 +278,6 @@ impl Handler<Replan> for PatientSession {
                 }
             };
             let next = &plan["next"];
-            // Follow the patient along the next stop's route from here on.
-            if let Some(line) = guide.route_line(&next["route"]) {
-                act.guidance.line = Some(line);
-                act.guidance.follow = Default::default();
-            }
             let key = if plan["done"] == true {
                 "done".to_owned()
             } else {
@@ -293,6 +288,9 @@ impl Handler<Replan> for PatientSession {
             }
             let done = key == "done";
             act.last_next = (!done).then_some(key);
+            // Follow the patient along the route the phone now shows.
+            act.guidance.line = guide.route_line(&next["route"]);
+            act.guidance.follow = Default::default();
             let text = serde_json::json!({"type": "next_stop", "seq": act.feed.last_seq(), "ticket": act.ticket, "done": done, "why": why, "plan": plan});
             act.send_all(&text.to_string());
         }));

@@ -46,6 +46,8 @@ pub struct Track {
     support: Vec<(u32, f32)>,
     /// The last reading per anchor: (anchor, rssi, when).
     heard: Vec<(u16, f32, i64)>,
+    /// When each anchor last heard the tag, within [`UNHEARD_MS`].
+    recent: Vec<(u16, i64)>,
     last_step_ms: Option<i64>,
     last: Option<Estimate>,
     lost_steps: u32,
@@ -96,6 +98,16 @@ const VELOCITY_KEEP: f64 = 0.5;
 const STAY_OPEN: f32 = 0.05;
 /// Steps in a row in which no state explains the readings before the belief starts over.
 const LOST_AFTER: u32 = 5;
+/// An anchor that should hear the tag where a state is, and has not for this long, counts
+/// against that state (as a reading at the sensitivity, at most [`MISS_DB`] off)...
+const UNHEARD_MS: i64 = 3_000;
+/// An unheard anchor counts at most this far off (dB): gateways miss reports now and then.
+const UNHEARD_CAP_DB: f64 = 6.0;
+/// ...provided the anchor is alive: it reported some tag within this long (one that has never
+/// reported counts as alive for this long after the tracker's first reading, then as off).
+const ALIVE_MS: i64 = 120_000;
+/// `alive` of an anchor known to work (replays of a working installation).
+const WORKING: i64 = i64::MAX;
 
 /// The filter over one radio map, with scratch space for its steps. One per owner (an actor,
 /// a replay); tracks are the per-tag state it updates.
@@ -103,12 +115,32 @@ pub struct Tracker {
     radio: Arc<RadioMap>,
     dense: Vec<f32>,
     touched: Vec<u32>,
+    /// Per anchor: when it last reported any tag (a silent anchor may be off, and says nothing);
+    /// `i64::MIN` never, [`WORKING`] known to work.
+    alive: Vec<i64>,
+    /// The first reading this tracker took.
+    first_ms: Option<i64>,
 }
 
 impl Tracker {
     pub fn new(radio: Arc<RadioMap>) -> Tracker {
         let n = radio.space.len();
-        Tracker { radio, dense: vec![0.0; n], touched: Vec::new() }
+        let anchors = radio.anchors();
+        Tracker { radio, dense: vec![0.0; n], touched: Vec::new(), alive: vec![i64::MIN; anchors], first_ms: None }
+    }
+
+    /// Every anchor works (a replay or simulation of a working installation): an anchor that
+    /// does not hear a tag always counts against the states it should hear it at.
+    pub fn all_anchors_working(&mut self) {
+        self.alive.fill(WORKING);
+    }
+
+    fn alive(&self, anchor: u16, t_ms: i64) -> bool {
+        match self.alive[anchor as usize] {
+            WORKING => true,
+            i64::MIN => self.first_ms.is_some_and(|f| t_ms.saturating_sub(f) <= ALIVE_MS),
+            last => t_ms.saturating_sub(last) <= ALIVE_MS,
+        }
     }
 
     pub fn radio(&self) -> &Arc<RadioMap> {
@@ -135,6 +167,15 @@ impl Tracker {
                 Some(_) => rejected += 1,
                 None => track.heard.push((r.anchor, r.rssi, scan.t_ms)),
             }
+            match track.recent.iter_mut().find(|h| h.0 == r.anchor) {
+                Some(h) => h.1 = h.1.max(scan.t_ms),
+                None => track.recent.push((r.anchor, scan.t_ms)),
+            }
+            let alive = &mut self.alive[r.anchor as usize];
+            if *alive != WORKING {
+                *alive = (*alive).max(scan.t_ms);
+            }
+            self.first_ms.get_or_insert(scan.t_ms);
         }
         let t = scan.t_ms;
         if let Some(last) = track.last_step_ms {
@@ -143,6 +184,7 @@ impl Tracker {
             }
         }
         track.heard.retain(|h| t - h.2 <= p.hold_ms);
+        track.recent.retain(|h| t - h.1 <= UNHEARD_MS);
         if track.heard.is_empty() {
             return Update { estimate: track.last, rejected };
         }
@@ -160,7 +202,7 @@ impl Tracker {
             }
             self.inject(track, loudest);
         }
-        let explained = self.weigh(track);
+        let explained = self.weigh(track, t);
         track.lost_steps = if explained { 0 } else { track.lost_steps + 1 };
         let previous = track.filtered;
         track.filtered = self.estimate(track, t);
@@ -273,11 +315,16 @@ impl Tracker {
 
     /// Multiplies in the readings' likelihood, normalises and prunes. False when no state of the
     /// belief explains the readings (the tag is somewhere else).
-    fn weigh(&self, track: &mut Track) -> bool {
+    fn weigh(&self, track: &mut Track, t_ms: i64) -> bool {
         let sigma = self.radio.file.params.sigma_db;
+        let sensitivity = self.radio.file.path_loss.sensitivity_dbm;
         let heard = &track.heard;
+        let recent = &track.recent;
         let mut logs: Vec<f64> = Vec::with_capacity(track.support.len());
         let mut best = f64::NEG_INFINITY;
+        // How well the best state explains what was heard (the unheard anchors aside: they
+        // weigh states against each other but never make the tag "lost").
+        let mut best_fit = f64::NEG_INFINITY;
         for &(s, _) in &track.support {
             let fp = self.radio.fingerprint(s);
             let (mut sum, mut n, mut misses) = (0.0f64, 0usize, 0usize);
@@ -301,6 +348,18 @@ impl Tracker {
                     ss += ((f - h.1) as f64 - offset).powi(2);
                 }
             }
+            best_fit = best_fit.max(-0.5 * ss / (sigma * sigma));
+            // Anchors that should hear the tag here, are alive, and have not: as if heard at
+            // the sensitivity.
+            for &a in self.radio.loud_at(s) {
+                if !self.alive(a, t_ms) || recent.iter().any(|h| h.0 == a) {
+                    continue;
+                }
+                let over = fp[a as usize] as f64 - offset - sensitivity;
+                if over > 0.0 {
+                    ss += over.min(UNHEARD_CAP_DB).powi(2);
+                }
+            }
             let l = -0.5 * ss / (sigma * sigma);
             best = best.max(l);
             logs.push(l);
@@ -322,7 +381,7 @@ impl Tracker {
             }
         }
         // Explained: some state within 3σ (on average per reading).
-        best > -4.5
+        best_fit > -4.5
     }
 
     fn estimate(&self, track: &Track, t_ms: i64) -> Option<Estimate> {

@@ -160,6 +160,10 @@ pub struct RadioMap {
     fingerprints: Vec<f32>,
     /// Per anchor: the states near it (where to look for a tag first heard there).
     near: Vec<Vec<u32>>,
+    /// CSR per state: the anchors that should hear a tag there ([`LOUD_DB`] above the
+    /// sensitivity), for the evidence of an anchor that did not.
+    loud_offsets: Vec<u32>,
+    loud: Vec<u16>,
     /// How many states got a measured fingerprint (the rest are predicted).
     pub measured_states: usize,
 }
@@ -184,6 +188,9 @@ const SAMPLE_REACH_M: f64 = 0.75;
 const MAX_GRID_CELLS: f64 = 4_000_000.0;
 /// How far from an anchor a tag first heard there is looked for.
 const NEAR_ANCHOR_M: f64 = 12.0;
+/// An anchor whose fingerprint at a state is this far above the sensitivity should hear a tag
+/// there.
+pub const LOUD_DB: f64 = 3.0;
 
 impl RadioMap {
     /// Builds the space and the fingerprints. `venue` must be given for a map-bound file.
@@ -309,7 +316,20 @@ impl RadioMap {
                 v
             })
             .collect();
-        Ok(RadioMap { file, space, anchor_ids, anchor_levels, fingerprints, near, measured_states })
+        let mut loud_offsets = Vec::with_capacity(space.len() + 1);
+        let mut loud = Vec::new();
+        loud_offsets.push(0);
+        let floor = (file.path_loss.sensitivity_dbm + LOUD_DB) as f32;
+        for st in 0..space.len() {
+            for a in 0..n_anchors {
+                let f = fingerprints[st * n_anchors + a];
+                if f.is_finite() && f >= floor {
+                    loud.push(a as u16);
+                }
+            }
+            loud_offsets.push(loud.len() as u32);
+        }
+        Ok(RadioMap { file, space, anchor_ids, anchor_levels, fingerprints, near, loud_offsets, loud, measured_states })
     }
 
     pub fn anchors(&self) -> usize {
@@ -323,6 +343,11 @@ impl RadioMap {
 
     pub fn near_anchor(&self, anchor: u16) -> &[u32] {
         &self.near[anchor as usize]
+    }
+
+    /// The anchors that should hear a tag at `state`.
+    pub fn loud_at(&self, state: u32) -> &[u16] {
+        &self.loud[self.loud_offsets[state as usize] as usize..self.loud_offsets[state as usize + 1] as usize]
     }
 }
 

@@ -79,6 +79,7 @@ fn scripted_walks(radio: &Arc<RadioMap>) -> Vec<f64> {
         let path = sim::walk_route(m, from, to).unwrap();
         for seed in 1..=4 {
             let mut tracker = Tracker::new(radio.clone());
+            tracker.all_anchors_working();
             let mut track = Track::default();
             // Starting at a kiosk, the patient's scan there is the first fix (as the app does);
             // from a room, the tracker starts cold, from the radio alone.
@@ -117,9 +118,9 @@ fn a_scripted_walk_through_the_hospital_keeps_the_floor_and_follows_the_patient(
     let q = |p: f64| errors[((errors.len() - 1) as f64 * p).round() as usize];
     eprintln!("scripted walks: {} estimates, median {:.2} m, p90 {:.2} m", errors.len(), q(0.5), q(0.9));
     assert!(errors.len() > 800);
-    // A guard, not the goal: issue 10 asks for p90 within 3 m; this tracker is at about 3 m
-    // (3.0 m pooled over these twelve walks; 2.7–3.9 m for single routes and other gateway spacings), so the bar here is what it holds everywhere.
-    assert!(q(0.5) <= 1.5 && q(0.9) <= 4.5, "median {:.2} m, p90 {:.2} m", q(0.5), q(0.9));
+    // Issue 10's bar: within 3 m at p90 (2.89 m pooled over these twelve walks; seeds 5–12,
+    // which no constant was chosen on, 2.80 m). Seeded, so the figures are exact, not noisy.
+    assert!(q(0.5) <= 1.5 && q(0.9) <= 3.0, "median {:.2} m, p90 {:.2} m", q(0.5), q(0.9));
 }
 
 #[test]

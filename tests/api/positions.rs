@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 const PREFIX: &str = "clinicflow/demo";
 /// Seconds of the walk sent (the server takes readings up to 30 s old).
 const WALK_S: usize = 24;
+const ENTRANCE_TO_ULTRASOUND: (&str, &str) = ("marker:K-A-entrance", "room:us-1");
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -27,12 +28,12 @@ fn radio_map(dir: &std::path::Path) -> (std::path::PathBuf, std::sync::Arc<posit
     (path, std::sync::Arc::new(built))
 }
 
-/// The first `WALK_S` seconds from the entrance kiosk towards ultrasound, as gateway reports
+/// The first `WALK_S` seconds of a walk (from the entrance kiosk towards ultrasound), as gateway reports
 /// about `tag` stamped so the last second is `end_ms`: (gateway, payload) per second, and where
 /// the walker truly was at the end (level id, x, y).
-fn walk(radio: &position::RadioMap, tag: &str, end_ms: i64) -> (Vec<Vec<(String, Value)>>, (String, f64, f64)) {
+fn walk(radio: &position::RadioMap, tag: &str, end_ms: i64, (from, to): (&str, &str)) -> (Vec<Vec<(String, Value)>>, (String, f64, f64)) {
     let m = clinicflow::map::demo();
-    let path = sim::walk_route(&m, "marker:K-A-entrance", "room:us-1").unwrap();
+    let path = sim::walk_route(&m, from, to).unwrap();
     let path = &path[..WALK_S];
     let start = end_ms - (WALK_S as i64 - 1) * 1000;
     let seconds = sim::gateway_scans(radio, &m, path, 11)
@@ -120,13 +121,13 @@ async fn put_tag(app: &TestApp, patient: &str, tag: &str) -> reqwest::Response {
 /// Publishes a walk's gateway reports about `tag` through `client` (one connection, so in order):
 /// every other second one message per tag heard (ESPresense), the others one array per gateway
 /// (a sweep). Returns the last reading's time, the first's, and the truth at the end.
-async fn publish_walk(client: &AsyncClient, radio: &position::RadioMap, tag: &str) -> (i64, i64, (String, f64, f64)) {
+async fn publish_walk(client: &AsyncClient, radio: &position::RadioMap, tag: &str, route: (&str, &str)) -> (i64, i64, (String, f64, f64)) {
     let scan = {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-protocol/schemas/scan.schema.json");
         jsonschema::validator_for(&serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()).unwrap()
     };
     let end = now_ms() + 2_000;
-    let (seconds, truth) = walk(radio, tag, end);
+    let (seconds, truth) = walk(radio, tag, end, route);
     let first_ts = seconds[0][0].1["ts"].as_i64().unwrap();
     let topic = |g: &str| format!("{PREFIX}/gateways/{g}/scan");
     for (i, second) in seconds.iter().enumerate() {
@@ -203,7 +204,7 @@ async fn a_wristband_is_followed_through_gateway_reports_to_the_patients_phone()
     for (g, p) in &bad {
         bulk.publish(topic(g), QoS::AtLeastOnce, false, p.clone()).await.unwrap();
     }
-    let (end, first_ts, truth) = publish_walk(&bulk, &radio, "wb-1").await;
+    let (end, first_ts, truth) = publish_walk(&bulk, &radio, "wb-1", ENTRANCE_TO_ULTRASOUND).await;
 
     // The phone sees the position arrive, placed on the level's drawing, and "leave now" (first in
     // line at the lab, two minutes away).
@@ -248,7 +249,7 @@ async fn a_wristband_is_followed_through_gateway_reports_to_the_patients_phone()
     expect(&mut phone, "snapshot", |_| true).await;
     phone.send(Message::text(json!({"type": "scan", "beacons": "nope"}).to_string())).await.unwrap();
     let end = now_ms() + 1_000;
-    let (seconds, truth) = walk(&radio, "ignored", end);
+    let (seconds, truth) = walk(&radio, "ignored", end, ENTRANCE_TO_ULTRASOUND);
     for second in &seconds {
         let beacons: Vec<Value> = second.iter().map(|(g, p)| json!({"id": g, "rssi": p["rssi"]})).collect();
         let t = second[0].1["ts"].as_i64().unwrap();
@@ -333,7 +334,7 @@ async fn the_patient_page_shows_where_the_patient_is_and_when_to_leave() {
 
     let (user, password) = server_login(&app);
     let (client, _task) = mqtt(app.mqtt_port.unwrap(), "gateways-page", &user, &password).await;
-    publish_walk(&client, &radio, "wb-page").await;
+    publish_walk(&client, &radio, "wb-page", ENTRANCE_TO_ULTRASOUND).await;
     until(&phone, "document.querySelector('.here-dot') !== null && !document.querySelector('#here').classList.contains('hidden')", "a dot where the patient is").await;
     until(&phone, "!document.querySelector('#leave').classList.contains('hidden')", "time to go to the lab").await;
     until(&phone, "document.querySelector('#route-title').textContent.includes('检验')", "with the way from here").await;
@@ -342,4 +343,39 @@ async fn the_patient_page_shows_where_the_patient_is_and_when_to_leave() {
     assert_eq!(dot, true, "the dot lies on its level drawing");
     screenshot(&phone, "patient-here-leave-now").await;
     phone.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_patient_who_leaves_the_route_is_planned_again_from_where_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let (radio_path, radio) = radio_map(dir.path());
+    // The demo config without opening hours, so the plan does not depend on the time of day.
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo-hospital.toml")).unwrap();
+    let text: String = text.lines().filter(|l| !l.starts_with("open =")).map(|l| format!("{l}\n")).collect();
+    let cfg = dir.path().join("hospital.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let app = crate::helpers::start_with_env(&dir.path().join("data"), Some(&cfg), &[("CLINICFLOW_REPLAN_SECS", "1"), ("CLINICFLOW_RADIO", radio_path.to_str().unwrap())]);
+    let t = app.issue("internal-medicine", "P-OFF-ROUTE").await;
+    assert_eq!(put_tag(&app, "P-OFF-ROUTE", "wb-off").await.status(), 201);
+    let mut ws = connect(&app, &t).await;
+    expect(&mut ws, "snapshot", |_| true).await;
+    // The doctor orders an ECG and a return visit; the consultation in room 101 ends.
+    let orders = json!({"orders": [{"id": "o-ecg", "code": "ECG"}, {"id": "o-ret", "code": "RETURN-IM"}]});
+    assert_eq!(app.post("/api/v1/patients/P-OFF-ROUTE/orders", orders).await.status(), 200);
+    assert_eq!(app.call_next("internal-medicine", "c-101").await.unwrap()["id"], t["id"]);
+    assert_eq!(app.post_empty(&format!("/api/v1/tickets/{}/complete", t["id"].as_str().unwrap())).await.status(), 200);
+    // The way to the ECG leaves room 101 to the left, along the corridor to the skybridge.
+    let first = expect(&mut ws, "next_stop", |v| v["done"] == false).await;
+    assert_eq!(first["plan"]["next"]["service"], "ecg", "{first}");
+    assert_eq!(first["plan"]["next"]["route"]["from"]["ref"], "room:c-101");
+
+    // The patient turns right instead, towards the stairs to 3F.
+    let (user, password) = server_login(&app);
+    let (client, _task) = mqtt(app.mqtt_port.unwrap(), "gateways-off-route", &user, &password).await;
+    publish_walk(&client, &radio, "wb-off", ("room:c-101", "room:c-301")).await;
+    let off = expect(&mut ws, "location", |v| v["route"]["on_route"] == false).await;
+    assert!(off["route"]["off_m"].as_f64().unwrap() > 8.0, "{off}");
+    let again = expect(&mut ws, "next_stop", |v| v["why"] == "off_route").await;
+    assert_eq!(again["plan"]["next"]["service"], "ecg");
+    assert_eq!(again["plan"]["next"]["route"]["from"]["ref"], "position", "planned from where the patient is: {}", again["plan"]["next"]["route"]["from"]);
 }
