@@ -20,6 +20,8 @@ fn issue(n: u64) -> Command {
         doctor: None,
         check_in: true,
         visit: None,
+        his: None,
+        at: None,
     })
 }
 

@@ -75,11 +75,13 @@ pub struct Settings {
     pub visit_sweep: std::time::Duration,
     /// How long a visit's position trail is kept (the latest position stays while the visit lasts).
     pub position_retention: std::time::Duration,
+    /// Where to listen for HL7 v2 over MLLP (`--hl7`); `None`: off.
+    pub hl7: Option<std::net::SocketAddr>,
 }
 
 impl Settings {
     /// Resolve settings from the `serve` flags. Creates the data dir and its secrets if missing.
-    pub fn load(data_dir: &Path, http: &str, config: Option<&Path>, staff_token: Option<String>, mqtt: &MqttFlags, maps: &[PathBuf], radio: &[PathBuf]) -> anyhow::Result<Self> {
+    pub fn load(data_dir: &Path, http: &str, config: Option<&Path>, staff_token: Option<String>, mqtt: &MqttFlags, maps: &[PathBuf], radio: &[PathBuf], hl7: Option<&str>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
         let hospital = match config {
             Some(path) => {
@@ -154,7 +156,12 @@ impl Settings {
         let visit_idle = std::time::Duration::from_secs(env_number("CLINICFLOW_VISIT_IDLE_SECS")?.unwrap_or(30 * 60));
         let visit_sweep = std::time::Duration::from_secs(env_number("CLINICFLOW_VISIT_SWEEP_SECS")?.unwrap_or(60).max(1));
         let position_retention = std::time::Duration::from_secs(env_number("CLINICFLOW_POSITION_RETENTION_SECS")?.unwrap_or(15 * 60));
+        let hl7 = match hl7.filter(|s| !s.is_empty() && *s != "off") {
+            None => None,
+            Some(a) => Some(a.parse().with_context(|| format!("--hl7 must be ADDR:PORT or off, not {a:?}"))?),
+        };
         Ok(Self {
+            hl7,
             position_retention,
             radio,
             visit_idle,

@@ -16,6 +16,8 @@
 //!   tracker, `clinicflow position calibrate|eval`.
 //! - [`edges`]: HTTP (actix-web), WebSocket, MQTT and the pages (assets from `web/`, embedded):
 //!   parse, call a handle, map the error. No business rules.
+//! - [`his`]: the pure HIS adapter core: HIS facts (registration, 退号, check-in) from HL7 v2
+//!   messages, the queue commands that apply them idempotently, ACK/NAK.
 //! - [`configuration`]: typed settings for `serve` (flags and environment).
 //! - [`startup`]: wires storage → actors → edges; binds the listener it is given (port 0 in tests).
 //! - [`telemetry`]: tracing subscriber and Prometheus metrics.
@@ -26,6 +28,7 @@ pub mod configuration;
 pub mod devices;
 pub mod domain;
 pub mod edges;
+pub mod his;
 pub mod map;
 pub mod plan;
 pub mod position;

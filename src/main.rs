@@ -133,6 +133,10 @@ enum Cmd {
         /// publish scans. Positioning is off when absent.
         #[arg(long = "radio", env = "CLINICFLOW_RADIO", value_delimiter = ',')]
         radio: Vec<PathBuf>,
+        /// Listen for HL7 v2 messages over MLLP from the HIS (ADDR:PORT, port 0 picks one;
+        /// the usual port is 2575), or off.
+        #[arg(long, env = "CLINICFLOW_HL7")]
+        hl7: Option<String>,
     },
 }
 
@@ -233,8 +237,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Position { command } => position_cmd(command),
         Cmd::Simulate { seed, load, out } => simulate(seed, load, &out),
         Cmd::Replay { journal, day, policy, queues, config, json } => replay(&journal, day, &policy, &queues, config, json),
-        Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_ca, mqtt_prefix, maps, radio } => {
-            serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, ca: mqtt_ca, prefix: mqtt_prefix }, maps, radio)
+        Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_ca, mqtt_prefix, maps, radio, hl7 } => {
+            serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, ca: mqtt_ca, prefix: mqtt_prefix }, maps, radio, hl7)
         }
     };
     match result {
@@ -246,9 +250,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags, maps: Vec<PathBuf>, radio: Vec<PathBuf>) -> anyhow::Result<()> {
+fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags, maps: Vec<PathBuf>, radio: Vec<PathBuf>, hl7: Option<String>) -> anyhow::Result<()> {
     let token = std::env::var("CLINICFLOW_STAFF_TOKEN").ok();
-    let mut settings = Settings::load(&data, &http, config.as_deref(), token, &mqtt, &maps, &radio)?;
+    let mut settings = Settings::load(&data, &http, config.as_deref(), token, &mqtt, &maps, &radio, hl7.as_deref())?;
     if let Some(listen) = settings.embedded_broker {
         let prefix = settings.mqtt.as_ref().map(|m| m.prefix.clone()).unwrap_or_default();
         let key = settings.device_key.expose().to_owned();
@@ -265,6 +269,9 @@ fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags, 
         let queues = settings.hospital.queues.len();
         let mqtt = settings.mqtt.clone();
         let app = Application::build(settings).await?;
+        if let Some(a) = app.hl7_address() {
+            say!("hl7: MLLP on {a}");
+        }
         let addr = app.address();
         let shown = if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
         // The operator's first screen: where it listens and the token to use. stdout on purpose.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 pub struct Application {
     addr: SocketAddr,
+    hl7: Option<SocketAddr>,
     server: actix_web::dev::Server,
     pub floor: Floor,
 }
@@ -121,7 +122,23 @@ impl Application {
         let ws_state = web::Data::new(crate::edges::ws::WsState { hub, limits: settings.limits.push, displays: display_feed, positions: positions.clone() });
         let prefix = settings.mqtt.as_ref().map_or_else(|| format!("clinicflow/{}", hospital.site), |m| m.prefix.clone());
         let device_credentials = Arc::new(crate::edges::broker::credentials(&hospital, &prefix, settings.device_key.expose(), &settings.gateways())?);
+        let his = crate::actors::his::HisDesk::new(floor.clone(), {
+            let p = settings.data_dir.join("his.sqlite");
+            Arc::new(crate::storage::his::HisStore::open(&p).with_context(|| format!("opening {}", p.display()))?)
+        }, &metrics);
+        let hl7 = match settings.hl7 {
+            None => None,
+            Some(a) => {
+                let l = std::net::TcpListener::bind(a).with_context(|| format!("the HL7 port {a} is in use (use --hl7 ADDR:PORT or off)"))?;
+                l.set_nonblocking(true)?;
+                let bound = l.local_addr()?;
+                let l = tokio::net::TcpListener::from_std(l)?;
+                actix_rt::spawn(crate::edges::mllp::serve(l, his.clone()));
+                Some(bound)
+            }
+        };
         let state = web::Data::new(AppState {
+            his,
             displays,
             delivery: desk,
             floor: floor.clone(),
@@ -153,11 +170,16 @@ impl Application {
         .shutdown_timeout(5)
         .listen(listener)?
         .run();
-        Ok(Self { addr, server, floor })
+        Ok(Self { addr, hl7, server, floor })
     }
 
     pub fn address(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where HL7 over MLLP listens, when it does.
+    pub fn hl7_address(&self) -> Option<SocketAddr> {
+        self.hl7
     }
 
     /// Serve until `shutdown` resolves, then stop gracefully (in-flight requests finish).

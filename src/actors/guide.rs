@@ -379,6 +379,8 @@ impl Guide {
             doctor: None,
             check_in: true,
             visit,
+            his: None,
+            at: None,
         });
         let out = self.floor.execute(&qid, cmd, None).await?;
         Ok((out.ticket.ok_or_else(unrecorded)?, true))

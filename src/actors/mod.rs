@@ -5,6 +5,7 @@ pub mod delivery;
 pub mod displays;
 mod floor;
 pub mod guide;
+pub mod his;
 pub mod positions;
 mod queue;
 mod session;

@@ -19,6 +19,11 @@ pub struct IssueTicket {
     /// A later stop of a visit: the visit's first ticket and its number, which this ticket
     /// keeps (one number per visit on every screen and the phone).
     pub visit: Option<(TicketId, String)>,
+    /// The HIS registration it comes from.
+    pub his: Option<super::event::HisRef>,
+    /// When the patient registered or checked in, by the HIS's clock (never later than now): the
+    /// line is ordered by it, not by when the message arrived.
+    pub at: Option<super::event::UnixMs>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -52,6 +52,21 @@ pub struct HospitalConfig {
     /// How soon displays must acknowledge a call shown and spoken before an alarm.
     #[serde(default)]
     pub delivery: super::delivery::DeliveryRules,
+    /// How the HIS's codes map to clinicflow's (departments → queues, doctors).
+    #[serde(default)]
+    pub his: HisMapping,
+}
+
+/// The HIS's own codes for departments and doctors, where they differ from clinicflow's ids
+/// (`[his.departments]` `"0101" = "internal-medicine"`). A code spelled like a queue or
+/// department id needs no entry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HisMapping {
+    #[serde(default)]
+    pub departments: BTreeMap<String, QueueId>,
+    #[serde(default)]
+    pub doctors: BTreeMap<String, DoctorId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -580,6 +595,7 @@ pub struct Hospital {
     pub services: Vec<ServiceConfig>,
     pub planning: PlanningConfig,
     pub delivery: super::delivery::DeliveryRules,
+    pub his: HisMapping,
 }
 
 /// Device ids appear in MQTT topics: no `/`, `+`, `#` or spaces.
@@ -775,7 +791,18 @@ impl Hospital {
                 return err(format!("token of {} must be at least 16 printable characters", t.name));
             }
         }
+        for (code, q) in &cfg.his.departments {
+            if !queues.contains_key(q) {
+                return err(format!("his.departments: {code:?} maps to unknown queue {q}"));
+            }
+        }
+        for (code, d) in &cfg.his.doctors {
+            if !cfg.doctors.iter().any(|x| &x.id == d) {
+                return err(format!("his.doctors: {code:?} maps to unknown doctor {d}"));
+            }
+        }
         Ok(Self {
+            his: cfg.his,
             site: cfg.site,
             name: cfg.name,
             tz,

@@ -40,6 +40,14 @@ pub enum VisitKind {
 }
 
 /// Everything about a ticket that travels with it to another queue.
+/// Where a ticket came from in the hospital information system: the adapter (`source`) and the
+/// HIS's own registration id, kept so the two systems reconcile.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HisRef {
+    pub source: String,
+    pub id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TicketData {
     pub id: TicketId,
@@ -55,6 +63,9 @@ pub struct TicketData {
     /// The visit's first ticket, when this is a later stop of it (the number is the visit's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visit: Option<TicketId>,
+    /// The HIS registration this ticket is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub his: Option<HisRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -163,6 +163,8 @@ mod tests {
             doctor: None,
             check_in: true,
             visit: None,
+            his: None,
+            at: None,
         });
         let now = 1_795_482_000_000;
         log.extend(s.execute(&issue, now).unwrap().events);

@@ -553,14 +553,18 @@ impl QueueState {
                     doctor: i.doctor.clone(),
                     kind: VisitKind::First,
                     issued_at: now,
-                    checked_in_at: i.check_in.then_some(now),
+                    checked_in_at: i.check_in.then_some(i.at.map_or(now, |a| a.min(now))),
                     visit: i.visit.as_ref().map(|(v, _)| v.clone()),
+                    his: i.his.clone(),
                 };
-                let pos = if i.check_in {
-                    let as_ticket = self.blank(data.clone());
-                    Some(if new_day { self.fresh_pos(&data, now, true) } else { self.check_in_pos(&as_ticket, now).0 })
-                } else {
-                    None
+                let pos = match (i.check_in, i.at) {
+                    (false, _) => None,
+                    // Registered earlier by the HIS's clock: placed by that time among the others.
+                    (true, Some(at)) => Some(self.normal_pos(&data, at.min(now), true)),
+                    (true, None) => {
+                        let as_ticket = self.blank(data.clone());
+                        Some(if new_day { self.fresh_pos(&data, now, true) } else { self.check_in_pos(&as_ticket, now).0 })
+                    }
                 };
                 ev.push(Event::TicketIssued { ticket: data, seq, pos });
                 Ok(Some(i.ticket.clone()))

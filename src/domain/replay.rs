@@ -201,6 +201,8 @@ fn command_for(s: &QueueState, e: &Event, fixed_policy: bool) -> Option<Command>
             doctor: ticket.doctor.clone(),
             check_in: pos.is_some(),
             visit: ticket.visit.clone().map(|v| (v, ticket.number.clone())),
+            his: ticket.his.clone(),
+            at: ticket.his.as_ref().and(ticket.checked_in_at),
         }),
         Event::CheckedIn { ticket, .. } => Command::CheckIn { ticket: ticket.clone() },
         Event::Called { room, caller, .. } => Command::CallNext { room: room.clone(), caller: caller.clone() },

@@ -75,6 +75,8 @@ pub(super) fn issue(n: usize, class: &str) -> Command {
         doctor: None,
         check_in: true,
         visit: None,
+        his: None,
+        at: None,
     })
 }
 fn with(cmd: Command, f: impl FnOnce(&mut IssueTicket)) -> Command {

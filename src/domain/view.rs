@@ -13,6 +13,9 @@ pub struct TicketView {
     pub id: TicketId,
     /// The visit this ticket belongs to: its first ticket's id (this one's own for a first stop).
     pub visit: TicketId,
+    /// The HIS registration the ticket is (adapter and the HIS's id), when it came from one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub his: Option<super::event::HisRef>,
     /// The visit's number: the same at every stop of the visit.
     pub number: String,
     pub queue: QueueId,
@@ -148,6 +151,7 @@ impl QueueState {
         Some(TicketView {
             id: t.data.id.clone(),
             visit: t.data.visit.clone().unwrap_or_else(|| t.data.id.clone()),
+            his: t.data.his.clone(),
             number: t.data.number.clone(),
             queue: self.id().clone(),
             queue_name: self.spec().name.clone(),

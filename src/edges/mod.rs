@@ -2,6 +2,7 @@
 
 pub mod broker;
 pub mod http;
+pub mod mllp;
 pub mod mqtt;
 pub mod pages;
 pub mod ws;

@@ -6,8 +6,19 @@
 
 mod sqlite;
 mod writer;
+pub mod his;
 pub mod orders;
 pub mod tags;
+
+/// A small durable SQLite file beside the journal (orders, tags, HIS withdrawals): WAL,
+/// `synchronous=FULL` (an acknowledged write survives `kill -9` and power loss), `schema` applied.
+pub fn open_durable(path: &std::path::Path, schema: &str) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(schema)?;
+    Ok(conn)
+}
 
 pub use sqlite::SqliteJournal;
 pub use writer::{AppendReceipt, AppendSlot, JournalWriter, WriterLimits};

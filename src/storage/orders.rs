@@ -24,10 +24,8 @@ pub struct OrderStore {
 
 impl OrderStore {
     pub fn open(path: &Path) -> rusqlite::Result<OrderStore> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(
+        let conn = super::open_durable(
+            path,
             "CREATE TABLE IF NOT EXISTS orders (
                 patient TEXT NOT NULL, id TEXT NOT NULL, code TEXT NOT NULL, service TEXT NOT NULL,
                 status TEXT NOT NULL, source TEXT NOT NULL, updated_ms INTEGER NOT NULL,

@@ -31,10 +31,8 @@ pub struct TagStore {
 
 impl TagStore {
     pub fn open(path: &Path) -> rusqlite::Result<TagStore> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(
+        let conn = super::open_durable(
+            path,
             "CREATE TABLE IF NOT EXISTS tags (
                 tag TEXT PRIMARY KEY, visit TEXT NOT NULL, day TEXT NOT NULL, bound_ms INTEGER NOT NULL);
              CREATE INDEX IF NOT EXISTS tags_visit ON tags (visit)",

@@ -13,6 +13,8 @@ pub struct TestApp {
     pub base: String,
     /// The embedded MQTT broker's port, when it runs.
     pub mqtt_port: Option<u16>,
+    /// HL7 over MLLP's port, when `--hl7` is on.
+    pub hl7_port: Option<u16>,
     pub client: reqwest::Client,
     /// The server's data dir.
     pub data: std::path::PathBuf,
@@ -67,9 +69,9 @@ fn launch(data: &Path, http: &str, args: &[&str], env: &[(&str, &str)]) -> TestA
     cmd.arg("serve").arg("--data").arg(data).arg("--http").arg(http).arg("--mqtt").arg("127.0.0.1:0").args(args);
     cmd.envs(env.iter().copied());
     cmd.env("CLINICFLOW_STAFF_TOKEN", TOKEN).env("RUST_LOG", "warn").stderr(Stdio::inherit());
-    let Spawned { child, base, mqtt_port } = spawn(cmd);
+    let Spawned { child, base, mqtt_port, hl7_port } = spawn(cmd);
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
-    TestApp { base, client, data: data.to_owned(), child, mqtt_port, _dir: None }
+    TestApp { base, client, data: data.to_owned(), child, mqtt_port, hl7_port, _dir: None }
 }
 
 impl TestApp {

@@ -6,6 +6,7 @@ mod helpers;
 mod bad_input;
 mod concurrency;
 mod crash;
+mod his;
 mod maps;
 mod orders;
 mod pages;

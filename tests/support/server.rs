@@ -18,6 +18,8 @@ pub struct Spawned {
     pub base: String,
     /// The embedded MQTT broker's port, when the server runs one.
     pub mqtt_port: Option<u16>,
+    /// HL7 over MLLP's port, when `--hl7` is on.
+    pub hl7_port: Option<u16>,
 }
 
 /// Spawns `cmd` (a configured `clinicflow serve`) and waits up to 60 s for its address.
@@ -29,15 +31,18 @@ pub fn spawn(mut cmd: Command) -> Spawned {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(addr) = line.strip_prefix("mqtt: embedded broker on ") {
                 let _ = tx.send(format!("mqtt {}", addr.trim()));
+            } else if let Some(addr) = line.strip_prefix("hl7: MLLP on ") {
+                let _ = tx.send(format!("hl7 {}", addr.trim()));
             } else if let Some(url) = line.strip_prefix("listening on ") {
                 let _ = tx.send(url.trim().to_owned());
             }
         }
     });
-    let mut mqtt_port = None;
+    let (mut mqtt_port, mut hl7_port) = (None, None);
     let base = loop {
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(m) if m.starts_with("mqtt ") => mqtt_port = m.rsplit(':').next().and_then(|p| p.parse().ok()),
+            Ok(m) if m.starts_with("hl7 ") => hl7_port = m.rsplit(':').next().and_then(|p| p.parse().ok()),
             Ok(url) => break url,
             Err(_) => {
                 let _ = child.kill();
@@ -45,5 +50,5 @@ pub fn spawn(mut cmd: Command) -> Spawned {
             }
         }
     };
-    Spawned { child, base, mqtt_port }
+    Spawned { child, base, mqtt_port, hl7_port }
 }

@@ -51,6 +51,8 @@ pub struct AppState {
     pub device_credentials: Arc<Vec<crate::edges::broker::DeviceCredential>>,
     /// Live BLE positions and tag bindings.
     pub positions: crate::actors::positions::PositionDesk,
+    /// The HIS adapters' desk: facts applied, each adapter's health.
+    pub his: crate::actors::his::HisDesk,
 }
 
 type Data = web::Data<AppState>;
@@ -82,6 +84,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/patients/{patient}/visit/end").route(web::post().to(positions::end_visit)))
                 .service(resource("/patients/{patient}/location").route(web::get().to(positions::location)))
                 .service(resource("/positioning").route(web::get().to(positions::status)))
+                .service(resource("/his").route(web::get().to(his_status)))
                 .service(resource("/route").route(web::get().to(maps::route)))
                 .service(resource("/pois").route(web::get().to(maps::pois)))
                 .service(resource("/locate").route(web::get().to(maps::locate)))
@@ -134,6 +137,12 @@ async fn healthz(state: Data) -> HttpResponse {
 
 async fn metrics(state: Data) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+}
+
+/// `GET /his`: each HIS adapter's last success, last error and counts.
+async fn his_status(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    state.auth.staff(&req, ALL_STAFF)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"adapters": state.his.status()})))
 }
 
 async fn openapi() -> HttpResponse {
@@ -380,6 +389,8 @@ async fn issue_ticket(state: Data, req: HttpRequest, path: web::Path<String>, pa
         class: r.priority.unwrap_or_else(|| PriorityClass::parse("normal").expect("valid")),
         check_in: r.check_in.unwrap_or(slot.is_none()),
         visit: None,
+        his: None,
+        at: None,
         slot,
         doctor: r.doctor,
     });

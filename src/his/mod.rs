@@ -1,0 +1,141 @@
+//! Connecting to the hospital information system (HIS), pure: every adapter (HL7 v2 over MLLP
+//! today) turns what the HIS says into the same [`Fact`]s, and [`plan`] turns a fact into the
+//! queue command that applies it — idempotently, because the ticket's id is derived from the
+//! HIS's registration id ([`ticket_id`]): a registration seen twice is the same ticket, a
+//! cancellation (退号) finds its ticket without a lookup table, and the line is ordered by the
+//! HIS's registration time, not by when the message arrived.
+//!
+//! # Layout
+//! - [`hl7`]: HL7 v2 messages (ADT registrations and cancellations, SIU appointments) to facts,
+//!   and their ACK/NAK.
+
+pub mod hl7;
+
+use crate::domain::command::{Command, IssueTicket};
+use crate::domain::config::Hospital;
+use crate::domain::event::{HisRef, Slot, UnixMs};
+use crate::domain::ids::{DisplayName, DoctorId, PatientId, PriorityClass, QueueId, TicketId};
+use sha2::{Digest, Sha256};
+
+/// A registration (挂号) or an appointment booked in the HIS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    pub his: HisRef,
+    pub patient: String,
+    pub name: String,
+    /// The HIS's department (or clinic) code; mapped to a queue by the hospital config.
+    pub department: String,
+    /// The HIS's doctor code, when the registration is for one doctor.
+    pub doctor: Option<String>,
+    /// When the patient registered (or checked in), by the HIS's clock.
+    pub at: UnixMs,
+    /// An appointment's slot: the patient checks in (报到) when they come.
+    pub slot: Option<Slot>,
+}
+
+/// What the HIS says happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fact {
+    Registered(Registration),
+    /// The registration was withdrawn (退号) or the visit cancelled: the ticket must never be called.
+    Cancelled { his: HisRef },
+    /// The patient checked in (报到) for an appointment.
+    CheckedIn { his: HisRef },
+}
+
+impl Fact {
+    pub fn his(&self) -> &HisRef {
+        match self {
+            Fact::Registered(r) => &r.his,
+            Fact::Cancelled { his } | Fact::CheckedIn { his } => his,
+        }
+    }
+}
+
+/// Why a fact cannot be applied: the field (as the adapter names it: `PV1-3`, `department`) and
+/// a stable code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FactError {
+    pub field: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FactError {
+    pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        FactError { field: field.into(), code, message: message.into() }
+    }
+}
+
+/// The ticket a HIS registration is: the same registration always gives the same id.
+pub fn ticket_id(his: &HisRef) -> TicketId {
+    let digest = Sha256::digest(format!("his\0{}\0{}", his.source, his.id).as_bytes());
+    TicketId::parse(&format!("t{}", &hex::encode(digest)[..20])).expect("t + 20 hex digits is a ticket id")
+}
+
+/// What applying a fact means for the queues.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Planned {
+    /// Issue this ticket in this queue (a duplicate means it was applied before).
+    Issue { queue: QueueId, cmd: Command },
+    /// A command on the registration's ticket, wherever it is now.
+    OnTicket { ticket: TicketId, cmd: Command },
+}
+
+/// Which queue a HIS department code means: the `[his]` mapping, or a queue or department id
+/// spelled the same way.
+pub fn queue_for(hospital: &Hospital, code: &str) -> Option<QueueId> {
+    if let Some(q) = hospital.his.departments.get(code) {
+        return Some(q.clone());
+    }
+    if let Ok(q) = QueueId::parse(code) {
+        if hospital.queues.contains_key(&q) {
+            return Some(q);
+        }
+    }
+    hospital.queues.iter().find(|(_, spec)| spec.department.as_str() == code).map(|(id, _)| id.clone())
+}
+
+/// The queue command for a fact, checked against the hospital: unknown departments and doctors,
+/// bad patient ids and names are refused naming the field; nothing is applied.
+pub fn plan(fact: &Fact, hospital: &Hospital) -> Result<Planned, FactError> {
+    match fact {
+        Fact::Registered(r) => {
+            let queue = queue_for(hospital, &r.department)
+                .ok_or_else(|| FactError::new("department", "unknown_department", format!("no queue for HIS department {:?} (map it under [his.departments])", r.department)))?;
+            let doctor = match &r.doctor {
+                None => None,
+                Some(code) => {
+                    let d = hospital.his.doctors.get(code).cloned().or_else(|| DoctorId::parse(code).ok().filter(|d| hospital.doctors.iter().any(|x| &x.id == d)));
+                    // A doctor the queue does not know is not an error of the registration: the
+                    // patient waits for the department (pooled), as at a registration desk.
+                    d.filter(|d| hospital.queues.get(&queue).is_some_and(|q| q.rooms.values().any(|room| room.doctor.as_ref() == Some(d))))
+                }
+            };
+            let patient = PatientId::parse(&r.patient).map_err(|e| FactError::new("patient", "invalid_patient", e.to_string()))?;
+            let name = DisplayName::parse(if r.name.trim().is_empty() { &r.patient } else { &r.name }).map_err(|e| FactError::new("name", "invalid_name", e.to_string()))?;
+            if r.slot.is_some_and(|s| s.end <= s.start) {
+                return Err(FactError::new("slot", "invalid_slot", "the slot ends before it starts"));
+            }
+            let cmd = Command::Issue(IssueTicket {
+                ticket: ticket_id(&r.his),
+                patient,
+                name,
+                class: PriorityClass::parse("normal").expect("valid"),
+                slot: r.slot,
+                doctor,
+                check_in: r.slot.is_none(),
+                visit: None,
+                his: Some(r.his.clone()),
+                at: Some(r.at),
+            });
+            Ok(Planned::Issue { queue, cmd })
+        }
+        Fact::Cancelled { his } => Ok(Planned::OnTicket { ticket: ticket_id(his), cmd: Command::Cancel { ticket: ticket_id(his) } }),
+        Fact::CheckedIn { his } => Ok(Planned::OnTicket { ticket: ticket_id(his), cmd: Command::CheckIn { ticket: ticket_id(his) } }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+//! The HIS adapter core: HL7 messages to facts and ACKs, facts to queue commands, and the three
+//! failures the literature on 排队叫号–HIS interfaces names — a cancelled registration called,
+//! a registration lost or doubled, a later registration ordered ahead of an earlier one.
+
+use super::hl7::{ack, facts, parse_time, AckCode, Message};
+use super::{plan, ticket_id, Fact, Planned, Registration};
+use crate::domain::command::Command;
+use crate::domain::config::Hospital;
+use crate::domain::event::{HisRef, UnixMs};
+use crate::domain::ids::{QueueId, RoomId};
+use crate::domain::queue::{QueueState, Status};
+use proptest::prelude::*;
+
+const TZ: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
+/// 2026-11-24 09:00 Asia/Shanghai.
+const T0: UnixMs = 1_795_482_000_000;
+
+fn demo() -> Hospital {
+    Hospital::demo()
+}
+
+fn a04(control: &str, visit: &str, patient: &str, dept: &str, at: &str) -> String {
+    format!(
+        "MSH|^~\\&|HIS|CITYHOSP|QUEUE|CITYHOSP|{at}||ADT^A04^ADT_A01|{control}|P|2.5\rEVN|A04|{at}\rPID|1||{patient}^^^HIS^MR||张^三丰||19500101|M\rPV1|1|O|{dept}^^^CITYHOSP||||D1024^李^明||||||||||||{visit}|||||||||||||||||||||||||{at}\r"
+    )
+}
+
+#[test]
+fn an_adt_a04_registration_becomes_a_ticket_fact() {
+    let m = Message::parse(&a04("MSG0001", "V20261124-0007", "P000123", "internal-medicine", "20261124090512")).unwrap();
+    assert_eq!(m.kind(), ("ADT".into(), "A04".into()));
+    let f = facts(&m, "hl7", TZ).unwrap();
+    let Fact::Registered(r) = &f[0] else { panic!("{f:?}") };
+    assert_eq!((r.his.id.as_str(), r.patient.as_str(), r.name.as_str(), r.department.as_str()), ("V20261124-0007", "P000123", "张三丰", "internal-medicine"));
+    assert_eq!(r.doctor.as_deref(), Some("D1024"));
+    assert_eq!(r.at, T0 + 5 * 60_000 + 12_000, "09:05:12 in the hospital's zone");
+    // The same registration always means the same ticket; another one another.
+    assert_eq!(ticket_id(&r.his), ticket_id(&HisRef { source: "hl7".into(), id: "V20261124-0007".into() }));
+    assert_ne!(ticket_id(&r.his), ticket_id(&HisRef { source: "hl7".into(), id: "V20261124-0008".into() }));
+    assert_ne!(ticket_id(&r.his), ticket_id(&HisRef { source: "db".into(), id: "V20261124-0007".into() }), "per adapter");
+}
+
+#[test]
+fn delimiters_escapes_and_line_endings_are_the_messages_own() {
+    let text = "MSH#*~$@#HIS#H#Q#H#20261124090000##ADT*A11#C1#P#2.4\nPV1#1#O#dep################V$F$1\n";
+    let m = Message::parse(text).unwrap();
+    assert_eq!(m.kind(), ("ADT".into(), "A11".into()));
+    assert_eq!(facts(&m, "hl7", TZ).unwrap(), vec![Fact::Cancelled { his: HisRef { source: "hl7".into(), id: "V#1".into() } }]);
+    assert_eq!(parse_time("20261124090000+0000", TZ), Some(T0 + 8 * 3_600_000));
+    assert_eq!(parse_time("202611240900", TZ), Some(T0));
+    assert_eq!(parse_time("2026112409", TZ), Some(T0));
+    assert_eq!(parse_time("20261124090000.5", TZ), Some(T0 + 500));
+    assert_eq!(parse_time("2026-11-24", TZ), None);
+}
+
+#[test]
+fn bad_messages_name_the_segment_and_field() {
+    let err = |t: &str| match Message::parse(t) {
+        Err(e) => e,
+        Ok(m) => facts(&m, "hl7", TZ).unwrap_err(),
+    };
+    assert_eq!(err("PID|1||x").code, 100, "no MSH");
+    assert_eq!(err("MSH|^~|HIS").code, 102, "too few encoding characters");
+    let e = err(&a04("C2", "", "P1", "internal-medicine", "20261124090000"));
+    assert_eq!((e.segment.as_str(), e.field, e.code), ("PV1", 19, 101), "{e}");
+    let e = err(&a04("C3", "V1", "P1", "internal-medicine", "2026-11-24"));
+    assert_eq!((e.segment.as_str(), e.field, e.code), ("PV1", 44, 102), "{e}");
+    let e = err("MSH|^~\\&|HIS|H|Q|H|20261124090000||ORU^R01|C4|P|2.5\r");
+    assert_eq!((e.segment.as_str(), e.field, e.code), ("MSH", 9, 200));
+    let e = err("MSH|^~\\&|HIS|H|Q|H|20261124090000||ADT^A31|C5|P|2.5\r");
+    assert_eq!(e.code, 201);
+    let e = err("MSH|^~\\&|HIS|H|Q|H|20261124090000||ADT^A04|C6|P|2.5\rEVN|A04|20261124090000\rPID|1||P1\rpv1|x\r");
+    assert_eq!(e.code, 100, "a lowercase segment id is not a segment");
+    // A registration for a department the hospital does not have: refused naming it.
+    let m = Message::parse(&a04("C7", "V7", "P7", "DERM-XYZ", "20261124090000")).unwrap();
+    let e = plan(&facts(&m, "hl7", TZ).unwrap()[0], &demo()).unwrap_err();
+    assert_eq!((e.field.as_str(), e.code), ("department", "unknown_department"));
+}
+
+#[test]
+fn appointments_book_a_slot_and_check_in_on_arrival() {
+    let text = "MSH|^~\\&|HIS|H|Q|H|20261123160000||SIU^S12|S1|P|2.5\rSCH|APT-9||||||||||^^^20261124100000^20261124101500\rPID|1||P9||Smith^John\rAIL|1||cardiology\rAIP|1||D77\r";
+    let m = Message::parse(text).unwrap();
+    let f = facts(&m, "hl7", TZ).unwrap();
+    let Fact::Registered(r) = &f[0] else { panic!() };
+    assert_eq!(r.name, "John Smith");
+    assert_eq!(r.slot.map(|s| (s.start, s.end)), Some((T0 + 3_600_000, T0 + 4_500_000)));
+    let Planned::Issue { queue, cmd: Command::Issue(i) } = plan(&f[0], &demo()).unwrap() else { panic!() };
+    assert_eq!((queue.as_str(), i.check_in, i.doctor.is_none()), ("cardiology", false, true), "an unknown doctor code waits for the department");
+    let cancel = Message::parse("MSH|^~\\&|HIS|H|Q|H|20261124080000||SIU^S15|S2|P|2.5\rSCH|APT-9\r").unwrap();
+    assert_eq!(facts(&cancel, "hl7", TZ).unwrap()[0], Fact::Cancelled { his: r.his.clone() });
+}
+
+#[test]
+fn acks_say_accepted_or_where_it_went_wrong() {
+    let m = Message::parse(&a04("MSG0042", "V1", "P1", "internal-medicine", "20261124090000")).unwrap();
+    let ok = ack(Some(&m), AckCode::Accept, None, "20261124090001", "CF1");
+    assert!(ok.starts_with("MSH|^~\\&|clinicflow|clinicflow|HIS|CITYHOSP|20261124090001||ACK^A04^ACK|CF1|P|2.5\r"), "{ok}");
+    assert!(ok.ends_with("MSA|AA|MSG0042\r"), "{ok}");
+    let e = super::hl7::Hl7Error { segment: "PV1".into(), field: 3, code: 103, message: "no queue for HIS department \"X|Y\"".into() };
+    let nak = ack(Some(&m), AckCode::Error, Some(&e), "20261124090001", "CF2");
+    let lines: Vec<&str> = nak.split('\r').collect();
+    assert!(lines[1].starts_with("MSA|AE|MSG0042|no queue for HIS department \"X Y\""), "{nak}");
+    assert!(lines[2].starts_with("ERR||PV1^1^3|103^Table value not found^HL70357|E"), "{nak}");
+    // And the ACK is itself a message clinicflow could read back.
+    assert_eq!(Message::parse(&nak).unwrap().kind(), ("ACK".into(), "A04".into()));
+}
+
+// ---- the three failures, on the queue core ----------------------------------------------------
+
+fn registration(n: usize, at: UnixMs) -> Fact {
+    Fact::Registered(Registration {
+        his: HisRef { source: "hl7".into(), id: format!("V{n}") },
+        patient: format!("P{n}"),
+        name: "王小明".into(),
+        department: "internal-medicine".into(),
+        doctor: None,
+        at,
+        slot: None,
+    })
+}
+
+/// Applies a fact to the internal-medicine queue as the adapter does: a repeat (duplicate
+/// ticket, cancel of a cancelled one) is "applied before".
+fn apply(s: &mut QueueState, fact: &Fact, now: UnixMs) {
+    let cmd = match plan(fact, &demo()).unwrap() {
+        Planned::Issue { cmd, .. } | Planned::OnTicket { cmd, .. } => cmd,
+    };
+    if let Ok(d) = s.decide(&cmd, None, now) {
+        for e in &d.events {
+            s.apply(e, now);
+        }
+    }
+}
+
+proptest! {
+    /// Registrations arriving in any order, some twice, some withdrawn (退号) after: the line
+    /// holds each live registration once, in registration-time order, and calling empties it
+    /// without ever calling a withdrawn one. (A withdrawal that arrives before its registration
+    /// is the adapter's to remember: see `actors/his.rs`.)
+    #[test]
+    fn arrival_order_repeats_and_withdrawals_never_change_the_line(
+        order in Just((0..12usize).collect::<Vec<_>>()).prop_shuffle(),
+        repeats in proptest::collection::vec(0..12usize, 0..6),
+        withdrawn in proptest::collection::btree_set(0..12usize, 0..5),
+    ) {
+        let hospital = demo();
+        let q = QueueId::parse("internal-medicine").unwrap();
+        let mut s = QueueState::new(hospital.queues[&q].clone());
+        // Registered a minute apart from 08:00; the messages arrive from 09:00 on, shuffled.
+        let reg_at = |n: usize| T0 - 3_600_000 + n as i64 * 60_000;
+        let mut now = T0;
+        let mut stream: Vec<Fact> = order.iter().map(|&n| registration(n, reg_at(n))).collect();
+        stream.extend(repeats.iter().map(|&n| registration(n, reg_at(n))));
+        for &n in &withdrawn {
+            stream.push(Fact::Cancelled { his: HisRef { source: "hl7".into(), id: format!("V{n}") } });
+        }
+        for f in &stream {
+            now += 1_000;
+            apply(&mut s, f, now);
+        }
+        let waiting: Vec<String> = s.waiting_order(now).iter().map(|t| t.data.his.as_ref().unwrap().id.clone()).collect();
+        let expected: Vec<String> = (0..12).filter(|n| !withdrawn.contains(n)).map(|n| format!("V{n}")).collect();
+        prop_assert_eq!(&waiting, &expected);
+        // Every ticket carries its HIS id, once per registration.
+        prop_assert_eq!(s.tickets().count(), 12);
+        let room = RoomId::parse("c-101").unwrap();
+        let mut called = Vec::new();
+        loop {
+            now += 1_000;
+            let Ok(d) = s.decide(&Command::CallNext { room: room.clone(), caller: "t".into() }, None, now) else { break };
+            let Some(t) = d.subject.clone() else { break };
+            for e in &d.events { s.apply(e, now); }
+            called.push(s.ticket(&t).unwrap().data.his.as_ref().unwrap().id.clone());
+            let c = Command::Complete { ticket: t };
+            let d = s.decide(&c, None, now).unwrap();
+            for e in &d.events { s.apply(e, now); }
+        }
+        prop_assert_eq!(called, expected);
+        for &n in &withdrawn {
+            let t = s.ticket(&ticket_id(&HisRef { source: "hl7".into(), id: format!("V{n}") }));
+            prop_assert!(t.is_some_and(|t| t.status == Status::Cancelled));
+        }
+    }
+}
