@@ -125,7 +125,7 @@ impl Application {
         let his = crate::actors::his::HisDesk::new(floor.clone(), {
             let p = settings.data_dir.join("his.sqlite");
             Arc::new(crate::storage::his::HisStore::open(&p).with_context(|| format!("opening {}", p.display()))?)
-        }, &metrics);
+        }, guide.orders.clone(), &metrics);
         let hl7 = match settings.hl7 {
             None => None,
             Some(a) => {

@@ -57,13 +57,14 @@ struct HisMetrics {
 #[derive(Clone)]
 pub struct HisDesk {
     floor: Floor,
+    orders: Arc<crate::storage::orders::OrderStore>,
     store: Arc<HisStore>,
     status: Arc<RwLock<BTreeMap<String, AdapterStatus>>>,
     metrics: Arc<HisMetrics>,
 }
 
 impl HisDesk {
-    pub fn new(floor: Floor, store: Arc<HisStore>, metrics: &Metrics) -> HisDesk {
+    pub fn new(floor: Floor, store: Arc<HisStore>, orders: Arc<crate::storage::orders::OrderStore>, metrics: &Metrics) -> HisDesk {
         let messages = IntCounterVec::new(
             Opts::new("clinicflow_his_messages_total", "HIS messages and facts by adapter and result (applied, repeat, error, rejected)"),
             &["adapter", "result"],
@@ -72,7 +73,7 @@ impl HisDesk {
         let last_success = IntGaugeVec::new(Opts::new("clinicflow_his_last_success_timestamp_seconds", "When each HIS adapter last succeeded (Unix seconds)"), &["adapter"]).expect("valid metric");
         metrics.register(Box::new(messages.clone()));
         metrics.register(Box::new(last_success.clone()));
-        HisDesk { floor, store, status: Arc::new(RwLock::new(BTreeMap::new())), metrics: Arc::new(HisMetrics { messages, last_success }) }
+        HisDesk { floor, orders, store, status: Arc::new(RwLock::new(BTreeMap::new())), metrics: Arc::new(HisMetrics { messages, last_success }) }
     }
 
     /// Applies one fact. Safe to repeat.
@@ -127,6 +128,25 @@ impl HisDesk {
                 Err(FloorError::Command(CommandError::Rejected(_))) => Ok(Applied::Repeat),
                 Err(e) => Err(unavailable(e)),
             },
+            (Fact::Ordered { .. }, Planned::Orders { patient, orders }) => {
+                // Orders are for a patient clinicflow knows today: a ticket, or orders already.
+                let known = !self.floor.patient_tickets(&patient).await.map_err(unavailable)?.is_empty();
+                let (store, p) = (self.orders.clone(), patient.as_str().to_owned());
+                let result = tokio::task::spawn_blocking(move || -> rusqlite::Result<bool> {
+                    if !known && !store.has_patient(&p)? {
+                        return Ok(false);
+                    }
+                    store.put(&p, &orders, super::now_ms())?;
+                    Ok(true)
+                })
+                .await;
+                match result {
+                    Ok(Ok(true)) => Ok(Applied::Changed),
+                    Ok(Ok(false)) => Err(ApplyError::Fact(FactError::new("patient", "unknown_patient", format!("no ticket or order for patient {patient} today")))),
+                    Ok(Err(e)) => Err(ApplyError::Unavailable(e.to_string())),
+                    Err(e) => Err(ApplyError::Unavailable(e.to_string())),
+                }
+            }
             _ => Err(ApplyError::Fact(FactError::new("message", "unsupported", "this fact cannot be applied"))),
         }
     }

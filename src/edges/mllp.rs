@@ -126,9 +126,15 @@ async fn handle(text: &str, desk: &HisDesk) -> String {
                     "patient" => ("PID", 3),
                     "name" => ("PID", 5),
                     "slot" => ("SCH", 11),
+                    "code" => ("OBR", 4),
+                    "order" => ("ORC", 2),
                     _ => ("MSH", 9),
                 };
-                let code = if e.code == "unknown_department" { 103 } else { 207 };
+                let code = match e.code {
+                    "unknown_department" | "unknown_code" | "unknown_patient" => 103,
+                    "invalid_patient" | "invalid_name" | "invalid_slot" | "invalid_field" => 102,
+                    _ => 207,
+                };
                 let err = Hl7Error { segment: segment.into(), field, code, message: e.to_string() };
                 desk.note(ADAPTER, "error", Some(err.to_string()));
                 tracing::info!(control = %m.control_id(), error = %err, "HL7 message refused");

@@ -8,6 +8,7 @@
 //! | `ADT^A10` patient arriving | checked in |
 //! | `SIU^S12` new appointment | registered with a slot (SCH-1 id, SCH-11.4/.5 start/end, AIL-3 or PV1-3 department, AIP-3 doctor); the patient checks in on arrival |
 //! | `SIU^S15` appointment cancelled | cancelled |
+//! | `ORM^O01`, `OML^O21` orders | ordered: PID-3 patient; per ORC/OBR pair ORC-1 control (NW placed, CA/OC/DC cancelled), ORC-2 placer order number, OBR-4 order code |
 //!
 //! Anything else is rejected (`AR`, error 200/201) and changes nothing.
 
@@ -79,17 +80,26 @@ impl Message {
         self.segments.iter().find(|s| s[0] == id).map(Vec::as_slice)
     }
 
+    /// Every segment with this id, in order, with its place among the segments of that id.
+    pub fn all(&self, id: &str) -> impl Iterator<Item = &[String]> {
+        let id = id.to_owned();
+        self.segments.iter().filter(move |s| s[0] == id).map(Vec::as_slice)
+    }
+
     /// Field `n` of the first `seg` as sent (MSH numbering: MSH-2 is the encoding characters).
     fn raw(&self, seg: &str, n: usize) -> Option<&str> {
-        let s = self.segment(seg)?;
-        let i = if seg == "MSH" { n.checked_sub(1)? } else { n };
-        s.get(i).map(String::as_str)
+        raw_of(self.segment(seg)?, n)
     }
 
     /// Component `c` (1-based) of the first repetition of field `n` of `seg`, unescaped; `None`
     /// when absent or empty.
     pub fn get(&self, seg: &str, n: usize, c: usize) -> Option<String> {
-        let f = self.raw(seg, n)?;
+        self.get_in(self.segment(seg)?, n, c)
+    }
+
+    /// [`Message::get`] on one given segment.
+    pub fn get_in(&self, seg: &[String], n: usize, c: usize) -> Option<String> {
+        let f = raw_of(seg, n)?;
         let first = f.split(self.repetition).next()?;
         let comp = first.split(self.component).nth(c.checked_sub(1)?)?;
         let sub = comp.split(self.subcomponent).next()?;
@@ -139,6 +149,11 @@ impl Message {
     pub fn control_id(&self) -> String {
         self.get("MSH", 10, 1).unwrap_or_default()
     }
+}
+
+fn raw_of(s: &[String], n: usize) -> Option<&str> {
+    let i = if s[0] == "MSH" { n.checked_sub(1)? } else { n };
+    s.get(i).map(String::as_str)
 }
 
 /// An HL7 date/time (`YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]`) as Unix ms; without an offset, in
@@ -234,8 +249,31 @@ pub fn facts(m: &Message, source: &str, tz: Tz) -> Result<Vec<Fact>, Hl7Error> {
             })])
         }
         ("SIU", "S15") => Ok(vec![Fact::Cancelled { his: his(required(m, "SCH", 1, 1, "placer appointment id")?) }]),
-        ("ADT" | "SIU", _) => Err(Hl7Error::new("MSH", 9, 201, format!("event {kind}^{event} is not one clinicflow takes (ADT A01 A03 A04 A10 A11, SIU S12 S15)"))),
-        _ => Err(Hl7Error::new("MSH", 9, 200, format!("message type {kind:?} is not one clinicflow takes (ADT, SIU)"))),
+        ("ORM", "O01") | ("OML", "O21") => {
+            let patient = required(m, "PID", 3, 1, "patient id")?;
+            let (orcs, obrs): (Vec<&[String]>, Vec<&[String]>) = (m.all("ORC").collect(), m.all("OBR").collect());
+            if orcs.is_empty() {
+                return Err(Hl7Error::new("ORC", 0, 100, "an order message needs ORC segments"));
+            }
+            let mut orders = Vec::new();
+            for (i, orc) in orcs.iter().enumerate() {
+                let control = m.get_in(orc, 1, 1).ok_or_else(|| Hl7Error::new("ORC", 1, 101, "ORC-1 (order control) is required"))?;
+                let cancel = match control.as_str() {
+                    "NW" | "XO" | "SC" => false,
+                    "CA" | "OC" | "DC" | "CR" => true,
+                    other => return Err(Hl7Error::new("ORC", 1, 103, format!("order control {other:?}: NW, XO, SC (placed) or CA, OC, DC, CR (cancelled)"))),
+                };
+                let id = m.get_in(orc, 2, 1).or_else(|| obrs.get(i).and_then(|o| m.get_in(o, 2, 1))).ok_or_else(|| Hl7Error::new("ORC", 2, 101, "ORC-2 (placer order number) is required"))?;
+                // The service: the OBR of this order (OML^O21 and ORM^O01 pair them in order).
+                let code = obrs.get(i).and_then(|o| m.get_in(o, 4, 1)).ok_or_else(|| Hl7Error::new("OBR", 4, 101, "OBR-4 (universal service id: the order code) is required"))?;
+                orders.push(super::OrderFact { id, code, cancelled: cancel });
+            }
+            Ok(vec![Fact::Ordered { patient, orders }])
+        }
+        ("ADT" | "SIU" | "ORM" | "OML", _) => {
+            Err(Hl7Error::new("MSH", 9, 201, format!("event {kind}^{event} is not one clinicflow takes (ADT A01 A03 A04 A10 A11, SIU S12 S15, ORM O01, OML O21)")))
+        }
+        _ => Err(Hl7Error::new("MSH", 9, 200, format!("message type {kind:?} is not one clinicflow takes (ADT, SIU, ORM, OML)"))),
     }
 }
 

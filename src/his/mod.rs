@@ -6,8 +6,8 @@
 //! HIS's registration time, not by when the message arrived.
 //!
 //! # Layout
-//! - [`hl7`]: HL7 v2 messages (ADT registrations and cancellations, SIU appointments) to facts,
-//!   and their ACK/NAK.
+//! - [`hl7`]: HL7 v2 messages (ADT registrations and cancellations, SIU appointments, ORM/OML
+//!   orders) to facts, and their ACK/NAK.
 
 pub mod hl7;
 
@@ -41,15 +41,19 @@ pub enum Fact {
     Cancelled { his: HisRef },
     /// The patient checked in (报到) for an appointment.
     CheckedIn { his: HisRef },
+    /// Orders placed or cancelled for a patient (blood tests, an ultrasound, …), applied whole.
+    Ordered { patient: String, orders: Vec<OrderFact> },
+}
+
+/// One order of an [`Fact::Ordered`]: the HIS's order id, its code, whether it is cancelled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderFact {
+    pub id: String,
+    pub code: String,
+    pub cancelled: bool,
 }
 
 impl Fact {
-    pub fn his(&self) -> &HisRef {
-        match self {
-            Fact::Registered(r) => &r.his,
-            Fact::Cancelled { his } | Fact::CheckedIn { his } => his,
-        }
-    }
 }
 
 /// Why a fact cannot be applied: the field (as the adapter names it: `PV1-3`, `department`) and
@@ -81,6 +85,8 @@ pub enum Planned {
     Issue { queue: QueueId, cmd: Command },
     /// A command on the registration's ticket, wherever it is now.
     OnTicket { ticket: TicketId, cmd: Command },
+    /// Orders to store for the patient, in one transaction.
+    Orders { patient: PatientId, orders: Vec<crate::plan::orders::OrderIn> },
 }
 
 /// Which queue a HIS department code means: the `[his]` mapping, or a queue or department id
@@ -134,6 +140,21 @@ pub fn plan(fact: &Fact, hospital: &Hospital) -> Result<Planned, FactError> {
         }
         Fact::Cancelled { his } => Ok(Planned::OnTicket { ticket: ticket_id(his), cmd: Command::Cancel { ticket: ticket_id(his) } }),
         Fact::CheckedIn { his } => Ok(Planned::OnTicket { ticket: ticket_id(his), cmd: Command::CheckIn { ticket: ticket_id(his) } }),
+        Fact::Ordered { patient, orders } => {
+            use crate::plan::orders::{OrderIn, OrderStatus};
+            let patient = PatientId::parse(patient).map_err(|e| FactError::new("patient", "invalid_patient", e.to_string()))?;
+            let orders = orders
+                .iter()
+                .map(|o| {
+                    let service = hospital.service_for_code(&o.code).ok_or_else(|| FactError::new("code", "unknown_code", format!("order {}: no service does code {:?} (add it to a [[services]] codes list)", o.id, o.code)))?;
+                    if o.id.is_empty() || o.id.len() > 64 {
+                        return Err(FactError::new("order", "invalid_field", "order ids are 1 to 64 characters"));
+                    }
+                    Ok(OrderIn { id: o.id.clone(), code: o.code.clone(), service: service.id.clone(), status: if o.cancelled { OrderStatus::Cancelled } else { OrderStatus::Active }, source: "hl7" })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Planned::Orders { patient, orders })
+        }
     }
 }
 

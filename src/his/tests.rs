@@ -106,6 +106,25 @@ fn acks_say_accepted_or_where_it_went_wrong() {
     assert_eq!(Message::parse(&nak).unwrap().kind(), ("ACK".into(), "A04".into()));
 }
 
+#[test]
+fn orders_come_as_orc_obr_pairs_and_map_to_services() {
+    let text = "MSH|^~\\&|HIS|H|Q|H|20261124093000||ORM^O01|O1|P|2.5\rPID|1||P000123\rORC|NW|ORD-1\rOBR|1|ORD-1||ECG^心电图\rORC|NW|ORD-2\rOBR|2|ORD-2||RETURN-IM\rORC|CA|ORD-0\rOBR|3|ORD-0||ECG\r";
+    let m = Message::parse(text).unwrap();
+    let f = facts(&m, "hl7", TZ).unwrap();
+    let Fact::Ordered { patient, orders } = &f[0] else { panic!("{f:?}") };
+    assert_eq!(patient, "P000123");
+    assert_eq!(orders.iter().map(|o| (o.id.as_str(), o.code.as_str(), o.cancelled)).collect::<Vec<_>>(), [("ORD-1", "ECG", false), ("ORD-2", "RETURN-IM", false), ("ORD-0", "ECG", true)]);
+    let Planned::Orders { orders, .. } = plan(&f[0], &demo()).unwrap() else { panic!() };
+    assert_eq!(orders[0].service, "ecg");
+    // An order code no service does: refused whole, naming the code.
+    let bad = Message::parse(&text.replace("RETURN-IM", "XYZ-999")).unwrap();
+    let e = plan(&facts(&bad, "hl7", TZ).unwrap()[0], &demo()).unwrap_err();
+    assert_eq!((e.field.as_str(), e.code), ("code", "unknown_code"));
+    assert!(e.message.contains("XYZ-999"));
+    let e = facts(&Message::parse(&text.replace("ORC|NW|ORD-2", "ORC|ZZ|ORD-2")).unwrap(), "hl7", TZ).unwrap_err();
+    assert_eq!((e.segment.as_str(), e.field, e.code), ("ORC", 1, 103));
+}
+
 // ---- the three failures, on the queue core ----------------------------------------------------
 
 fn registration(n: usize, at: UnixMs) -> Fact {
@@ -125,6 +144,7 @@ fn registration(n: usize, at: UnixMs) -> Fact {
 fn apply(s: &mut QueueState, fact: &Fact, now: UnixMs) {
     let cmd = match plan(fact, &demo()).unwrap() {
         Planned::Issue { cmd, .. } | Planned::OnTicket { cmd, .. } => cmd,
+        Planned::Orders { .. } => unreachable!("registrations and withdrawals only"),
     };
     if let Ok(d) = s.decide(&cmd, None, now) {
         for e in &d.events {

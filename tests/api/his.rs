@@ -121,3 +121,35 @@ async fn a_his_that_speaks_gb18030_is_understood_and_answered_in_kind() {
     let t = app.get_json(&format!("/api/v1/tickets/{}", q["waiting"][0]["ticket"].as_str().unwrap())).await;
     assert_eq!(t["name"], "王小明", "the name decoded from GB18030");
 }
+
+#[tokio::test]
+async fn orders_over_hl7_reach_the_patients_plan_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_args(&dir.path().join("data"), &["--hl7", "127.0.0.1:0"]);
+    let orm = |control: &str, patient: &str, pairs: &[(&str, &str, &str)]| {
+        let mut m = format!("MSH|^~\\&|HIS|CITYHOSP|CLINICFLOW|CITYHOSP|{}||ORM^O01^ORM_O01|{control}|P|2.4\rPID|1||{patient}\r", ago(0));
+        for (i, (ctl, id, code)) in pairs.iter().enumerate() {
+            m.push_str(&format!("ORC|{ctl}|{id}\rOBR|{}|{id}||{code}^text\r", i + 1));
+        }
+        m
+    };
+    let messages = vec![
+        a04("R1", "V-ORD", "P-ORD", "internal-medicine", &ago(30)),
+        orm("O1", "P-ORD", &[("NW", "ORD-ECG", "ECG"), ("NW", "ORD-RET", "RETURN-IM")]),
+        // One unknown code: the whole message is refused, the good order in it is not stored.
+        orm("O2", "P-ORD", &[("NW", "ORD-LAB", "LAB-CBC"), ("NW", "ORD-X", "XYZ-999")]),
+        // Orders for a patient nobody registered.
+        orm("O3", "P-NOBODY", &[("NW", "ORD-1", "ECG")]),
+        // The ECG is cancelled in the HIS.
+        orm("O4", "P-ORD", &[("CA", "ORD-ECG", "ECG")]),
+    ];
+    let acks = send(&app, &messages, "utf-8");
+    assert_eq!(msa(&acks), ["AA", "AA", "AE", "AE", "AA"], "{acks:#?}");
+    assert_eq!(acks[2]["err"], "OBR^1^4");
+    assert!(acks[2]["raw"].as_str().unwrap().contains("XYZ-999"));
+    assert_eq!(acks[3]["err"], "PID^1^3");
+    let v = app.get_json("/api/v1/patients/P-ORD/orders").await;
+    let mut orders: Vec<(String, String)> = v["orders"].as_array().unwrap().iter().map(|o| (o["id"].as_str().unwrap().to_owned(), o["status"].as_str().unwrap().to_owned())).collect();
+    orders.sort();
+    assert_eq!(orders, [("ORD-ECG".to_owned(), "cancelled".to_owned()), ("ORD-RET".to_owned(), "active".to_owned())], "{v}");
+}
