@@ -153,3 +153,43 @@ async fn orders_over_hl7_reach_the_patients_plan_whole_or_not_at_all() {
     orders.sort();
     assert_eq!(orders, [("ORD-ECG".to_owned(), "cancelled".to_owned()), ("ORD-RET".to_owned(), "active".to_owned())], "{v}");
 }
+
+#[tokio::test]
+async fn a_crash_while_the_his_is_sending_loses_and_doubles_nothing() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut app = start_args(&data, &["--hl7", "127.0.0.1:0"]);
+    // 120 registrations, a second apart by the HIS's clock, sent newest first.
+    let n = 120;
+    let messages: Vec<String> = (0..n).rev().map(|i| a04(&format!("C{i}"), &format!("V{i:03}"), &format!("P{i:03}"), "internal-medicine", &ago(200 - i as i64))).collect();
+    let file = dir.path().join("messages.json");
+    std::fs::write(&file, serde_json::to_string(&messages).unwrap()).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/hl7_send.py");
+    let mut sender = std::process::Command::new("python3")
+        .arg(&script)
+        .args(["127.0.0.1", &app.hl7_port.unwrap().to_string()])
+        .arg(&file)
+        .env("MARK_AFTER", "40")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut lines = std::io::BufReader::new(sender.stdout.take().unwrap()).lines();
+    // The server dies without a goodbye while the HIS is in the middle of sending.
+    assert_eq!(lines.next().unwrap().unwrap(), "MARK");
+    app.kill9();
+    let acked: Vec<Value> = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    sender.wait().unwrap();
+    assert!(acked.len() >= 40 && acked.len() < n, "{} acknowledged before the crash", acked.len());
+    assert!(acked.iter().all(|a| a["msa"] == "AA"));
+
+    // Everything acknowledged is there after the restart.
+    let app = start_args(&data, &["--hl7", "127.0.0.1:0"]);
+    let before = line(&app).await;
+    assert!(before.len() >= acked.len(), "{} tickets, {} acknowledged", before.len(), acked.len());
+    // The HIS sends again everything it is not sure of (here: all of it): each registration is
+    // one ticket, in registration order.
+    assert!(msa(&send(&app, &messages, "utf-8")).iter().all(|c| c == "AA"));
+    let expected: Vec<String> = (0..n).map(|i| format!("V{i:03}")).collect();
+    assert_eq!(line(&app).await, expected);
+}
