@@ -29,7 +29,9 @@ pub struct IssueTicket {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Issue(IssueTicket),
-    CheckIn { ticket: TicketId },
+    /// 报到. `at`: when, by the HIS's clock (never later than now): an appointment is placed by
+    /// the time the patient checked in, not by when the message arrived.
+    CheckIn { ticket: TicketId, at: Option<super::event::UnixMs> },
     CallNext { room: RoomId, caller: String },
     Recall { ticket: TicketId },
     Start { ticket: TicketId },

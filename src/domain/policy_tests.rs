@@ -188,7 +188,7 @@ fn a_missed_patient_returns_within_the_window_or_registers_again() {
     call(&mut s, "r2", T0 + MIN);
     s.execute(&Command::Skip { ticket: tid(0) }, T0 + 2 * MIN).unwrap();
     // Within 10 minutes: back after 3 waiting patients (missed_reinsert_after).
-    let d = s.execute(&Command::CheckIn { ticket: tid(0) }, T0 + 5 * MIN).unwrap();
+    let d = s.execute(&Command::CheckIn { ticket: tid(0), at: None }, T0 + 5 * MIN).unwrap();
     assert!(matches!(d.events[0], Event::CheckedIn { reinserted: true, .. }));
     assert_eq!(s.standing(&tid(0), T0 + 5 * MIN).unwrap().ahead, 3);
     // Missed again; back after 11 minutes: refused, the patient registers again.
@@ -197,13 +197,13 @@ fn a_missed_patient_returns_within_the_window_or_registers_again() {
     }
     assert_eq!(s.rooms()[&room("r2")].current, Some(tid(0)));
     s.execute(&Command::Skip { ticket: tid(0) }, T0 + 6 * MIN).unwrap();
-    let e = s.execute(&Command::CheckIn { ticket: tid(0) }, T0 + 17 * MIN).unwrap_err();
+    let e = s.execute(&Command::CheckIn { ticket: tid(0), at: None }, T0 + 17 * MIN).unwrap_err();
     assert_eq!(e, QueueError::TooManyMisses { ticket: tid(0), misses: 2 });
     // Window alone: a second ticket missed once, back too late.
     call(&mut s, "r2", T0 + 18 * MIN);
     let t = s.rooms()[&room("r2")].current.clone().unwrap();
     s.execute(&Command::Skip { ticket: t.clone() }, T0 + 18 * MIN).unwrap();
-    assert_eq!(s.execute(&Command::CheckIn { ticket: t.clone() }, T0 + 29 * MIN).unwrap_err(), QueueError::ReturnWindowClosed(t));
+    assert_eq!(s.execute(&Command::CheckIn { ticket: t.clone(), at: None }, T0 + 29 * MIN).unwrap_err(), QueueError::ReturnWindowClosed(t));
 }
 
 #[test]
@@ -214,7 +214,7 @@ fn late_return_to_the_back_of_the_line() {
     }
     call(&mut s, "r2", T0);
     s.execute(&Command::Skip { ticket: tid(0) }, T0).unwrap();
-    let d = s.execute(&Command::CheckIn { ticket: tid(0) }, T0 + 2 * MIN).unwrap();
+    let d = s.execute(&Command::CheckIn { ticket: tid(0), at: None }, T0 + 2 * MIN).unwrap();
     assert!(matches!(d.events[0], Event::CheckedIn { reinserted: false, .. }));
     assert_eq!(s.standing(&tid(0), T0 + 2 * MIN).unwrap().ahead, 3, "behind everyone");
 }

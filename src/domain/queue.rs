@@ -569,7 +569,7 @@ impl QueueState {
                 ev.push(Event::TicketIssued { ticket: data, seq, pos });
                 Ok(Some(i.ticket.clone()))
             }
-            Command::CheckIn { ticket } => {
+            Command::CheckIn { ticket, at } => {
                 fresh(ticket)?;
                 let t = self.expect(ticket, &[Booked, Missed], "check in")?;
                 if t.status == Missed {
@@ -583,7 +583,18 @@ impl QueueState {
                         return Err(QueueError::ReturnWindowClosed(ticket.clone()));
                     }
                 }
-                let (pos, late, reinserted) = self.check_in_pos(t, now);
+                let (pos, late, reinserted) = match (t.status, at) {
+                    // A booked patient who checked in at the HIS earlier is placed by that time
+                    // among the others (a late one by the late-arrival rule, as any other).
+                    (Booked, Some(a)) => {
+                        let when = (*a).min(now);
+                        match self.check_in_pos(t, when) {
+                            (p, true, r) => (p, true, r),
+                            _ => (self.normal_pos(&t.data, when, true), false, false),
+                        }
+                    }
+                    _ => self.check_in_pos(t, now),
+                };
                 ev.push(Event::CheckedIn { ticket: ticket.clone(), pos, late, reinserted });
                 Ok(Some(ticket.clone()))
             }

@@ -204,7 +204,7 @@ fn command_for(s: &QueueState, e: &Event, fixed_policy: bool) -> Option<Command>
             his: ticket.his.clone(),
             at: ticket.his.as_ref().and(ticket.checked_in_at),
         }),
-        Event::CheckedIn { ticket, .. } => Command::CheckIn { ticket: ticket.clone() },
+        Event::CheckedIn { ticket, .. } => Command::CheckIn { ticket: ticket.clone(), at: None },
         Event::Called { room, caller, .. } => Command::CallNext { room: room.clone(), caller: caller.clone() },
         Event::Recalled { room, .. } => Command::Recall { ticket: live(room)? },
         Event::Started { room, .. } => Command::Start { ticket: live(room)? },

@@ -140,7 +140,7 @@ fn started_slot_goes_before_walk_ins_and_late_arrival_is_a_walk_in() {
     // A late arrival (slot over) queues as a walk-in.
     let past = Slot { start: T0, end: T0 + 10 * MIN };
     s.execute(&with(issue(4, "normal"), |i| { i.slot = Some(past); i.check_in = false }), T0).unwrap();
-    s.execute(&Command::CheckIn { ticket: tid(4) }, T0 + 32 * MIN).unwrap();
+    s.execute(&Command::CheckIn { ticket: tid(4), at: None }, T0 + 32 * MIN).unwrap();
     let order: Vec<_> = (0..3).filter_map(|i| call(&mut s, "r3", T0 + 40 * MIN + i)).collect();
     assert_eq!(order, vec![tid(1), tid(3), tid(4)]);
 }
@@ -154,7 +154,7 @@ fn missed_patient_returns_after_three() {
     assert_eq!(call(&mut s, "r3", T0 + MIN), Some(tid(1)));
     s.execute(&Command::Skip { ticket: tid(1) }, T0 + 2 * MIN).unwrap();
     assert_eq!(s.ticket(&tid(1)).unwrap().status, Status::Missed);
-    s.execute(&Command::CheckIn { ticket: tid(1) }, T0 + 3 * MIN).unwrap();
+    s.execute(&Command::CheckIn { ticket: tid(1), at: None }, T0 + 3 * MIN).unwrap();
     assert_eq!(s.standing(&tid(1), T0 + 3 * MIN).unwrap().ahead, 3);
     let order: Vec<_> = (0..6).filter_map(|i| call(&mut s, "r3", T0 + 4 * MIN + i)).collect();
     assert_eq!(order, vec![tid(2), tid(3), tid(4), tid(1), tid(5), tid(6)]);
@@ -171,7 +171,7 @@ fn missed_patient_returns_after_three_even_when_check_ins_share_a_millisecond() 
     }
     assert_eq!(call(&mut s, "r3", T0 + MIN), Some(tid(1)));
     s.execute(&Command::Skip { ticket: tid(1) }, T0 + 2 * MIN).unwrap();
-    s.execute(&Command::CheckIn { ticket: tid(1) }, T0 + 2 * MIN).unwrap();
+    s.execute(&Command::CheckIn { ticket: tid(1), at: None }, T0 + 2 * MIN).unwrap();
     assert_eq!(s.standing(&tid(1), T0 + 2 * MIN).unwrap().ahead, 3);
     let order: Vec<_> = (0..6).filter_map(|i| call(&mut s, "r3", T0 + 4 * MIN + i)).collect();
     assert_eq!(order, vec![tid(2), tid(3), tid(4), tid(1), tid(5), tid(6)]);
@@ -290,7 +290,7 @@ fn transfer_keeps_number_and_check_in_time() {
     assert_eq!(t.data.number, "A001");
     // Checked in at T0, before t10 (T0+5min): first in line.
     assert_eq!(b.standing(&tid(1), T0 + 10 * MIN).unwrap().ahead, 0);
-    assert!(matches!(a.execute(&Command::CheckIn { ticket: tid(1) }, T0).unwrap_err(), QueueError::Transferred { .. }));
+    assert!(matches!(a.execute(&Command::CheckIn { ticket: tid(1), at: None }, T0).unwrap_err(), QueueError::Transferred { .. }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -379,7 +379,7 @@ impl Run {
                 self.issued += 1;
                 self.exec(cmd);
             }
-            Op::CheckIn(i) => drop(self.exec(Command::CheckIn { ticket: t(i) })),
+            Op::CheckIn(i) => drop(self.exec(Command::CheckIn { ticket: t(i), at: None })),
             Op::Call(r) => drop(self.exec(Command::CallNext { room: room(ROOMS[r as usize]), caller: "n".into() })),
             Op::Recall(i) => drop(self.exec(Command::Recall { ticket: t(i) })),
             Op::Start(i) => drop(self.exec(Command::Start { ticket: t(i) })),

@@ -228,7 +228,11 @@ pub fn facts(m: &Message, source: &str, tz: Tz) -> Result<Vec<Fact>, Hl7Error> {
             Ok(vec![Fact::Registered(Registration { his: his(id), patient, name: person_name(m, "PID", 5), department, doctor: m.get("PV1", 7, 1), at, slot: None })])
         }
         ("ADT", "A11" | "A03") => Ok(vec![Fact::Cancelled { his: his(required(m, "PV1", 19, 1, "visit number: the registration id")?) }]),
-        ("ADT", "A10") => Ok(vec![Fact::CheckedIn { his: his(required(m, "PV1", 19, 1, "visit number: the registration id")?) }]),
+        ("ADT", "A10") => {
+            let id = required(m, "PV1", 19, 1, "visit number: the registration id")?;
+            let at = event_time(m, tz, &[("EVN", 6), ("EVN", 2), ("MSH", 7)])?;
+            Ok(vec![Fact::CheckedIn { his: his(id), at: Some(at) }])
+        }
         ("SIU", "S12") => {
             let id = required(m, "SCH", 1, 1, "placer appointment id")?;
             let patient = required(m, "PID", 3, 1, "patient id")?;

@@ -39,8 +39,8 @@ pub enum Fact {
     Registered(Registration),
     /// The registration was withdrawn (退号) or the visit cancelled: the ticket must never be called.
     Cancelled { his: HisRef },
-    /// The patient checked in (报到) for an appointment.
-    CheckedIn { his: HisRef },
+    /// The patient checked in (报到) for an appointment, at `at` by the HIS's clock.
+    CheckedIn { his: HisRef, at: Option<UnixMs> },
     /// Orders placed or cancelled for a patient (blood tests, an ultrasound, …), applied whole.
     Ordered { patient: String, orders: Vec<OrderFact> },
 }
@@ -139,7 +139,7 @@ pub fn plan(fact: &Fact, hospital: &Hospital) -> Result<Planned, FactError> {
             Ok(Planned::Issue { queue, cmd })
         }
         Fact::Cancelled { his } => Ok(Planned::OnTicket { ticket: ticket_id(his), cmd: Command::Cancel { ticket: ticket_id(his) } }),
-        Fact::CheckedIn { his } => Ok(Planned::OnTicket { ticket: ticket_id(his), cmd: Command::CheckIn { ticket: ticket_id(his) } }),
+        Fact::CheckedIn { his, at } => Ok(Planned::OnTicket { ticket: ticket_id(his), cmd: Command::CheckIn { ticket: ticket_id(his), at: *at } }),
         Fact::Ordered { patient, orders } => {
             use crate::plan::orders::{OrderIn, OrderStatus};
             let patient = PatientId::parse(patient).map_err(|e| FactError::new("patient", "invalid_patient", e.to_string()))?;

@@ -125,6 +125,38 @@ fn orders_come_as_orc_obr_pairs_and_map_to_services() {
     assert_eq!((e.segment.as_str(), e.field, e.code), ("ORC", 1, 103));
 }
 
+#[test]
+fn appointments_checked_in_at_the_his_are_placed_by_check_in_time() {
+    let hospital = demo();
+    let q = QueueId::parse("cardiology").unwrap();
+    let mut s = QueueState::new(hospital.queues[&q].clone());
+    let book = |id: &str| {
+        let text = format!("MSH|^~\\&|HIS|H|Q|H|20261123160000||SIU^S12|{id}|P|2.5\rSCH|{id}||||||||||^^^20261124100000^20261124103000\rPID|1||P-{id}\rAIL|1||cardiology\r");
+        facts(&Message::parse(&text).unwrap(), "hl7", TZ).unwrap().remove(0)
+    };
+    let arrive = |id: &str, at: &str| {
+        let text = format!("MSH|^~\\&|HIS|H|Q|H|{at}||ADT^A10|X{id}|P|2.5\rEVN|A10|{at}\rPV1|1|O|cardiology||||||||||||||||{id}\r");
+        facts(&Message::parse(&text).unwrap(), "hl7", TZ).unwrap().remove(0)
+    };
+    let run = |s: &mut QueueState, f: &Fact, now: UnixMs| {
+        let cmd = match plan(f, &hospital).unwrap() {
+            Planned::Issue { cmd, .. } | Planned::OnTicket { cmd, .. } => cmd,
+            Planned::Orders { .. } => unreachable!(),
+        };
+        let d = s.decide(&cmd, None, now).unwrap();
+        for e in &d.events {
+            s.apply(e, now);
+        }
+    };
+    run(&mut s, &book("APT-1"), T0);
+    run(&mut s, &book("APT-2"), T0);
+    // APT-2 checked in at 09:50, APT-1 at 09:55; the messages arrive the other way round.
+    run(&mut s, &arrive("APT-1", "20261124095500"), T0 + 60 * 60_000);
+    run(&mut s, &arrive("APT-2", "20261124095000"), T0 + 61 * 60_000);
+    let order: Vec<&str> = s.waiting_order(T0 + 62 * 60_000).iter().map(|t| t.data.his.as_ref().unwrap().id.as_str()).collect();
+    assert_eq!(order, ["APT-2", "APT-1"]);
+}
+
 // ---- the three failures, on the queue core ----------------------------------------------------
 
 fn registration(n: usize, at: UnixMs) -> Fact {

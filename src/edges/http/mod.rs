@@ -493,7 +493,7 @@ async fn ticket_action(state: Data, req: HttpRequest, path: web::Path<(String, S
         other => {
             let _: Empty = parse_json(&body, true)?;
             let cmd = match other {
-                "check-in" => Command::CheckIn { ticket: t.clone() },
+                "check-in" => Command::CheckIn { ticket: t.clone(), at: None },
                 "recall" => Command::Recall { ticket: t.clone() },
                 "skip" => Command::Skip { ticket: t.clone() },
                 "start" => Command::Start { ticket: t.clone() },
