@@ -106,3 +106,21 @@ pub fn gateway_scans(radio: &RadioMap, m: &VenueMap, path: &[(usize, f64, f64)],
         .collect()
 }
 
+
+/// What the gateways publish on MQTT about `tag` walking `path` ([`gateway_scans`]): per second,
+/// (gateway id, ESPresense-style JSON `{id, rssi, ts}`), `ts` counted from `start_ms`.
+pub fn gateway_reports(radio: &RadioMap, m: &VenueMap, path: &[(usize, f64, f64)], seed: u64, tag: &str, start_ms: i64) -> Vec<Vec<(String, serde_json::Value)>> {
+    gateway_scans(radio, m, path, seed)
+        .into_iter()
+        .map(|scans| {
+            scans
+                .iter()
+                .map(|s| {
+                    let r = s.readings[0];
+                    let rssi = (r.rssi as f64 * 10.0).round() / 10.0;
+                    (radio.file.anchors[r.anchor as usize].id.clone(), serde_json::json!({"id": tag, "rssi": rssi, "ts": start_ms + s.t_ms}))
+                })
+                .collect()
+        })
+        .collect()
+}

@@ -36,20 +36,9 @@ fn walk(radio: &position::RadioMap, tag: &str, end_ms: i64, (from, to): (&str, &
     let path = sim::walk_route(&m, from, to).unwrap();
     let path = &path[..WALK_S];
     let start = end_ms - (WALK_S as i64 - 1) * 1000;
-    let seconds = sim::gateway_scans(radio, &m, path, 11)
-        .into_iter()
-        .map(|scans| {
-            scans
-                .iter()
-                .map(|s| {
-                    let r = s.readings[0];
-                    (radio.file.anchors[r.anchor as usize].id.clone(), json!({"id": tag, "rssi": (r.rssi as f64 * 10.0).round() / 10.0, "ts": start + s.t_ms}))
-                })
-                .collect()
-        })
-        .collect();
+    let seconds = sim::gateway_reports(radio, &m, path, 11, tag, start);
     let last = path[WALK_S - 1];
-    ((seconds), (m.levels[last.0].id.clone(), last.1, last.2))
+    (seconds, (m.levels[last.0].id.clone(), last.1, last.2))
 }
 
 fn now_ms() -> i64 {
@@ -73,7 +62,8 @@ async fn mqtt(port: u16, id: &str, user: &str, password: &str) -> (AsyncClient, 
                     }
                 }
                 Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                // A test client does not reconnect: its test fails on what it then misses.
+                Err(_) => break,
             }
         }
     });
