@@ -137,7 +137,14 @@ impl Application {
                 Some(bound)
             }
         };
+        let mut his_polls = std::collections::BTreeMap::new();
+        for p in &hospital.his.poll {
+            let url = p.resolve_url().map_err(anyhow::Error::msg)?;
+            let handle = crate::edges::dbpoll::start(p.clone(), &url, his.clone()).with_context(|| format!("his.poll {}: the url", p.name))?;
+            his_polls.insert(p.name.clone(), handle);
+        }
         let state = web::Data::new(AppState {
+            his_polls: Arc::new(his_polls),
             his,
             displays,
             delivery: desk,

@@ -116,6 +116,16 @@ impl Floor {
         Ok(out)
     }
 
+    /// Today's tickets of one HIS adapter, in every queue, with their status.
+    pub async fn his_tickets(&self, source: &str) -> Result<Vec<(crate::domain::event::HisRef, TicketId, crate::domain::queue::Status)>, FloorError> {
+        let asks = self.queues().map(|q| q.his_tickets(source.to_owned()));
+        let mut out = Vec::new();
+        for r in futures_util::future::join_all(asks).await {
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+
     /// Move a ticket to another queue, keeping its id, number and check-in time.
     ///
     /// The source commits `TransferredOut` first, then the destination commits `TransferredIn`.

@@ -10,7 +10,7 @@
 use super::{CommandError, Floor, FloorError};
 use crate::domain::command::Command;
 use crate::domain::error::QueueError;
-use crate::his::{plan, ticket_id, Fact, FactError, Planned};
+use crate::his::{lifecycle, plan, ticket_of, Fact, FactError, Lifecycle, Planned};
 use crate::storage::his::HisStore;
 use crate::telemetry::Metrics;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
@@ -46,10 +46,20 @@ pub struct AdapterStatus {
     pub last_error_at: Option<i64>,
     pub messages: u64,
     pub errors: u64,
+    /// Seconds since the last success (the HIS may be down, or quiet).
+    pub lag_secs: Option<f64>,
+    /// Database pollers: passes run, the cursor reached, the last reconciliation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polls: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_reconcile: Option<i64>,
 }
 
 struct HisMetrics {
     messages: IntCounterVec,
+    polls: IntCounterVec,
     last_success: IntGaugeVec,
 }
 
@@ -71,35 +81,55 @@ impl HisDesk {
         )
         .expect("valid metric");
         let last_success = IntGaugeVec::new(Opts::new("clinicflow_his_last_success_timestamp_seconds", "When each HIS adapter last succeeded (Unix seconds)"), &["adapter"]).expect("valid metric");
+        let polls = IntCounterVec::new(Opts::new("clinicflow_his_polls_total", "HIS database poll passes by adapter and result (ok, error)"), &["adapter", "result"]).expect("valid metric");
         metrics.register(Box::new(messages.clone()));
+        metrics.register(Box::new(polls.clone()));
         metrics.register(Box::new(last_success.clone()));
-        HisDesk { floor, orders, store, status: Arc::new(RwLock::new(BTreeMap::new())), metrics: Arc::new(HisMetrics { messages, last_success }) }
+        HisDesk { floor, orders, store, status: Arc::new(RwLock::new(BTreeMap::new())), metrics: Arc::new(HisMetrics { messages, polls, last_success }) }
+    }
+
+    /// Runs `f` on the HIS store off the async threads.
+    pub async fn db<T: Send + 'static>(&self, f: impl FnOnce(&HisStore) -> rusqlite::Result<T> + Send + 'static) -> Result<T, ApplyError> {
+        let s = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(&s)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(ApplyError::Unavailable(e.to_string())),
+            Err(e) => Err(ApplyError::Unavailable(e.to_string())),
+        }
     }
 
     /// Applies one fact. Safe to repeat.
+    ///
+    /// A registration withdrawn (退号) before it arrives is never issued; one the source brings
+    /// back later (its revision newer than the withdrawal's) is a re-registration: a new ticket
+    /// ([`crate::his::ticket_of`] of the next generation), at the back by its new time.
     pub async fn apply(&self, fact: &Fact) -> Result<Applied, ApplyError> {
-        let planned = plan(fact, &self.floor.hospital).map_err(ApplyError::Fact)?;
-        let store = |f: Box<dyn FnOnce(&HisStore) -> rusqlite::Result<bool> + Send>| {
-            let s = self.store.clone();
-            async move {
-                match tokio::task::spawn_blocking(move || f(&s)).await {
-                    Ok(Ok(v)) => Ok(v),
-                    Ok(Err(e)) => Err(ApplyError::Unavailable(e.to_string())),
-                    Err(e) => Err(ApplyError::Unavailable(e.to_string())),
-                }
+        let state = match fact.registration() {
+            Some(h) => {
+                let h = h.clone();
+                self.db(move |s| s.state(&h)).await?
             }
+            None => None,
         };
+        let (generation, reregister) = match lifecycle(fact, state) {
+            Lifecycle::Stale => return Ok(Applied::Repeat),
+            Lifecycle::Apply { generation } => (generation, None),
+            Lifecycle::Reregister { generation, revision } => (generation, Some(revision)),
+        };
+        let planned = plan(fact, &self.floor.hospital, generation).map_err(ApplyError::Fact)?;
         let unavailable = |e: FloorError| match e {
             FloorError::Command(CommandError::Unavailable(m)) => ApplyError::Unavailable(m),
             other => ApplyError::Unavailable(other.to_string()),
         };
         match (fact, planned) {
             (Fact::Registered(r), Planned::Issue { queue, cmd }) => {
-                let his = r.his.clone();
-                if store(Box::new(move |s| s.is_withdrawn(&his))).await? {
-                    return Ok(Applied::Repeat); // withdrawn before it arrived: never a ticket
+                if let Some(rev) = reregister {
+                    // Written first: a crash before the ticket is issued leaves a re-registration
+                    // whose ticket the next delivery of the same fact issues.
+                    let (h, now) = (r.his.clone(), super::now_ms());
+                    self.db(move |s| s.reregister(&h, generation, rev, now)).await?;
                 }
-                if self.floor.ticket(&ticket_id(&r.his)).await.is_ok() {
+                if self.floor.ticket(&ticket_of(&r.his, generation)).await.is_ok() {
                     return Ok(Applied::Repeat);
                 }
                 match self.floor.execute(&queue, cmd, None).await {
@@ -109,9 +139,9 @@ impl HisDesk {
                     Err(e) => Err(unavailable(e)),
                 }
             }
-            (Fact::Cancelled { his }, Planned::OnTicket { ticket, cmd }) => {
-                let (h, now) = (his.clone(), super::now_ms());
-                store(Box::new(move |s| s.withdraw(&h, now))).await?;
+            (Fact::Cancelled { his, revision }, Planned::OnTicket { ticket, cmd }) => {
+                let (h, rev, now) = (his.clone(), *revision, super::now_ms());
+                self.db(move |s| s.withdraw(&h, generation, rev, now)).await?;
                 match self.floor.on_ticket(&ticket, cmd, None).await {
                     Ok(_) => Ok(Applied::Changed),
                     // Not here yet (remembered above), or no longer waiting: nothing to do.
@@ -151,34 +181,79 @@ impl HisDesk {
         }
     }
 
-    /// Notes how a message or poll of `adapter` went (`result`: applied, repeat, error, rejected).
+    /// Notes how a message (or a polled row) of `adapter` went (`result`: applied, repeat,
+    /// error, rejected).
     pub fn note(&self, adapter: &str, result: &str, error: Option<String>) {
         self.metrics.messages.with_label_values(&[adapter, result]).inc();
-        let now = super::now_ms();
-        let mut all = self.status.write().unwrap_or_else(|p| p.into_inner());
-        let s = all.entry(adapter.to_owned()).or_insert_with(|| AdapterStatus { adapter: adapter.to_owned(), ..Default::default() });
-        s.messages += 1;
-        match error {
-            None => {
-                s.last_success = Some(now);
-                self.metrics.last_success.with_label_values(&[adapter]).set(now / 1000);
-            }
-            Some(e) => {
+        self.with_status(adapter, |s| {
+            s.messages += 1;
+            if let Some(e) = &error {
                 s.errors += 1;
-                s.last_error = Some(e);
-                s.last_error_at = Some(now);
+                s.last_error = Some(e.clone());
+                s.last_error_at = Some(super::now_ms());
             }
+        });
+        if error.is_none() {
+            self.succeeded(adapter);
+        }
+    }
+
+    /// Notes a database poll pass: its cursor after, whether it reconciled, or why it failed.
+    pub fn polled(&self, adapter: &str, outcome: Result<(Option<String>, bool), String>) {
+        let ok = outcome.is_ok();
+        self.metrics.polls.with_label_values(&[adapter, if ok { "ok" } else { "error" }]).inc();
+        self.with_status(adapter, |s| {
+            *s.polls.get_or_insert(0) += 1;
+            match &outcome {
+                Ok((cursor, reconciled)) => {
+                    s.cursor = cursor.clone();
+                    if *reconciled {
+                        s.last_reconcile = Some(super::now_ms());
+                    }
+                }
+                Err(e) => {
+                    s.errors += 1;
+                    s.last_error = Some(e.clone());
+                    s.last_error_at = Some(super::now_ms());
+                }
+            }
+        });
+        if ok {
+            self.succeeded(adapter);
+        }
+    }
+
+    fn succeeded(&self, adapter: &str) {
+        let now = super::now_ms();
+        self.with_status(adapter, |s| s.last_success = Some(now));
+        self.metrics.last_success.with_label_values(&[adapter]).set(now / 1000);
+    }
+
+    fn with_status(&self, adapter: &str, f: impl FnOnce(&mut AdapterStatus)) {
+        let mut all = self.status.write().unwrap_or_else(|p| p.into_inner());
+        f(all.entry(adapter.to_owned()).or_insert_with(|| AdapterStatus { adapter: adapter.to_owned(), ..Default::default() }));
+    }
+
+    /// The open tickets (and their status) of an adapter's registrations, in every queue.
+    pub async fn tickets_of(&self, adapter: &str) -> Result<Vec<(crate::domain::event::HisRef, crate::domain::queue::Status)>, ApplyError> {
+        match self.floor.his_tickets(adapter).await {
+            Ok(v) => Ok(v.into_iter().map(|(h, _, s)| (h, s)).collect()),
+            Err(e) => Err(ApplyError::Unavailable(e.to_string())),
         }
     }
 
     /// Makes an adapter known (listed before its first message).
     pub fn register(&self, adapter: &str) {
-        let mut all = self.status.write().unwrap_or_else(|p| p.into_inner());
-        all.entry(adapter.to_owned()).or_insert_with(|| AdapterStatus { adapter: adapter.to_owned(), ..Default::default() });
+        self.with_status(adapter, |_| {});
     }
 
     pub fn status(&self) -> Vec<AdapterStatus> {
-        self.status.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        let now = super::now_ms();
+        let mut all: Vec<AdapterStatus> = self.status.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for s in &mut all {
+            s.lag_secs = s.last_success.map(|t| (now - t).max(0) as f64 / 1000.0);
+        }
+        all
     }
 
     pub fn hospital(&self) -> &crate::domain::config::Hospital {

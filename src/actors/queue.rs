@@ -117,6 +117,25 @@ struct GetTicket(TicketId);
 #[rtype(result = "Vec<TicketView>")]
 struct PatientTickets(crate::domain::ids::PatientId);
 
+/// Tickets that came from one HIS adapter (`source`), with their status; transferred-out copies
+/// left out (the ticket is in its new queue).
+#[derive(Message)]
+#[rtype(result = "Vec<(crate::domain::event::HisRef, TicketId, crate::domain::queue::Status)>")]
+struct HisTickets(String);
+
+impl Handler<HisTickets> for ClinicQueue {
+    type Result = MessageResult<HisTickets>;
+    fn handle(&mut self, msg: HisTickets, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.state
+                .tickets()
+                .filter(|t| t.status != crate::domain::queue::Status::Transferred)
+                .filter_map(|t| t.data.his.as_ref().filter(|h| h.source == msg.0).map(|h| (h.clone(), t.data.id.clone(), t.status)))
+                .collect(),
+        )
+    }
+}
+
 /// Every waiting ticket with its position, ETA and the one-line explanation.
 #[derive(Message)]
 #[rtype(result = "Vec<(TicketId, Standing, PositionNote)>")]
@@ -287,6 +306,10 @@ impl QueueHandle {
 
     pub async fn patient_tickets(&self, patient: crate::domain::ids::PatientId) -> Result<Vec<TicketView>, CommandError> {
         self.addr.send(PatientTickets(patient)).await.map_err(|e| CommandError::Unavailable(e.to_string()))
+    }
+
+    pub async fn his_tickets(&self, source: String) -> Result<Vec<(crate::domain::event::HisRef, TicketId, crate::domain::queue::Status)>, CommandError> {
+        self.addr.send(HisTickets(source)).await.map_err(|e| CommandError::Unavailable(e.to_string()))
     }
 
     /// The policy in force and whether it differs from the config file's.

@@ -67,6 +67,56 @@ pub struct HisMapping {
     pub departments: BTreeMap<String, QueueId>,
     #[serde(default)]
     pub doctors: BTreeMap<String, DoctorId>,
+    /// Database views or intermediate tables of today's registrations, polled read-only.
+    #[serde(default)]
+    pub poll: Vec<HisPoll>,
+}
+
+/// One HIS database to poll (`[[his.poll]]`): see `src/his/table.rs` for the columns the queries
+/// return and the README for a worked example.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HisPoll {
+    /// The adapter's name: in status, metrics, and on each ticket's HIS reference.
+    pub name: String,
+    /// `postgres://user:password@host:5432/db` or `mysql://…` (MariaDB too). Never shown.
+    #[serde(default, skip_serializing)]
+    pub url: Option<String>,
+    /// The environment variable holding the URL instead (keeps the password out of the file).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// The incremental query: rows changed since `{cursor}` (the greatest `version` applied).
+    pub query: String,
+    /// The whole of today's registrations, for the reconciliation pass (and the first read).
+    pub snapshot: String,
+    #[serde(default = "HisPoll::default_interval_ms")]
+    pub interval_ms: u64,
+    #[serde(default = "HisPoll::default_reconcile_secs")]
+    pub reconcile_secs: u64,
+    /// A query (connection included) taking longer is abandoned and retried.
+    #[serde(default = "HisPoll::default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+impl HisPoll {
+    fn default_interval_ms() -> u64 {
+        5000
+    }
+    fn default_reconcile_secs() -> u64 {
+        60
+    }
+    fn default_timeout_secs() -> u64 {
+        30
+    }
+
+    /// The connection URL: `url`, or the variable `url_env` names.
+    pub fn resolve_url(&self) -> Result<String, String> {
+        match (&self.url, &self.url_env) {
+            (Some(u), None) => Ok(u.clone()),
+            (None, Some(var)) => std::env::var(var).map_err(|_| format!("his.poll {}: the environment variable {var} (url_env) is not set", self.name)),
+            _ => Err(format!("his.poll {}: give exactly one of url and url_env", self.name)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -801,6 +851,29 @@ impl Hospital {
                 return err(format!("his.doctors: {code:?} maps to unknown doctor {d}"));
             }
         }
+        let mut poll_names = std::collections::BTreeSet::new();
+        for p in &cfg.his.poll {
+            if !valid_device_id(&p.name) || p.name == "hl7" || p.name == "soap" || !poll_names.insert(p.name.clone()) {
+                return err(format!("his.poll {:?}: the name must be unique, not hl7 or soap, and letters, digits, - _ . only", p.name));
+            }
+            if p.url.is_some() == p.url_env.is_some() {
+                return err(format!("his.poll {}: give exactly one of url and url_env", p.name));
+            }
+            if let Some(u) = &p.url {
+                if !["postgres://", "postgresql://", "mysql://", "mariadb://"].iter().any(|s| u.starts_with(s)) {
+                    return err(format!("his.poll {}: url must start with postgres://, postgresql://, mysql:// or mariadb://", p.name));
+                }
+            }
+            if !p.query.contains("{cursor}") {
+                return err(format!("his.poll {}: query must use {{cursor}} (rows changed since the last one read)", p.name));
+            }
+            if p.snapshot.contains("{cursor}") {
+                return err(format!("his.poll {}: snapshot reads all of today's registrations; it takes no {{cursor}}", p.name));
+            }
+            if p.interval_ms < 100 || p.reconcile_secs == 0 || p.timeout_secs == 0 {
+                return err(format!("his.poll {}: interval_ms at least 100, reconcile_secs and timeout_secs at least 1", p.name));
+            }
+        }
         Ok(Self {
             his: cfg.his,
             site: cfg.site,
@@ -840,5 +913,24 @@ mod tests {
         assert!(Hospital::from_toml("site = 1").is_err());
         let tz = DEMO_CONFIG.replacen("Asia/Shanghai", "Mars/Olympus", 1);
         assert!(Hospital::from_toml(&tz).unwrap_err().0.contains("time zone"));
+    }
+
+    #[test]
+    fn a_his_poller_is_checked_at_start_and_its_url_never_shown() {
+        let poll = |body: &str| format!("{DEMO_CONFIG}\n[[his.poll]]\nname = \"his-db\"\n{body}\n");
+        let good = "url = \"postgres://ro:secret@db/his\"\nquery = \"SELECT * FROM v WHERE version >= {cursor}\"\nsnapshot = \"SELECT * FROM v\"";
+        let h = Hospital::from_toml(&poll(good)).unwrap();
+        assert_eq!((h.his.poll[0].interval_ms, h.his.poll[0].reconcile_secs), (5000, 60));
+        assert!(!serde_json::to_string(&h.his).unwrap().contains("secret"), "the password is never serialized");
+        for (bad, says) in [
+            (good.replace("{cursor}", "1"), "{cursor}"),
+            (good.replace("postgres://", "oracle://"), "url must start"),
+            (good.replace("url = ", "url_env = \"X\"\nurl = "), "exactly one"),
+            (format!("{good}\ninterval_ms = 10"), "interval_ms"),
+            (format!("{good}\nfrequency = 1"), "unknown field"),
+        ] {
+            let e = Hospital::from_toml(&poll(&bad)).unwrap_err();
+            assert!(e.0.contains(says), "{bad}: {e}");
+        }
     }
 }

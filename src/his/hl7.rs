@@ -215,6 +215,12 @@ fn event_time(m: &Message, tz: Tz, fields: &[(&str, usize)]) -> Result<UnixMs, H
     Err(Hl7Error::new("EVN", 2, 101, "no event time (EVN-6, EVN-2 or MSH-7)"))
 }
 
+/// When the HIS made the message (MSH-7, else EVN-2): orders a registration's changes, so a
+/// registration sent after its own 退号 is a re-registration and a resent older one is not.
+fn revision(m: &Message, tz: Tz) -> Option<UnixMs> {
+    [("MSH", 7), ("EVN", 2)].iter().find_map(|&(seg, n)| m.get(seg, n, 1).and_then(|v| parse_time(&v, tz)))
+}
+
 /// The facts in a message from adapter `source`.
 pub fn facts(m: &Message, source: &str, tz: Tz) -> Result<Vec<Fact>, Hl7Error> {
     let (kind, event) = m.kind();
@@ -225,9 +231,9 @@ pub fn facts(m: &Message, source: &str, tz: Tz) -> Result<Vec<Fact>, Hl7Error> {
             let patient = required(m, "PID", 3, 1, "patient id")?;
             let department = m.get("PV1", 3, 1).or_else(|| m.get("PV1", 10, 1)).ok_or_else(|| Hl7Error::new("PV1", 3, 101, "PV1-3 (assigned location: the department) is required"))?;
             let at = event_time(m, tz, &[("EVN", 6), ("PV1", 44), ("EVN", 2), ("MSH", 7)])?;
-            Ok(vec![Fact::Registered(Registration { his: his(id), patient, name: person_name(m, "PID", 5), department, doctor: m.get("PV1", 7, 1), at, slot: None })])
+            Ok(vec![Fact::Registered(Registration { his: his(id), patient, name: person_name(m, "PID", 5), department, doctor: m.get("PV1", 7, 1), at, slot: None, revision: revision(m, tz) })])
         }
-        ("ADT", "A11" | "A03") => Ok(vec![Fact::Cancelled { his: his(required(m, "PV1", 19, 1, "visit number: the registration id")?) }]),
+        ("ADT", "A11" | "A03") => Ok(vec![Fact::Cancelled { his: his(required(m, "PV1", 19, 1, "visit number: the registration id")?), revision: revision(m, tz) }]),
         ("ADT", "A10") => {
             let id = required(m, "PV1", 19, 1, "visit number: the registration id")?;
             let at = event_time(m, tz, &[("EVN", 6), ("EVN", 2), ("MSH", 7)])?;
@@ -250,9 +256,10 @@ pub fn facts(m: &Message, source: &str, tz: Tz) -> Result<Vec<Fact>, Hl7Error> {
                 doctor: m.get("AIP", 3, 1),
                 at,
                 slot: Some(Slot { start, end }),
+                revision: revision(m, tz),
             })])
         }
-        ("SIU", "S15") => Ok(vec![Fact::Cancelled { his: his(required(m, "SCH", 1, 1, "placer appointment id")?) }]),
+        ("SIU", "S15") => Ok(vec![Fact::Cancelled { his: his(required(m, "SCH", 1, 1, "placer appointment id")?), revision: revision(m, tz) }]),
         ("ORM", "O01") | ("OML", "O21") => {
             let patient = required(m, "PID", 3, 1, "patient id")?;
             let (orcs, obrs): (Vec<&[String]>, Vec<&[String]>) = (m.all("ORC").collect(), m.all("OBR").collect());

@@ -8,8 +8,11 @@
 //! # Layout
 //! - [`hl7`]: HL7 v2 messages (ADT registrations and cancellations, SIU appointments, ORM/OML
 //!   orders) to facts, and their ACK/NAK.
+//! - [`table`]: rows of a HIS database view of today's registrations to facts, the poll cursor,
+//!   and the reconciliation of the queues with the view.
 
 pub mod hl7;
+pub mod table;
 
 use crate::domain::command::{Command, IssueTicket};
 use crate::domain::config::Hospital;
@@ -31,6 +34,10 @@ pub struct Registration {
     pub at: UnixMs,
     /// An appointment's slot: the patient checks in (报到) when they come.
     pub slot: Option<Slot>,
+    /// Orders this fact among the source's changes to the same registration (the message time,
+    /// the row's version): a registration newer than its own withdrawal is a re-registration,
+    /// an older one is a stale repeat. Unknown: never a re-registration.
+    pub revision: Option<i64>,
 }
 
 /// What the HIS says happened.
@@ -38,7 +45,8 @@ pub struct Registration {
 pub enum Fact {
     Registered(Registration),
     /// The registration was withdrawn (退号) or the visit cancelled: the ticket must never be called.
-    Cancelled { his: HisRef },
+    /// A withdrawal older (`revision`) than the registration's re-registration changes nothing.
+    Cancelled { his: HisRef, revision: Option<i64> },
     /// The patient checked in (报到) for an appointment, at `at` by the HIS's clock.
     CheckedIn { his: HisRef, at: Option<UnixMs> },
     /// Orders placed or cancelled for a patient (blood tests, an ultrasound, …), applied whole.
@@ -54,6 +62,14 @@ pub struct OrderFact {
 }
 
 impl Fact {
+    /// The registration the fact is about (none for orders).
+    pub fn registration(&self) -> Option<&HisRef> {
+        match self {
+            Fact::Registered(r) => Some(&r.his),
+            Fact::Cancelled { his, .. } | Fact::CheckedIn { his, .. } => Some(his),
+            Fact::Ordered { .. } => None,
+        }
+    }
 }
 
 /// Why a fact cannot be applied: the field (as the adapter names it: `PV1-3`, `department`) and
@@ -74,8 +90,55 @@ impl FactError {
 
 /// The ticket a HIS registration is: the same registration always gives the same id.
 pub fn ticket_id(his: &HisRef) -> TicketId {
-    let digest = Sha256::digest(format!("his\0{}\0{}", his.source, his.id).as_bytes());
+    ticket_of(his, 0)
+}
+
+/// The ticket of a registration's `generation`: 0 at first, one more at each re-registration
+/// (a registration id the HIS brings back after its 退号), so each life is a ticket of its own.
+pub fn ticket_of(his: &HisRef, generation: u32) -> TicketId {
+    let key = match generation {
+        0 => format!("his\0{}\0{}", his.source, his.id),
+        g => format!("his\0{}\0{}\0{g}", his.source, his.id),
+    };
+    let digest = Sha256::digest(key.as_bytes());
     TicketId::parse(&format!("t{}", &hex::encode(digest)[..20])).expect("t + 20 hex digits is a ticket id")
+}
+
+/// What clinicflow remembers of a registration that was withdrawn or re-registered (none: the
+/// first life, never withdrawn). Kept durable by `storage::his::HisStore`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrationState {
+    /// 0 at first; one more at each re-registration ([`ticket_of`]).
+    pub generation: u32,
+    pub withdrawn: bool,
+    /// The revision of the last withdrawal or re-registration, when the source gave one.
+    pub revision: Option<i64>,
+}
+
+/// Where a fact about a registration stands against what is remembered of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Apply it to this generation's ticket.
+    Apply { generation: u32 },
+    /// A re-registration: remember the new generation (at this revision), then issue its ticket.
+    Reregister { generation: u32, revision: i64 },
+    /// Stale or repeated: nothing to do (a registration withdrawn before it arrived, a resend of
+    /// a withdrawn life, a withdrawal older than the re-registration).
+    Stale,
+}
+
+/// Decides a fact's place in its registration's life. A registration newer (by revision) than
+/// its withdrawal is a re-registration; without revisions a withdrawal is final.
+pub fn lifecycle(fact: &Fact, state: Option<RegistrationState>) -> Lifecycle {
+    let Some(st) = state else { return Lifecycle::Apply { generation: 0 } };
+    match fact {
+        Fact::Registered(r) if st.withdrawn => match (r.revision, st.revision) {
+            (Some(new), Some(old)) if new > old => Lifecycle::Reregister { generation: st.generation + 1, revision: new },
+            _ => Lifecycle::Stale,
+        },
+        Fact::Cancelled { revision: Some(rev), .. } if !st.withdrawn && st.revision.is_some_and(|r| *rev <= r) => Lifecycle::Stale,
+        _ => Lifecycle::Apply { generation: st.generation },
+    }
 }
 
 /// What applying a fact means for the queues.
@@ -103,9 +166,11 @@ pub fn queue_for(hospital: &Hospital, code: &str) -> Option<QueueId> {
     hospital.queues.iter().find(|(_, spec)| spec.department.as_str() == code).map(|(id, _)| id.clone())
 }
 
-/// The queue command for a fact, checked against the hospital: unknown departments and doctors,
-/// bad patient ids and names are refused naming the field; nothing is applied.
-pub fn plan(fact: &Fact, hospital: &Hospital) -> Result<Planned, FactError> {
+/// The queue command for a fact about a registration in its `generation` (see [`ticket_of`]),
+/// checked against the hospital: unknown departments and doctors, bad patient ids and names are
+/// refused naming the field; nothing is applied.
+pub fn plan(fact: &Fact, hospital: &Hospital, generation: u32) -> Result<Planned, FactError> {
+    let ticket_id = |his: &HisRef| ticket_of(his, generation);
     match fact {
         Fact::Registered(r) => {
             let queue = queue_for(hospital, &r.department)
@@ -138,7 +203,7 @@ pub fn plan(fact: &Fact, hospital: &Hospital) -> Result<Planned, FactError> {
             });
             Ok(Planned::Issue { queue, cmd })
         }
-        Fact::Cancelled { his } => Ok(Planned::OnTicket { ticket: ticket_id(his), cmd: Command::Cancel { ticket: ticket_id(his) } }),
+        Fact::Cancelled { his, .. } => Ok(Planned::OnTicket { ticket: ticket_id(his), cmd: Command::Cancel { ticket: ticket_id(his) } }),
         Fact::CheckedIn { his, at } => Ok(Planned::OnTicket { ticket: ticket_id(his), cmd: Command::CheckIn { ticket: ticket_id(his), at: *at } }),
         Fact::Ordered { patient, orders } => {
             use crate::plan::orders::{OrderIn, OrderStatus};

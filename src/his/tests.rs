@@ -3,7 +3,7 @@
 //! a registration lost or doubled, a later registration ordered ahead of an earlier one.
 
 use super::hl7::{ack, facts, parse_time, AckCode, Message};
-use super::{plan, ticket_id, Fact, Planned, Registration};
+use super::{lifecycle, plan, ticket_id, ticket_of, Fact, Lifecycle, Planned, Registration, RegistrationState};
 use crate::domain::command::Command;
 use crate::domain::config::Hospital;
 use crate::domain::event::{HisRef, UnixMs};
@@ -45,7 +45,7 @@ fn delimiters_escapes_and_line_endings_are_the_messages_own() {
     let text = "MSH#*~$@#HIS#H#Q#H#20261124090000##ADT*A11#C1#P#2.4\nPV1#1#O#dep################V$F$1\n";
     let m = Message::parse(text).unwrap();
     assert_eq!(m.kind(), ("ADT".into(), "A11".into()));
-    assert_eq!(facts(&m, "hl7", TZ).unwrap(), vec![Fact::Cancelled { his: HisRef { source: "hl7".into(), id: "V#1".into() } }]);
+    assert_eq!(facts(&m, "hl7", TZ).unwrap(), vec![Fact::Cancelled { his: HisRef { source: "hl7".into(), id: "V#1".into() }, revision: Some(T0) }]);
     assert_eq!(parse_time("20261124090000+0000", TZ), Some(T0 + 8 * 3_600_000));
     assert_eq!(parse_time("202611240900", TZ), Some(T0));
     assert_eq!(parse_time("2026112409", TZ), Some(T0));
@@ -73,7 +73,7 @@ fn bad_messages_name_the_segment_and_field() {
     assert_eq!(e.code, 100, "a lowercase segment id is not a segment");
     // A registration for a department the hospital does not have: refused naming it.
     let m = Message::parse(&a04("C7", "V7", "P7", "DERM-XYZ", "20261124090000")).unwrap();
-    let e = plan(&facts(&m, "hl7", TZ).unwrap()[0], &demo()).unwrap_err();
+    let e = plan(&facts(&m, "hl7", TZ).unwrap()[0], &demo(), 0).unwrap_err();
     assert_eq!((e.field.as_str(), e.code), ("department", "unknown_department"));
 }
 
@@ -85,10 +85,10 @@ fn appointments_book_a_slot_and_check_in_on_arrival() {
     let Fact::Registered(r) = &f[0] else { panic!() };
     assert_eq!(r.name, "John Smith");
     assert_eq!(r.slot.map(|s| (s.start, s.end)), Some((T0 + 3_600_000, T0 + 4_500_000)));
-    let Planned::Issue { queue, cmd: Command::Issue(i) } = plan(&f[0], &demo()).unwrap() else { panic!() };
+    let Planned::Issue { queue, cmd: Command::Issue(i) } = plan(&f[0], &demo(), 0).unwrap() else { panic!() };
     assert_eq!((queue.as_str(), i.check_in, i.doctor.is_none()), ("cardiology", false, true), "an unknown doctor code waits for the department");
     let cancel = Message::parse("MSH|^~\\&|HIS|H|Q|H|20261124080000||SIU^S15|S2|P|2.5\rSCH|APT-9\r").unwrap();
-    assert_eq!(facts(&cancel, "hl7", TZ).unwrap()[0], Fact::Cancelled { his: r.his.clone() });
+    assert_eq!(facts(&cancel, "hl7", TZ).unwrap()[0], Fact::Cancelled { his: r.his.clone(), revision: Some(T0 - 3_600_000) });
 }
 
 #[test]
@@ -114,11 +114,11 @@ fn orders_come_as_orc_obr_pairs_and_map_to_services() {
     let Fact::Ordered { patient, orders } = &f[0] else { panic!("{f:?}") };
     assert_eq!(patient, "P000123");
     assert_eq!(orders.iter().map(|o| (o.id.as_str(), o.code.as_str(), o.cancelled)).collect::<Vec<_>>(), [("ORD-1", "ECG", false), ("ORD-2", "RETURN-IM", false), ("ORD-0", "ECG", true)]);
-    let Planned::Orders { orders, .. } = plan(&f[0], &demo()).unwrap() else { panic!() };
+    let Planned::Orders { orders, .. } = plan(&f[0], &demo(), 0).unwrap() else { panic!() };
     assert_eq!(orders[0].service, "ecg");
     // An order code no service does: refused whole, naming the code.
     let bad = Message::parse(&text.replace("RETURN-IM", "XYZ-999")).unwrap();
-    let e = plan(&facts(&bad, "hl7", TZ).unwrap()[0], &demo()).unwrap_err();
+    let e = plan(&facts(&bad, "hl7", TZ).unwrap()[0], &demo(), 0).unwrap_err();
     assert_eq!((e.field.as_str(), e.code), ("code", "unknown_code"));
     assert!(e.message.contains("XYZ-999"));
     let e = facts(&Message::parse(&text.replace("ORC|NW|ORD-2", "ORC|ZZ|ORD-2")).unwrap(), "hl7", TZ).unwrap_err();
@@ -139,7 +139,7 @@ fn appointments_checked_in_at_the_his_are_placed_by_check_in_time() {
         facts(&Message::parse(&text).unwrap(), "hl7", TZ).unwrap().remove(0)
     };
     let run = |s: &mut QueueState, f: &Fact, now: UnixMs| {
-        let cmd = match plan(f, &hospital).unwrap() {
+        let cmd = match plan(f, &hospital, 0).unwrap() {
             Planned::Issue { cmd, .. } | Planned::OnTicket { cmd, .. } => cmd,
             Planned::Orders { .. } => unreachable!(),
         };
@@ -168,13 +168,14 @@ fn registration(n: usize, at: UnixMs) -> Fact {
         doctor: None,
         at,
         slot: None,
+        revision: None,
     })
 }
 
 /// Applies a fact to the internal-medicine queue as the adapter does: a repeat (duplicate
 /// ticket, cancel of a cancelled one) is "applied before".
 fn apply(s: &mut QueueState, fact: &Fact, now: UnixMs) {
-    let cmd = match plan(fact, &demo()).unwrap() {
+    let cmd = match plan(fact, &demo(), 0).unwrap() {
         Planned::Issue { cmd, .. } | Planned::OnTicket { cmd, .. } => cmd,
         Planned::Orders { .. } => unreachable!("registrations and withdrawals only"),
     };
@@ -205,7 +206,7 @@ proptest! {
         let mut stream: Vec<Fact> = order.iter().map(|&n| registration(n, reg_at(n))).collect();
         stream.extend(repeats.iter().map(|&n| registration(n, reg_at(n))));
         for &n in &withdrawn {
-            stream.push(Fact::Cancelled { his: HisRef { source: "hl7".into(), id: format!("V{n}") } });
+            stream.push(Fact::Cancelled { his: HisRef { source: "hl7".into(), id: format!("V{n}") }, revision: None });
         }
         for f in &stream {
             now += 1_000;
@@ -234,4 +235,86 @@ proptest! {
             prop_assert!(t.is_some_and(|t| t.status == Status::Cancelled));
         }
     }
+}
+
+// ---- a registration's life: withdrawals and re-registrations in any order ---------------------
+
+/// Replays `events` (true: registered, false: withdrawn; with their revisions) as the HIS desk
+/// does: `lifecycle` against the remembered state, the state updated as the desk writes it.
+/// Returns the remembered state and the generations whose ticket was issued and not withdrawn.
+fn replay(events: &[(bool, i64)]) -> (Option<RegistrationState>, std::collections::BTreeSet<u32>) {
+    let his = HisRef { source: "db".into(), id: "R1".into() };
+    let mut state: Option<RegistrationState> = None;
+    let mut live = std::collections::BTreeSet::new();
+    for &(registered, rev) in events {
+        let fact = if registered {
+            let Fact::Registered(mut r) = registration(1, T0) else { unreachable!() };
+            r.his = his.clone();
+            r.revision = Some(rev);
+            Fact::Registered(r)
+        } else {
+            Fact::Cancelled { his: his.clone(), revision: Some(rev) }
+        };
+        match (lifecycle(&fact, state), registered) {
+            (Lifecycle::Stale, _) => {}
+            (Lifecycle::Apply { generation }, true) => {
+                live.insert(generation);
+            }
+            (Lifecycle::Apply { generation }, false) => {
+                let keep = state.and_then(|s| s.revision).map_or(rev, |r| r.max(rev));
+                state = Some(RegistrationState { generation, withdrawn: true, revision: Some(keep) });
+                live.remove(&generation);
+            }
+            (Lifecycle::Reregister { generation, revision }, _) => {
+                state = Some(RegistrationState { generation, withdrawn: false, revision: Some(revision) });
+                live.insert(generation);
+            }
+        }
+    }
+    (state, live)
+}
+
+proptest! {
+    /// A registration's changes arrive in the HIS's order (a poller reads rows by version; a
+    /// sender sends in order), with any earlier change resent at any point (a lost ACK, a row
+    /// read again): at most one ticket of it is ever live, and after each change the
+    /// registration is live exactly when that change is a registration.
+    #[test]
+    fn a_registration_is_live_exactly_when_its_newest_change_is_a_registration(
+        changes in proptest::collection::vec(any::<bool>(), 1..6),
+        resends in proptest::collection::vec(proptest::option::of(0..6usize), 6),
+    ) {
+        // The HIS's history: revisions 1, 2, 3…; the first change is the registration.
+        let mut history: Vec<(bool, i64)> = vec![(true, 1)];
+        history.extend(changes.iter().enumerate().map(|(i, &r)| (r, i as i64 + 2)));
+        let mut arrivals = Vec::new();
+        for (i, change) in history.iter().enumerate() {
+            arrivals.push(*change);
+            let (_, live) = replay(&arrivals);
+            prop_assert!(live.len() <= 1, "{:?}", live);
+            prop_assert_eq!(live.len() == 1, change.0, "{:?} -> {:?}", arrivals, live);
+            if let Some(j) = resends.get(i).copied().flatten().filter(|&j| j <= i) {
+                arrivals.push(history[j]);
+                let (_, again) = replay(&arrivals);
+                prop_assert_eq!(again, live, "a resend changes nothing");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_withdrawal_before_its_registration_and_a_resend_of_a_withdrawn_life_issue_nothing() {
+    // 退号 (rev 5) arrives before its registration (rev 3): never a ticket.
+    assert!(replay(&[(false, 5), (true, 3)]).1.is_empty());
+    // Registered, withdrawn, the registration resent (same rev): withdrawn.
+    assert!(replay(&[(true, 3), (false, 5), (true, 3)]).1.is_empty());
+    // Re-registered later (rev 7): a new ticket, generation 1; the old withdrawal resent: no effect.
+    let (state, live) = replay(&[(true, 3), (false, 5), (true, 7), (false, 5)]);
+    assert_eq!(live.into_iter().collect::<Vec<_>>(), [1]);
+    assert_eq!(state, Some(RegistrationState { generation: 1, withdrawn: false, revision: Some(7) }));
+    assert_ne!(ticket_of(&HisRef { source: "db".into(), id: "R1".into() }, 1), ticket_id(&HisRef { source: "db".into(), id: "R1".into() }));
+    // Without revisions a withdrawal is final.
+    let Fact::Registered(mut r) = registration(1, T0) else { unreachable!() };
+    r.revision = None;
+    assert_eq!(lifecycle(&Fact::Registered(r), Some(RegistrationState { generation: 0, withdrawn: true, revision: Some(1) })), Lifecycle::Stale);
 }

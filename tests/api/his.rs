@@ -45,7 +45,7 @@ fn msa(acks: &[Value]) -> Vec<String> {
 }
 
 /// The HIS ids of the internal-medicine line, front first.
-async fn line(app: &TestApp) -> Vec<String> {
+pub async fn line(app: &TestApp) -> Vec<String> {
     let q = app.get_json("/api/v1/queues/internal-medicine").await;
     let mut out = Vec::new();
     for w in q["waiting"].as_array().unwrap() {

@@ -7,6 +7,7 @@ mod bad_input;
 mod concurrency;
 mod crash;
 mod his;
+mod his_poll;
 mod maps;
 mod orders;
 mod pages;

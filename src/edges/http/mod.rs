@@ -53,6 +53,8 @@ pub struct AppState {
     pub positions: crate::actors::positions::PositionDesk,
     /// The HIS adapters' desk: facts applied, each adapter's health.
     pub his: crate::actors::his::HisDesk,
+    /// The HIS database pollers, by adapter name (a poll run now).
+    pub his_polls: Arc<std::collections::BTreeMap<String, crate::edges::dbpoll::PollHandle>>,
 }
 
 type Data = web::Data<AppState>;
@@ -85,6 +87,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/patients/{patient}/location").route(web::get().to(positions::location)))
                 .service(resource("/positioning").route(web::get().to(positions::status)))
                 .service(resource("/his").route(web::get().to(his_status)))
+                .service(resource("/his/{adapter}/poll").route(web::post().to(his_poll)))
                 .service(resource("/route").route(web::get().to(maps::route)))
                 .service(resource("/pois").route(web::get().to(maps::pois)))
                 .service(resource("/locate").route(web::get().to(maps::locate)))
@@ -143,6 +146,30 @@ async fn metrics(state: Data) -> HttpResponse {
 async fn his_status(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     state.auth.staff(&req, ALL_STAFF)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"adapters": state.his.status()})))
+}
+
+/// `POST /his/{adapter}/poll`: a database poller's pass now (after the one in progress), with
+/// `{"reconcile": true}` the whole snapshot, with `"force": true` past the mass-withdrawal check.
+async fn his_poll(state: Data, req: HttpRequest, path: web::Path<String>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    state.auth.staff(&req, &[crate::domain::config::Role::Admin])?;
+    let poller = state.his_polls.get(path.as_str()).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_adapter", format!("no database poller named {:?} (see GET /api/v1/his)", path.as_str())))?;
+    let body = read_body(&req, payload, state.max_body_bytes).await?;
+    let ask: crate::edges::dbpoll::PollRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        Default::default()
+    } else {
+        let mut de = serde_json::Deserializer::from_slice(&body);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let field = e.path().to_string();
+            match e.inner().classify() {
+                serde_json::error::Category::Data => ApiError::unprocessable("invalid_field", format!("{field}: {}", e.inner())),
+                _ => ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {}", e.inner())),
+            }
+        })?
+    };
+    match poller.poll_now(ask).await {
+        Ok(report) => Ok(HttpResponse::Ok().json(report)),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_GATEWAY, "his_unavailable", e)),
+    }
 }
 
 async fn openapi() -> HttpResponse {
