@@ -167,6 +167,7 @@ impl Application {
                 .app_data(ws_state.clone())
                 .wrap_fn(http::count_requests)
                 .configure(http::configure)
+                .configure(http::soap::configure)
                 .configure(crate::edges::ws::configure)
                 .configure(crate::edges::pages::configure)
                 .default_service(web::to(http::no_route))

@@ -234,6 +234,13 @@ impl HisDesk {
         f(all.entry(adapter.to_owned()).or_insert_with(|| AdapterStatus { adapter: adapter.to_owned(), ..Default::default() }));
     }
 
+    /// The ticket of a registration's current life, when there is one.
+    pub async fn registration_ticket(&self, his: &crate::domain::event::HisRef) -> Option<crate::domain::view::TicketView> {
+        let h = his.clone();
+        let generation = self.db(move |s| s.state(&h)).await.ok().flatten().map_or(0, |s| s.generation);
+        self.floor.ticket(&ticket_of(his, generation)).await.ok()
+    }
+
     /// The open tickets (and their status) of an adapter's registrations, in every queue.
     pub async fn tickets_of(&self, adapter: &str) -> Result<Vec<(crate::domain::event::HisRef, crate::domain::queue::Status)>, ApplyError> {
         match self.floor.his_tickets(adapter).await {

@@ -8,10 +8,12 @@
 //! # Layout
 //! - [`hl7`]: HL7 v2 messages (ADT registrations and cancellations, SIU appointments, ORM/OML
 //!   orders) to facts, and their ACK/NAK.
+//! - [`soap`]: the WebService's envelopes (SOAP 1.1/1.2) to facts, results and faults; the WSDL.
 //! - [`table`]: rows of a HIS database view of today's registrations to facts, the poll cursor,
 //!   and the reconciliation of the queues with the view.
 
 pub mod hl7;
+pub mod soap;
 pub mod table;
 
 use crate::domain::command::{Command, IssueTicket};

@@ -8,6 +8,7 @@ mod concurrency;
 mod crash;
 mod his;
 mod his_poll;
+mod his_soap;
 mod maps;
 mod orders;
 mod pages;

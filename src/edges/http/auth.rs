@@ -38,12 +38,19 @@ impl Auth {
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
-    /// Token from `Authorization: Bearer …` or, for links opened on a phone, `?token=…`.
+    /// Token from `Authorization: Bearer …`, from Basic with the token as the password (what a
+    /// HIS's SOAP stack can always send), or, for links opened on a phone, `?token=…`.
     fn token(req: &HttpRequest) -> Option<String> {
         if let Some(h) = req.headers().get("authorization").and_then(|h| h.to_str().ok()) {
             let h = h.trim();
             if let Some(t) = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")) {
                 return Some(t.trim().to_owned());
+            }
+            if let Some(b) = h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")) {
+                use base64::Engine;
+                let decoded = base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()?;
+                let text = String::from_utf8(decoded).ok()?;
+                return Some(text.split_once(':').map_or(text.as_str(), |(_, pw)| pw).to_owned());
             }
         }
         serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())

@@ -5,6 +5,7 @@ pub mod error;
 pub mod maps;
 pub mod patients;
 pub mod positions;
+pub mod soap;
 
 pub use auth::Auth;
 use auth::{ALL_STAFF, CLINICAL};
