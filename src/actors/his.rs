@@ -129,7 +129,8 @@ impl HisDesk {
                     let (h, now) = (r.his.clone(), super::now_ms());
                     self.db(move |s| s.reregister(&h, generation, rev, now)).await?;
                 }
-                if self.floor.ticket(&ticket_of(&r.his, generation)).await.is_ok() {
+                // Issued before (today, in any queue): the directory knows it, no queue asked.
+                if self.floor.owner(&ticket_of(&r.his, generation)).is_ok() {
                     return Ok(Applied::Repeat);
                 }
                 match self.floor.execute(&queue, cmd, None).await {
@@ -140,12 +141,17 @@ impl HisDesk {
                 }
             }
             (Fact::Cancelled { his, revision }, Planned::OnTicket { ticket, cmd }) => {
-                let (h, rev, now) = (his.clone(), *revision, super::now_ms());
-                self.db(move |s| s.withdraw(&h, generation, rev, now)).await?;
+                // Written once per withdrawal (a reconciliation re-reads every cancelled row); the
+                // cancel itself is always tried: a crash may have come between the two.
+                let known = state.is_some_and(|s| s.withdrawn && s.generation == generation && (revision.is_none() || s.revision >= *revision));
+                if !known {
+                    let (h, rev, now) = (his.clone(), *revision, super::now_ms());
+                    self.db(move |s| s.withdraw(&h, generation, rev, now)).await?;
+                }
                 match self.floor.on_ticket(&ticket, cmd, None).await {
                     Ok(_) => Ok(Applied::Changed),
                     // Not here yet (remembered above), or no longer waiting: nothing to do.
-                    Err(FloorError::UnknownTicket(_)) | Err(FloorError::Command(CommandError::Rejected(QueueError::UnknownTicket(_)))) => Ok(Applied::Changed),
+                    Err(FloorError::UnknownTicket(_)) | Err(FloorError::Command(CommandError::Rejected(QueueError::UnknownTicket(_)))) => Ok(if known { Applied::Repeat } else { Applied::Changed }),
                     Err(FloorError::Command(CommandError::Rejected(_))) => Ok(Applied::Repeat),
                     Err(e) => Err(unavailable(e)),
                 }

@@ -67,6 +67,9 @@ pub struct HisMapping {
     pub departments: BTreeMap<String, QueueId>,
     #[serde(default)]
     pub doctors: BTreeMap<String, DoctorId>,
+    /// The HIS's consulting-room codes, where they differ from clinicflow's room ids.
+    #[serde(default)]
+    pub rooms: BTreeMap<String, RoomId>,
     /// Database views or intermediate tables of today's registrations, polled read-only.
     #[serde(default)]
     pub poll: Vec<HisPoll>,
@@ -849,6 +852,11 @@ impl Hospital {
         for (code, d) in &cfg.his.doctors {
             if !cfg.doctors.iter().any(|x| &x.id == d) {
                 return err(format!("his.doctors: {code:?} maps to unknown doctor {d}"));
+            }
+        }
+        for (code, r) in &cfg.his.rooms {
+            if !room_queues.contains_key(r) {
+                return err(format!("his.rooms: {code:?} maps to unknown room {r}"));
             }
         }
         let mut poll_names = std::collections::BTreeSet::new();

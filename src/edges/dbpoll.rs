@@ -93,7 +93,7 @@ pub fn start(cfg: HisPoll, url: &str, desk: HisDesk) -> anyhow::Result<PollHandl
     };
     let (tx, rx) = mpsc::channel(8);
     desk.register(&cfg.name);
-    tokio::spawn(run(Poller { cfg, db, desk, cursor: None }, rx));
+    tokio::spawn(run(Poller { cfg, db, desk, cursor: None, refused: HashSet::new() }, rx));
     Ok(PollHandle { tx })
 }
 
@@ -102,6 +102,8 @@ struct Poller {
     db: Db,
     desk: HisDesk,
     cursor: Option<Cursor>,
+    /// Rows refused by the incremental query (id, version), so each is counted once.
+    refused: HashSet<(String, String)>,
 }
 
 async fn run(mut p: Poller, mut asks: mpsc::Receiver<Ask>) {
@@ -168,26 +170,39 @@ impl Poller {
             .await
             .map_err(|_| format!("the HIS database did not answer within {} s", timeout.as_secs()))??;
         let mut report = PollReport { reconciled: reconcile, rows: rows.len(), ..Default::default() };
+        if reconcile || self.refused.len() > 10_000 {
+            self.refused.clear();
+        }
         if let Some(first) = rows.first() {
             let columns: Vec<String> = first.0.iter().map(|(c, _)| c.clone()).collect();
             table::check_columns(&columns).map_err(|e| format!("{} query: {e}", if reconcile { "snapshot" } else { "incremental" }))?;
         }
+        let today = chrono::Utc::now().with_timezone(&tz).date_naive();
         let mut newest = self.cursor.clone();
         let mut live = HashSet::new();
         for row in &rows {
             if let Some(id) = table::live_id(row) {
                 live.insert(id);
             }
-            let facts = match table::row_facts(row, &name, tz) {
+            // Every readable version moves the cursor, a refused row's too: it is not read again
+            // until it changes (or the next reconciliation reports it again).
+            let version = table::row_version(row);
+            if let Some(v) = version.clone() {
+                newest = match newest {
+                    None => Some(v),
+                    Some(c) => Some(c.max(v).ok_or_else(|| "the version column changed type (integer or timestamp)".to_owned())?),
+                };
+            }
+            let facts = match table::row_facts(row, &name, tz, today) {
                 Ok(f) => f,
                 Err(e) => {
-                    self.refuse(&mut report, e.to_string());
+                    // Counted once per row version (a `>=` query reads the last row again).
+                    let key = (table::live_id(row).unwrap_or_default(), version.map(|v| v.encode()).unwrap_or_default());
+                    if reconcile || self.refused.insert(key) {
+                        self.refuse(&mut report, e.to_string());
+                    }
                     continue;
                 }
-            };
-            newest = match newest {
-                None => Some(facts.cursor.clone()),
-                Some(c) => Some(c.max(facts.cursor.clone()).ok_or_else(|| format!("registration {}: the version column changed type (integer or timestamp)", facts.id))?),
             };
             self.apply_all(&facts.facts, &mut report).await?;
         }

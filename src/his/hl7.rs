@@ -231,7 +231,7 @@ pub fn facts(m: &Message, source: &str, tz: Tz) -> Result<Vec<Fact>, Hl7Error> {
             let patient = required(m, "PID", 3, 1, "patient id")?;
             let department = m.get("PV1", 3, 1).or_else(|| m.get("PV1", 10, 1)).ok_or_else(|| Hl7Error::new("PV1", 3, 101, "PV1-3 (assigned location: the department) is required"))?;
             let at = event_time(m, tz, &[("EVN", 6), ("PV1", 44), ("EVN", 2), ("MSH", 7)])?;
-            Ok(vec![Fact::Registered(Registration { his: his(id), patient, name: person_name(m, "PID", 5), department, doctor: m.get("PV1", 7, 1), at, slot: None, revision: revision(m, tz) })])
+            Ok(vec![Fact::Registered(Registration { his: his(id), patient, name: person_name(m, "PID", 5), department, doctor: m.get("PV1", 7, 1), room: m.get("PV1", 3, 2), at, slot: None, revision: revision(m, tz) })])
         }
         ("ADT", "A11" | "A03") => Ok(vec![Fact::Cancelled { his: his(required(m, "PV1", 19, 1, "visit number: the registration id")?), revision: revision(m, tz) }]),
         ("ADT", "A10") => {
@@ -254,6 +254,7 @@ pub fn facts(m: &Message, source: &str, tz: Tz) -> Result<Vec<Fact>, Hl7Error> {
                 name: person_name(m, "PID", 5),
                 department,
                 doctor: m.get("AIP", 3, 1),
+                room: m.get("AIL", 3, 2),
                 at,
                 slot: Some(Slot { start, end }),
                 revision: revision(m, tz),

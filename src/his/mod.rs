@@ -32,6 +32,9 @@ pub struct Registration {
     pub department: String,
     /// The HIS's doctor code, when the registration is for one doctor.
     pub doctor: Option<String>,
+    /// The consulting room (诊室) the HIS assigned, when it did: the ticket is for the doctor
+    /// sitting there today (a room without one: the department's line).
+    pub room: Option<String>,
     /// When the patient registered (or checked in), by the HIS's clock.
     pub at: UnixMs,
     /// An appointment's slot: the patient checks in (报到) when they come.
@@ -186,6 +189,14 @@ pub fn plan(fact: &Fact, hospital: &Hospital, generation: u32) -> Result<Planned
                     d.filter(|d| hospital.queues.get(&queue).is_some_and(|q| q.rooms.values().any(|room| room.doctor.as_ref() == Some(d))))
                 }
             };
+            // A room the HIS assigned: the doctor sitting there (an unknown room, or one without
+            // a doctor today, is not an error: the patient waits for the department).
+            let doctor = doctor.or_else(|| {
+                let code = r.room.as_deref()?;
+                let spec = hospital.queues.get(&queue)?;
+                let room = hospital.his.rooms.get(code).cloned().or_else(|| crate::domain::ids::RoomId::parse(code).ok())?;
+                spec.rooms.get(&room)?.doctor.clone()
+            });
             let patient = PatientId::parse(&r.patient).map_err(|e| FactError::new("patient", "invalid_patient", e.to_string()))?;
             let name = DisplayName::parse(if r.name.trim().is_empty() { &r.patient } else { &r.name }).map_err(|e| FactError::new("name", "invalid_name", e.to_string()))?;
             if r.slot.is_some_and(|s| s.end <= s.start) {

@@ -192,6 +192,7 @@ fn read(operation: Operation, f: &Fields) -> Result<Fact, Fault> {
                 name: f.text("patientName", false)?.unwrap_or_default(),
                 department: f.text("department", true)?.unwrap_or_default(),
                 doctor: f.text("doctor", false)?,
+                room: f.text("room", false)?,
                 at: f.time("registeredAt", true)?.unwrap_or_default(),
                 slot,
                 revision: f.time("changedAt", false)?,

@@ -13,6 +13,7 @@
 //! | `version` | required | the row's version, greater after every change: an integer (row version, change sequence) or a timestamp (last update). The poll cursor is the greatest applied |
 //! | `patient_name` | optional | shown masked on public screens |
 //! | `doctor` | optional | the HIS's doctor code |
+//! | `room` | optional | the consulting room (诊室) the HIS assigned: the patient waits for the doctor sitting there |
 //! | `slot_start`, `slot_end` | for `booked` | the appointment; the patient checks in (报到) when they come |
 //! | `checked_in_at` | optional | when a booked patient checked in (else `registered_at`) |
 //!
@@ -185,9 +186,10 @@ fn time(row: &Row, column: &'static str, tz: Tz, required: bool) -> Result<Optio
     }
 }
 
-/// The facts of one row from adapter `source`. A wrong row is an error naming its column; the
-/// other rows of the batch are not affected.
-pub fn row_facts(row: &Row, source: &str, tz: Tz) -> Result<RowFacts, FactError> {
+/// The facts of one row from adapter `source`, on the hospital's day `today`. A wrong row is an
+/// error naming its column (a registration of an earlier day is one); the other rows of the
+/// batch are not affected.
+pub fn row_facts(row: &Row, source: &str, tz: Tz, today: NaiveDate) -> Result<RowFacts, FactError> {
     let id = text(row, "registration_id", true)?.unwrap_or_default();
     let with_id = |e: FactError| FactError { message: format!("registration {id}: {}", e.message), ..e };
     (|| {
@@ -205,6 +207,7 @@ pub fn row_facts(row: &Row, source: &str, tz: Tz) -> Result<RowFacts, FactError>
                 name: text(row, "patient_name", false)?.unwrap_or_default(),
                 department: text(row, "department", true)?.unwrap_or_default(),
                 doctor: text(row, "doctor", false)?,
+                room: text(row, "room", false)?,
                 at,
                 slot,
                 revision,
@@ -218,6 +221,12 @@ pub fn row_facts(row: &Row, source: &str, tz: Tz) -> Result<RowFacts, FactError>
                 _ => Err(FactError::new("slot_end", "missing_field", "an appointment needs both slot_start and slot_end")),
             }
         };
+        let day = |ms: UnixMs| DateTime::from_timestamp_millis(ms).map(|t| t.with_timezone(&tz).date_naive());
+        let of_day = slot()?.map_or(registered_at, |s| s.start);
+        if day(of_day) < Some(today) {
+            // A view without its date filter would bring back every earlier day at midnight.
+            return Err(FactError::new("registered_at", "not_today", format!("registered on {}, not today ({today}): the snapshot should hold today's registrations only", day(of_day).map(|d| d.to_string()).unwrap_or_default())));
+        }
         let facts = match status.as_str() {
             "registered" => vec![Fact::Registered(registration(None, registered_at)?)],
             "booked" => {
@@ -237,6 +246,11 @@ pub fn row_facts(row: &Row, source: &str, tz: Tz) -> Result<RowFacts, FactError>
         Ok(RowFacts { id: id.clone(), facts, cursor, live: true })
     })()
     .map_err(with_id)
+}
+
+/// A row's version, when it has a readable one (even if the row is wrong otherwise).
+pub fn row_version(row: &Row) -> Option<Cursor> {
+    row.get("version").and_then(|v| Cursor::of(v).ok())
 }
 
 /// The registration id of a row the HIS still has (not cancelled), even when the row is wrong
@@ -288,6 +302,7 @@ pub fn bind_cursor(sql: &str, postgres: bool) -> (String, usize) {
 mod tests {
     use super::*;
     const TZ: Tz = chrono_tz::Asia::Shanghai;
+    const DAY: NaiveDate = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
 
     fn row(pairs: &[(&str, Value)]) -> Row {
         Row(pairs.iter().map(|(c, v)| (c.to_string(), v.clone())).collect())
@@ -310,7 +325,7 @@ mod tests {
 
     #[test]
     fn a_registered_row_is_a_registration_in_the_hospitals_time_with_its_cursor_as_revision() {
-        let r = row_facts(&row(&base("Registered")), "db", TZ).unwrap();
+        let r = row_facts(&row(&base("Registered")), "db", TZ, DAY).unwrap();
         assert_eq!(r.id, "1001");
         assert!(r.live);
         assert_eq!(r.cursor, Cursor::Int(7));
@@ -323,21 +338,21 @@ mod tests {
 
     #[test]
     fn cancelled_booked_and_checked_in_rows() {
-        let r = row_facts(&row(&base("cancelled")), "db", TZ).unwrap();
+        let r = row_facts(&row(&base("cancelled")), "db", TZ, DAY).unwrap();
         assert!(!r.live);
         assert_eq!(r.facts, vec![Fact::Cancelled { his: HisRef { source: "db".into(), id: "1001".into() }, revision: Some(7) }]);
 
         let mut b = base("booked");
-        assert_eq!(row_facts(&row(&b), "db", TZ).unwrap_err().field, "slot_start");
+        assert_eq!(row_facts(&row(&b), "db", TZ, DAY).unwrap_err().field, "slot_start");
         b.push(("slot_start", t("2026-11-26 09:00:00")));
         b.push(("slot_end", t("2026-11-26 09:15:00")));
-        let r = row_facts(&row(&b), "db", TZ).unwrap();
+        let r = row_facts(&row(&b), "db", TZ, DAY).unwrap();
         let [Fact::Registered(reg)] = &r.facts[..] else { panic!() };
         assert!(reg.slot.is_some());
 
         b[6] = ("status", Value::Text("checked_in".into()));
         b.push(("checked_in_at", Value::Text("2026-11-26 08:50:00".into())));
-        let r = row_facts(&row(&b), "db", TZ).unwrap();
+        let r = row_facts(&row(&b), "db", TZ, DAY).unwrap();
         assert!(matches!(&r.facts[..], [Fact::Registered(_), Fact::CheckedIn { at: Some(_), .. }]), "{r:?}");
     }
 
@@ -345,19 +360,24 @@ mod tests {
     fn a_wrong_row_names_its_column_and_registration() {
         let mut b = base("registered");
         b[5] = ("registered_at", Value::Text("yesterday".into()));
-        let e = row_facts(&row(&b), "db", TZ).unwrap_err();
+        let e = row_facts(&row(&b), "db", TZ, DAY).unwrap_err();
         assert_eq!((e.field.as_str(), e.code), ("registered_at", "invalid_field"));
         assert!(e.message.contains("registration 1001"), "{e}");
         let mut b = base("maybe");
-        let e = row_facts(&row(&b), "db", TZ).unwrap_err();
+        let e = row_facts(&row(&b), "db", TZ, DAY).unwrap_err();
         assert_eq!(e.field, "status");
         b[6] = ("status", Value::Text("registered".into()));
         b[7] = ("version", Value::Unsupported("NUMERIC".into()));
-        let e = row_facts(&row(&b), "db", TZ).unwrap_err();
+        let e = row_facts(&row(&b), "db", TZ, DAY).unwrap_err();
         assert!(e.message.contains("NUMERIC") && e.message.contains("cast"), "{e}");
         b[7] = ("version", Value::Int(1));
         b[2] = ("patient_name", Value::Null);
-        assert!(row_facts(&row(&b), "db", TZ).is_ok(), "optional columns may be NULL");
+        assert!(row_facts(&row(&b), "db", TZ, DAY).is_ok(), "optional columns may be NULL");
+        b[5] = ("registered_at", t("2026-11-25 23:59:00"));
+        let e = row_facts(&row(&b), "db", TZ, DAY).unwrap_err();
+        assert_eq!((e.field.as_str(), e.code), ("registered_at", "not_today"));
+        b[6] = ("status", Value::Text("cancelled".into()));
+        assert!(row_facts(&row(&b), "db", TZ, DAY).is_ok(), "a withdrawal of any day is harmless");
     }
 
     #[test]

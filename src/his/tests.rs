@@ -92,6 +92,20 @@ fn appointments_book_a_slot_and_check_in_on_arrival() {
 }
 
 #[test]
+fn a_room_the_his_assigned_is_the_doctor_sitting_there() {
+    let a04 = |pv1_3: &str| {
+        let text = format!("MSH|^~\\&|HIS|H|Q|H|20261124080000||ADT^A04|R1|P|2.5\rPID|1||P1||王^小明\rPV1|1|O|{pv1_3}||||||||||||||||V1\r");
+        let f = facts(&Message::parse(&text).unwrap(), "hl7", TZ).unwrap();
+        let Planned::Issue { cmd: Command::Issue(i), .. } = plan(&f[0], &demo(), 0).unwrap() else { panic!() };
+        i.doctor.map(|d| d.as_str().to_owned())
+    };
+    assert_eq!(a04("internal-medicine^c-101").as_deref(), Some("dr-01"));
+    assert_eq!(a04("internal-medicine^c-102").as_deref(), Some("dr-02"));
+    assert_eq!(a04("internal-medicine^NO-ROOM"), None, "an unknown room: the department's line");
+    assert_eq!(a04("internal-medicine"), None);
+}
+
+#[test]
 fn acks_say_accepted_or_where_it_went_wrong() {
     let m = Message::parse(&a04("MSG0042", "V1", "P1", "internal-medicine", "20261124090000")).unwrap();
     let ok = ack(Some(&m), AckCode::Accept, None, "20261124090001", "CF1");
@@ -166,6 +180,7 @@ fn registration(n: usize, at: UnixMs) -> Fact {
         name: "王小明".into(),
         department: "internal-medicine".into(),
         doctor: None,
+        room: None,
         at,
         slot: None,
         revision: None,

@@ -15,9 +15,13 @@ use databases::Database;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-/// The HIS's clock: Shanghai wall-clock time `minutes` ago (the demo hospital's zone).
+/// The HIS's clock (Shanghai wall-clock time, the demo hospital's zone): `minutes` (at most 60)
+/// before now — or, in the first hour after midnight, as many minutes before an hour after
+/// midnight, so every registration is today's (clinicflow refuses an earlier day's rows).
 fn ago(minutes: i64) -> NaiveDateTime {
-    chrono_tz::Asia::Shanghai.from_utc_datetime(&(Utc::now() - Duration::minutes(minutes)).naive_utc()).naive_local()
+    let now = chrono_tz::Asia::Shanghai.from_utc_datetime(&Utc::now().naive_utc()).naive_local();
+    let start = (now - Duration::minutes(60)).max(now.date().and_hms_opt(0, 0, 1).unwrap());
+    start + Duration::minutes(60 - minutes)
 }
 
 /// The HIS's side of the test: its own table, changed with its own account.
@@ -90,7 +94,7 @@ impl Table {
         self.version += 1;
         match self.his {
             His::Pg(_) => Arg::I(self.version),
-            His::My(_) => Arg::T(ago(24 * 60) + Duration::seconds(self.version)),
+            His::My(_) => Arg::T(NaiveDateTime::parse_from_str("2026-01-01 00:00:00", "%Y-%m-%d %H:%M:%S").unwrap() + Duration::seconds(self.version)),
         }
     }
 

@@ -43,8 +43,8 @@ async fn a_zeep_client_works_against_the_published_wsdl() {
             // An unknown department and a check-in of a registration that never came: faults.
             {"op": "Register", "args": {"registrationId": "S4", "patientId": "P-S4", "department": "NO-SUCH", "registeredAt": 5}},
             {"op": "CheckIn", "args": {"registrationId": "NEVER"}},
-            // SOAP 1.2.
-            {"op": "Register", "binding": "soap12", "args": {"registrationId": "S5", "patientId": "P-S5", "department": "internal-medicine", "registeredAt": 20}},
+            // SOAP 1.2, with the room the HIS assigned.
+            {"op": "Register", "binding": "soap12", "args": {"registrationId": "S5", "patientId": "P-S5", "department": "internal-medicine", "room": "c-102", "registeredAt": 20}},
         ]),
     );
     let ok = |i: usize| results[i]["ok"].clone();
@@ -59,6 +59,8 @@ async fn a_zeep_client_works_against_the_published_wsdl() {
     assert!(results[7]["fault"]["message"].as_str().unwrap().contains("NO-SUCH"));
     assert_eq!(results[8]["fault"]["code"], "unknown_registration", "{results:#?}");
     assert_eq!(ok(9)["result"], "applied", "{results:#?}");
+    let s5 = app.get_json(&format!("/api/v1/tickets/{}", ok(9)["ticketId"].as_str().unwrap())).await;
+    assert_eq!(s5["doctor"], "dr-02", "the room the HIS assigned: the doctor sitting there");
 
     assert_eq!(line(&app).await, ["S1", "S5", "S3"], "registration time; 退号 never; the re-registration at the back");
     let his = app.get_json("/api/v1/his").await;
