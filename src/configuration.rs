@@ -77,6 +77,8 @@ pub struct Settings {
     pub position_retention: std::time::Duration,
     /// Where to listen for HL7 v2 over MLLP (`--hl7`); `None`: off.
     pub hl7: Option<std::net::SocketAddr>,
+    /// Who may connect to it (`--hl7-allow`); empty: anyone.
+    pub hl7_allow: Vec<ipnet::IpNet>,
 }
 
 impl Settings {
@@ -162,6 +164,7 @@ impl Settings {
         };
         Ok(Self {
             hl7,
+            hl7_allow: Vec::new(),
             position_retention,
             radio,
             visit_idle,

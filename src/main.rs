@@ -137,6 +137,10 @@ enum Cmd {
         /// the usual port is 2575), or off.
         #[arg(long, env = "CLINICFLOW_HL7")]
         hl7: Option<String>,
+        /// Only these HIS addresses may connect to the HL7 port (IPs or CIDR blocks, comma
+        /// separated: 10.2.0.0/16,10.9.8.7); any when absent. Others are refused and counted.
+        #[arg(long = "hl7-allow", env = "CLINICFLOW_HL7_ALLOW", value_delimiter = ',')]
+        hl7_allow: Vec<String>,
     },
 }
 
@@ -237,8 +241,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Position { command } => position_cmd(command),
         Cmd::Simulate { seed, load, out } => simulate(seed, load, &out),
         Cmd::Replay { journal, day, policy, queues, config, json } => replay(&journal, day, &policy, &queues, config, json),
-        Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_ca, mqtt_prefix, maps, radio, hl7 } => {
-            serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, ca: mqtt_ca, prefix: mqtt_prefix }, maps, radio, hl7)
+        Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_ca, mqtt_prefix, maps, radio, hl7, hl7_allow } => {
+            serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, ca: mqtt_ca, prefix: mqtt_prefix }, maps, radio, hl7, &hl7_allow)
         }
     };
     match result {
@@ -250,9 +254,11 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags, maps: Vec<PathBuf>, radio: Vec<PathBuf>, hl7: Option<String>) -> anyhow::Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags, maps: Vec<PathBuf>, radio: Vec<PathBuf>, hl7: Option<String>, hl7_allow: &[String]) -> anyhow::Result<()> {
     let token = std::env::var("CLINICFLOW_STAFF_TOKEN").ok();
     let mut settings = Settings::load(&data, &http, config.as_deref(), token, &mqtt, &maps, &radio, hl7.as_deref())?;
+    settings.hl7_allow = clinicflow::edges::mllp::parse_allow(hl7_allow)?;
     if let Some(listen) = settings.embedded_broker {
         let prefix = settings.mqtt.as_ref().map(|m| m.prefix.clone()).unwrap_or_default();
         let key = settings.device_key.expose().to_owned();

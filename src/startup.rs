@@ -133,7 +133,7 @@ impl Application {
                 l.set_nonblocking(true)?;
                 let bound = l.local_addr()?;
                 let l = tokio::net::TcpListener::from_std(l)?;
-                actix_rt::spawn(crate::edges::mllp::serve(l, his.clone()));
+                actix_rt::spawn(crate::edges::mllp::serve(l, his.clone(), settings.hl7_allow.clone()));
                 Some(bound)
             }
         };

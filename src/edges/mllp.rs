@@ -22,12 +22,34 @@ pub const MAX_MESSAGE: usize = 1024 * 1024;
 /// The adapter's name in status and metrics.
 pub const ADAPTER: &str = "hl7";
 
-/// Accepts connections until the process ends. Must run inside a tokio runtime.
-pub async fn serve(listener: TcpListener, desk: HisDesk) {
+/// `--hl7-allow`: IP addresses (a host) or CIDR blocks.
+pub fn parse_allow(items: &[String]) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    items
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| anyhow::anyhow!("--hl7-allow: {s:?} is not an IP address or a CIDR block (10.2.0.0/16)"))
+        })
+        .collect()
+}
+
+/// Accepts connections until the process ends; from `allow` only, when it is not empty. Must
+/// run inside a tokio runtime.
+pub async fn serve(listener: TcpListener, desk: HisDesk, allow: Vec<ipnet::IpNet>) {
     desk.register(ADAPTER);
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let ip = peer.ip().to_canonical();
+                if !allow.is_empty() && !allow.iter().any(|n| n.contains(&ip)) {
+                    tracing::warn!(%peer, "HL7 connection refused: not in --hl7-allow");
+                    desk.note(ADAPTER, "refused_peer", Some(format!("a connection from {ip}, not in --hl7-allow")));
+                    drop(stream);
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 let desk = desk.clone();
                 tokio::spawn(async move {
@@ -149,4 +171,17 @@ async fn handle(text: &str, desk: &HisDesk) -> String {
     }
     desk.note(ADAPTER, if changed { "applied" } else { "repeat" }, None);
     reply(Some(&m), AckCode::Accept, None, tz)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_allow_list_takes_hosts_and_blocks_and_names_a_mistake() {
+        let allow = super::parse_allow(&["10.2.0.0/16".into(), " 192.168.1.7 ".into(), "".into(), "::1".into()]).unwrap();
+        let ok = |ip: &str| allow.iter().any(|n| n.contains(&ip.parse::<std::net::IpAddr>().unwrap()));
+        assert!(ok("10.2.9.9") && ok("192.168.1.7") && ok("::1"));
+        assert!(!ok("10.3.0.1") && !ok("192.168.1.8"));
+        let e = super::parse_allow(&["10.2.0.0/99".into()]).unwrap_err().to_string();
+        assert!(e.contains("10.2.0.0/99"), "{e}");
+    }
 }

@@ -193,3 +193,19 @@ async fn a_crash_while_the_his_is_sending_loses_and_doubles_nothing() {
     let expected: Vec<String> = (0..n).map(|i| format!("V{i:03}")).collect();
     assert_eq!(line(&app).await, expected);
 }
+
+#[tokio::test]
+async fn only_the_allowed_his_addresses_may_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_args(&dir.path().join("a"), &["--hl7", "127.0.0.1:0", "--hl7-allow", "10.0.0.0/8"]);
+    assert!(send(&app, &[a04("A1", "V-A1", "P-1", "internal-medicine", &ago(10))], "utf-8").is_empty(), "refused: no ACK");
+    assert!(line(&app).await.is_empty());
+    let his = app.get_json("/api/v1/his").await;
+    assert!(his["adapters"][0]["last_error"].as_str().unwrap().contains("not in --hl7-allow"), "{his}");
+    let m = app.get("/metrics").await.text().await.unwrap();
+    assert!(m.contains("clinicflow_his_messages_total{adapter=\"hl7\",result=\"refused_peer\"}"), "counted");
+
+    let app = start_args(&dir.path().join("b"), &["--hl7", "127.0.0.1:0", "--hl7-allow", "10.1.2.3, 127.0.0.0/8"]);
+    assert_eq!(msa(&send(&app, &[a04("A1", "V-A1", "P-1", "internal-medicine", &ago(10))], "utf-8")), ["AA"]);
+    assert_eq!(line(&app).await, ["V-A1"]);
+}
