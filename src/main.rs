@@ -591,6 +591,17 @@ fn simulate(seed: u64, load: f64, out: &std::path::Path) -> anyhow::Result<()> {
     ] {
         say!("{name:<28} {:>12.1} {:>14.1} {:>12.1} {:>7.1}%", f(fixed), f(one), f(planner), (1.0 - f(planner) / f(fixed)) * 100.0);
     }
+    // The floor: the same patients with no queue anywhere. What any order could save is at most
+    // the fixed order's time above it.
+    let [floor_fixed, _, floor_planner] = sim::compare(&map, &sim::Scenario::default_morning().with_load(load).unlimited_rooms(), seed).map_err(anyhow::Error::msg)?;
+    say!(
+        "{:<28} {:>12.1} {:>14} {:>12.1}   (no queues at all: at most {:.0}% of the fixed order's mean is queueing)",
+        "floor, unlimited rooms, min",
+        floor_fixed.mean_min,
+        "",
+        floor_planner.mean_min,
+        (1.0 - floor_fixed.mean_min / fixed.mean_min) * 100.0
+    );
     for (i, (name, a)) in fixed.utilisation.iter().enumerate() {
         say!("utilisation {name:<16} {:>12.0}% {:>13.0}% {:>11.0}%", a * 100.0, one.utilisation[i].1 * 100.0, planner.utilisation[i].1 * 100.0);
     }

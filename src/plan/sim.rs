@@ -60,6 +60,15 @@ fn l(zh: &str, en: &str) -> Labels {
 }
 
 impl Scenario {
+    /// The same morning with no queueing at all (rooms without limit): the floor under any
+    /// ordering, what walking, services and waiting for results alone take.
+    pub fn unlimited_rooms(mut self) -> Scenario {
+        for s in &mut self.services {
+            s.rooms = 1_000;
+        }
+        self
+    }
+
     /// The same morning with `factor` times the patients.
     pub fn with_load(mut self, factor: f64) -> Scenario {
         for r in &mut self.arrivals_per_hour {

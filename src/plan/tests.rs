@@ -200,6 +200,8 @@ fn the_same_seed_gives_the_same_morning_and_everyone_finishes() {
         assert!(x.time_in_hospital_min.iter().all(|t| t.is_finite() && *t > 0.0), "everyone finishes");
         assert_eq!(x.patients, a[0].patients, "the same patients under every policy");
     }
+    let floor = compare(&map, &sc.clone().unlimited_rooms(), 7).unwrap();
+    assert!(floor[0].mean_wait_min < 0.5 && floor[0].mean_min < a[0].mean_min, "no queues: only walking, services and results remain");
     let c = compare(&map, &sc, 8).unwrap();
     assert_ne!(a[0].time_in_hospital_min, c[0].time_in_hospital_min, "another seed, another morning");
     let html = super::report::html(7, &a);
