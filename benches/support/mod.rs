@@ -17,6 +17,8 @@ pub struct Server {
     pub base: String,
     /// The embedded broker's port, when the server runs one.
     pub mqtt_port: Option<u16>,
+    /// HL7 over MLLP's port, when `--hl7` is on.
+    pub hl7_port: Option<u16>,
 }
 
 impl Server {
@@ -25,7 +27,7 @@ impl Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_clinicflow"));
         cmd.args(["serve", "--http", "127.0.0.1:0", "--data"]).arg(data).args(args).env("CLINICFLOW_STAFF_TOKEN", TOKEN).env("RUST_LOG", "error");
         let s = server::spawn(cmd);
-        Server { child: s.child, base: s.base, mqtt_port: s.mqtt_port }
+        Server { child: s.child, base: s.base, mqtt_port: s.mqtt_port, hl7_port: s.hl7_port }
     }
 
     pub fn pid(&self) -> u32 {

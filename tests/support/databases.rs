@@ -3,6 +3,8 @@
 //! dropped. Each has an administrator (the test plays the HIS with it) and `reader`, a user who may
 //! only SELECT — the account clinicflow is given, as a hospital would.
 
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
