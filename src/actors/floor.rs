@@ -117,7 +117,7 @@ impl Floor {
     }
 
     /// Today's tickets of one HIS adapter, in every queue, with their status.
-    pub async fn his_tickets(&self, source: &str) -> Result<Vec<(crate::domain::event::HisRef, TicketId, crate::domain::queue::Status)>, FloorError> {
+    pub async fn his_tickets(&self, source: &str) -> Result<Vec<(crate::domain::event::HisRef, crate::domain::queue::Status)>, FloorError> {
         let asks = self.queues().map(|q| q.his_tickets(source.to_owned()));
         let mut out = Vec::new();
         for r in futures_util::future::join_all(asks).await {

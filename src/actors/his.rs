@@ -57,6 +57,14 @@ pub struct AdapterStatus {
     pub last_reconcile: Option<i64>,
 }
 
+impl AdapterStatus {
+    fn failed(&mut self, error: &str) {
+        self.errors += 1;
+        self.last_error = Some(error.to_owned());
+        self.last_error_at = Some(super::now_ms());
+    }
+}
+
 struct HisMetrics {
     messages: IntCounterVec,
     polls: IntCounterVec,
@@ -194,9 +202,7 @@ impl HisDesk {
         self.with_status(adapter, |s| {
             s.messages += 1;
             if let Some(e) = &error {
-                s.errors += 1;
-                s.last_error = Some(e.clone());
-                s.last_error_at = Some(super::now_ms());
+                s.failed(e);
             }
         });
         if error.is_none() {
@@ -217,11 +223,7 @@ impl HisDesk {
                         s.last_reconcile = Some(super::now_ms());
                     }
                 }
-                Err(e) => {
-                    s.errors += 1;
-                    s.last_error = Some(e.clone());
-                    s.last_error_at = Some(super::now_ms());
-                }
+                Err(e) => s.failed(e),
             }
         });
         if ok {
@@ -249,10 +251,7 @@ impl HisDesk {
 
     /// The open tickets (and their status) of an adapter's registrations, in every queue.
     pub async fn tickets_of(&self, adapter: &str) -> Result<Vec<(crate::domain::event::HisRef, crate::domain::queue::Status)>, ApplyError> {
-        match self.floor.his_tickets(adapter).await {
-            Ok(v) => Ok(v.into_iter().map(|(h, _, s)| (h, s)).collect()),
-            Err(e) => Err(ApplyError::Unavailable(e.to_string())),
-        }
+        self.floor.his_tickets(adapter).await.map_err(|e| ApplyError::Unavailable(e.to_string()))
     }
 
     /// Makes an adapter known (listed before its first message).

@@ -120,7 +120,7 @@ struct PatientTickets(crate::domain::ids::PatientId);
 /// Tickets that came from one HIS adapter (`source`), with their status; transferred-out copies
 /// left out (the ticket is in its new queue).
 #[derive(Message)]
-#[rtype(result = "Vec<(crate::domain::event::HisRef, TicketId, crate::domain::queue::Status)>")]
+#[rtype(result = "Vec<(crate::domain::event::HisRef, crate::domain::queue::Status)>")]
 struct HisTickets(String);
 
 impl Handler<HisTickets> for ClinicQueue {
@@ -130,7 +130,7 @@ impl Handler<HisTickets> for ClinicQueue {
             self.state
                 .tickets()
                 .filter(|t| t.status != crate::domain::queue::Status::Transferred)
-                .filter_map(|t| t.data.his.as_ref().filter(|h| h.source == msg.0).map(|h| (h.clone(), t.data.id.clone(), t.status)))
+                .filter_map(|t| t.data.his.as_ref().filter(|h| h.source == msg.0).map(|h| (h.clone(), t.status)))
                 .collect(),
         )
     }
@@ -308,7 +308,7 @@ impl QueueHandle {
         self.addr.send(PatientTickets(patient)).await.map_err(|e| CommandError::Unavailable(e.to_string()))
     }
 
-    pub async fn his_tickets(&self, source: String) -> Result<Vec<(crate::domain::event::HisRef, TicketId, crate::domain::queue::Status)>, CommandError> {
+    pub async fn his_tickets(&self, source: String) -> Result<Vec<(crate::domain::event::HisRef, crate::domain::queue::Status)>, CommandError> {
         self.addr.send(HisTickets(source)).await.map_err(|e| CommandError::Unavailable(e.to_string()))
     }
 

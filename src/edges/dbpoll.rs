@@ -2,7 +2,7 @@
 //! registrations from PostgreSQL or MySQL/MariaDB, read-only, and applies its rows as HIS facts.
 //!
 //! - Every `interval_ms`, the incremental `query` reads the rows changed since the cursor (the
-//!   greatest `cursor` column applied). The cursor is saved (`his.sqlite`) only after every row
+//!   greatest `version` applied). The cursor is saved (`his.sqlite`) only after every row
 //!   of the batch is applied, so a restart mid-poll reads the batch again — and applying it again
 //!   changes nothing. A batch that moved the cursor is followed at once by the next.
 //! - Every `reconcile_secs` (and first of all), the `snapshot` query reads all of today's
@@ -181,8 +181,9 @@ impl Poller {
         let mut newest = self.cursor.clone();
         let mut live = HashSet::new();
         for row in &rows {
-            if let Some(id) = table::live_id(row) {
-                live.insert(id);
+            let id = table::live_id(row);
+            if let Some(id) = &id {
+                live.insert(id.clone());
             }
             // Every readable version moves the cursor, a refused row's too: it is not read again
             // until it changes (or the next reconciliation reports it again).
@@ -197,7 +198,7 @@ impl Poller {
                 Ok(f) => f,
                 Err(e) => {
                     // Counted once per row version (a `>=` query reads the last row again).
-                    let key = (table::live_id(row).unwrap_or_default(), version.map(|v| v.encode()).unwrap_or_default());
+                    let key = (id.unwrap_or_default(), version.map(|v| v.encode()).unwrap_or_default());
                     if reconcile || self.refused.insert(key) {
                         self.refuse(&mut report, e.to_string());
                     }

@@ -145,8 +145,6 @@ pub struct RowFacts {
     pub id: String,
     pub facts: Vec<Fact>,
     pub cursor: Cursor,
-    /// The registration is live in the HIS (not cancelled).
-    pub live: bool,
 }
 
 fn text(row: &Row, column: &'static str, required: bool) -> Result<Option<String>, FactError> {
@@ -198,7 +196,7 @@ pub fn row_facts(row: &Row, source: &str, tz: Tz, today: NaiveDate) -> Result<Ro
         let revision = Some(cursor.revision(tz));
         let status = text(row, "status", true)?.unwrap_or_default().to_lowercase();
         if status == "cancelled" || status == "canceled" {
-            return Ok(RowFacts { id: id.clone(), facts: vec![Fact::Cancelled { his, revision }], cursor, live: false });
+            return Ok(RowFacts { id: id.clone(), facts: vec![Fact::Cancelled { his, revision }], cursor });
         }
         let registration = |slot: Option<Slot>, at: UnixMs| -> Result<Registration, FactError> {
             Ok(Registration {
@@ -243,7 +241,7 @@ pub fn row_facts(row: &Row, source: &str, tz: Tz, today: NaiveDate) -> Result<Ro
             }
             other => return Err(FactError::new("status", "invalid_field", format!("status {other:?} is not registered, booked, checked_in or cancelled"))),
         };
-        Ok(RowFacts { id: id.clone(), facts, cursor, live: true })
+        Ok(RowFacts { id: id.clone(), facts, cursor })
     })()
     .map_err(with_id)
 }
@@ -327,7 +325,7 @@ mod tests {
     fn a_registered_row_is_a_registration_in_the_hospitals_time_with_its_cursor_as_revision() {
         let r = row_facts(&row(&base("Registered")), "db", TZ, DAY).unwrap();
         assert_eq!(r.id, "1001");
-        assert!(r.live);
+        assert!(live_id(&row(&base("Registered"))).is_some());
         assert_eq!(r.cursor, Cursor::Int(7));
         let [Fact::Registered(reg)] = &r.facts[..] else { panic!("{r:?}") };
         assert_eq!((reg.his.source.as_str(), reg.his.id.as_str(), reg.patient.as_str(), reg.department.as_str()), ("db", "1001", "P-1", "0101"));
@@ -339,7 +337,7 @@ mod tests {
     #[test]
     fn cancelled_booked_and_checked_in_rows() {
         let r = row_facts(&row(&base("cancelled")), "db", TZ, DAY).unwrap();
-        assert!(!r.live);
+        assert!(live_id(&row(&base("cancelled"))).is_none());
         assert_eq!(r.facts, vec![Fact::Cancelled { his: HisRef { source: "db".into(), id: "1001".into() }, revision: Some(7) }]);
 
         let mut b = base("booked");
