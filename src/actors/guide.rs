@@ -49,6 +49,10 @@ pub struct Pending<'a> {
     pub orders: Vec<String>,
 }
 
+/// The return visit (回诊) is taken no earlier than this before the results are expected: time
+/// to walk back to the doctor, and the return goes in a few patients ahead.
+pub const RETURN_LEAD_S: f64 = 600.0;
+
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct Guide {
@@ -150,8 +154,8 @@ impl Guide {
     }
 
     /// The patient's orders, with those their queue has since completed marked done (and stored
-    /// so): an order is done when a ticket of its service's queue was completed after the order
-    /// came. A breakfast-dependent order sharing its queue with a fasting one needs a second visit.
+    /// so): an order is done when a ticket of its service's queue was called after the order came
+    /// and completed. A breakfast-dependent order sharing its queue with a fasting one needs a second visit.
     pub async fn orders_of(&self, p: &PatientId, tickets: &[TicketView]) -> Result<Vec<StoredOrder>, GuideError> {
         let id = p.as_str().to_owned();
         let list = self.store(move |s| s.list(&id)).await?;
@@ -160,7 +164,9 @@ impl Guide {
         let mut done = Vec::new();
         for o in list.iter().filter(|o| o.status == OrderStatus::Active) {
             let Some(queue) = svc(o).and_then(|s| s.queue.clone()) else { continue };
-            let visits = tickets.iter().filter(|k| k.queue == queue && k.status == Status::Completed && k.finished_at.is_some_and(|f| f > o.updated_ms)).count();
+            // Served for it: called after the order came (the consultation during which the
+            // doctor wrote the orders does not do the return visit it ordered).
+            let visits = tickets.iter().filter(|k| k.queue == queue && k.status == Status::Completed && k.called_at.or(k.finished_at).is_some_and(|c| c > o.updated_ms)).count();
             let fasting_here = list.iter().any(|x| x.id != o.id && svc(x).is_some_and(|s| s.fasting && s.queue.as_ref() == Some(&queue)));
             let needed = if svc(o).is_some_and(|s| s.after_meal) && fasting_here { 2 } else { 1 };
             if visits >= needed {
@@ -278,25 +284,19 @@ impl Guide {
         }
         let stops = stops(&todo);
         let rules = self.rules();
+        let results_ready_s = self.results_ready_s(&tickets, now_s);
         // clinicflow's way: a ticket in every queue the rules allow now, so the long queues move
-        // while the patient does the short ones. Those not held yet are taken on accept.
+        // while the patient does the short ones. Those not held yet are taken on accept. Not the
+        // return visit while its results are still far off: the doctor would call the patient
+        // before they have them.
         let mut hold = Vec::new();
         for (i, ok) in allowed_now(&stops, rules).into_iter().enumerate() {
-            if ok && ready_at[i].is_none() && todo[i].service.queue.is_some() {
+            let pending = todo[i].service.kind == ServiceKind::Return && results_ready_s > now_s + RETURN_LEAD_S;
+            if ok && !pending && ready_at[i].is_none() && todo[i].service.queue.is_some() {
                 ready_at[i] = Some(now_s.max(points[i].open_from_s) + points[i].wait_s);
                 hold.push(todo[i].service.id.clone());
             }
         }
-        // Results of stops already done: their ticket's completion plus the service's result time.
-        let midnight_ms = now_ms() - (now_s * 1000.0) as i64;
-        let results_ready_s = tickets
-            .iter()
-            .filter(|k| k.status == Status::Completed)
-            .filter_map(|k| {
-                let delay = hospital.services.iter().filter(|s| s.queue.as_ref() == Some(&k.queue)).map(|s| s.result_minutes).fold(0.0, f64::max);
-                k.finished_at.filter(|_| delay > 0.0).map(|f| (f - midnight_ms) as f64 / 1000.0 + delay * 60.0)
-            })
-            .fold(0.0, f64::max);
         let prob = Problem { now_s, stops: &stops, points: &points, walk_from_here: &walk_from_here, walk: &walk, rules, ready_at: &ready_at, results_ready_s };
         let the_plan = plan(&prob).map_err(|e| GuideError::Refused(422, "contradictory_orders", format!("the orders cannot be planned: {e:?}")))?;
         let first = the_plan.order[0];
@@ -308,13 +308,20 @@ impl Guide {
             Lang::En => &the_plan.reason.en,
         };
         let finish = local + chrono::Duration::seconds((the_plan.finish_s - now_s).max(0.0) as i64);
+        // Besides walking: the held ticket's call or a fresh ticket's wait, and for the return
+        // visit the results it waits for.
+        let mut expected_wait_s = ready_at[first].map(|r| (r - now_s).max(0.0)).unwrap_or(points[first].wait_s);
+        if svc.kind == ServiceKind::Return {
+            expected_wait_s += (results_ready_s - now_s - walk_from_here[first]).max(0.0);
+        }
+        let results_at = (results_ready_s > now_s).then(|| (local + chrono::Duration::seconds((results_ready_s - now_s) as i64)).to_rfc3339());
         Ok(json!({
             "patient": p,
             "done": false,
             "next": {
                 "service": svc.id, "name": points[first].name.get(lang), "kind": svc.kind, "queue": svc.queue,
                 "orders": todo[first].orders,
-                "expected_wait_s": ready_at[first].map(|r| (r - now_s).max(0.0)).unwrap_or(points[first].wait_s).round(),
+                "expected_wait_s": expected_wait_s.round(),
                 "walk_s": walk_from_here[first].round(),
                 "reason": reason, "reasons": the_plan.reason,
                 "route": route,
@@ -322,8 +329,24 @@ impl Guide {
             "hold": hold,
             "plan": the_plan.order.iter().map(|&i| json!({"service": todo[i].service.id, "name": points[i].name.get(lang), "orders": todo[i].orders})).collect::<Vec<_>>(),
             "expected_finish": finish.to_rfc3339(),
+            "results_expected_at": results_at,
             "orders": list,
         }))
+    }
+
+    /// When the results of the patient's completed stops are expected (seconds since local
+    /// midnight; 0: none pending): each completed ticket's end plus its service's result time.
+    fn results_ready_s(&self, tickets: &[TicketView], now_s: f64) -> f64 {
+        let hospital = self.hospital();
+        let midnight_ms = now_ms() - (now_s * 1000.0) as i64;
+        tickets
+            .iter()
+            .filter(|k| k.status == Status::Completed)
+            .filter_map(|k| {
+                let delay = hospital.services.iter().filter(|s| s.queue.as_ref() == Some(&k.queue)).map(|s| s.result_minutes).fold(0.0, f64::max);
+                k.finished_at.filter(|_| delay > 0.0).map(|f| (f - midnight_ms) as f64 / 1000.0 + delay * 60.0)
+            })
+            .fold(0.0, f64::max)
     }
 
     /// Accept the plan at `service`: its ticket, then one in every other queue the rules allow
@@ -338,6 +361,23 @@ impl Guide {
         };
         if t.service.queue.is_none() {
             return Ok(Vec::new());
+        }
+        if t.service.kind == ServiceKind::Return {
+            let local = chrono::Utc::now().with_timezone(&self.hospital().tz);
+            let now_s = local.num_seconds_from_midnight() as f64;
+            let ready = self.results_ready_s(&tickets, now_s);
+            if ready > now_s + RETURN_LEAD_S {
+                let at = local + chrono::Duration::seconds((ready - now_s) as i64);
+                return Err(GuideError::Refused(
+                    409,
+                    "results_pending",
+                    format!(
+                        "the results are expected at {}: the return visit is taken from {} minutes before (staff who see the results already may return the ticket with POST /tickets/{{id}}/return)",
+                        at.format("%H:%M"),
+                        RETURN_LEAD_S as i64 / 60
+                    ),
+                ));
+            }
         }
         let st = stops(&todo);
         let ok = allowed_now(&st, self.rules());

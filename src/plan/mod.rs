@@ -324,6 +324,11 @@ fn rule_order(p: &Problem) -> Option<Vec<usize>> {
     Some(order)
 }
 
+/// Seconds since midnight as `HH:MM`.
+fn hm(s: f64) -> String {
+    format!("{:02}:{:02}", (s / 3600.0) as u32 % 24, (s % 3600.0 / 60.0) as u32)
+}
+
 fn minutes(s: f64) -> i64 {
     (s / 60.0).round() as i64
 }
@@ -337,6 +342,10 @@ fn reason(p: &Problem, order: &[usize]) -> Reason {
     if free.len() == 1 {
         return match f.kind {
             StopKind::Payment => Reason { zh: format!("先到{}缴费：检查需要先付款", fp.name.zh), en: format!("pay at the {} first: the tests must be paid before they are done", fp.name.en) },
+            StopKind::Return if p.results_ready_s > p.now_s + p.walk_from_here[f.point] => {
+                let at = hm(p.results_ready_s);
+                Reason { zh: format!("检查都已完成，结果预计 {at} 出来：届时回{}复诊", fp.name.zh), en: format!("all tests are done and the results are expected at {at}: back to {} then", fp.name.en) }
+            }
             StopKind::Return => Reason { zh: format!("检查都已完成：回{}复诊", fp.name.zh), en: format!("all tests are done: back to {} with the results", fp.name.en) },
             StopKind::Exam if f.fasting => Reason { zh: format!("空腹项目先做：先去{}", fp.name.zh), en: format!("fasting tests come first: go to {} now", fp.name.en) },
             StopKind::Exam => Reason { zh: format!("下一站：{}", fp.name.zh), en: format!("next: {}", fp.name.en) },
@@ -350,7 +359,6 @@ fn reason(p: &Problem, order: &[usize]) -> Reason {
         };
     }
     if fp.open_from_s > p.now_s + 60.0 {
-        let hm = |s: f64| format!("{:02}:{:02}", (s / 3600.0) as u32, (s % 3600.0 / 60.0) as u32);
         return Reason { zh: format!("{}{}开始服务，先去排队", fp.name.zh, hm(fp.open_from_s)), en: format!("{} opens at {}: be first in line", fp.name.en, hm(fp.open_from_s)) };
     }
     // The alternative with the longest queue, against the chosen one.

@@ -225,7 +225,8 @@ pub enum Policy {
     /// ticket when the patient accepts (they hold their place while they walk).
     PlannerOneTicket,
     /// clinicflow as deployed: a ticket in every queue the rules allow at once (after payment,
-    /// every exam; the return visit once the exams are done); the planner sends the patient
+    /// every exam; the return visit once the exams are done and the results will be in by the
+    /// time the patient is back at the doctor's, as the server does); the planner sends the patient
     /// wherever their turn comes first, re-planned at every stop. A room calls the first ticket
     /// whose patient is there; an absent patient keeps their place.
     Planner,
@@ -348,7 +349,10 @@ impl Run<'_> {
             let left = self.left[p].clone();
             let stops: Vec<Stop> = left.iter().map(|&i| pt.stops[i].clone()).collect();
             for (&j, ready) in left.iter().zip(super::allowed_now(&stops, rules)) {
-                if ready && !self.ticketed[p].contains(&j) {
+                // The return visit is taken when the results will be in by the time the patient
+                // is back at the doctor's (as the server does), not while they are pending.
+                let pending = pt.stops[j].kind == StopKind::Return && self.results[p] > t + self.walk[prof][self.at[p]][pt.stops[j].point];
+                if ready && !pending && !self.ticketed[p].contains(&j) {
                     self.ticketed[p].push(j);
                     self.queue[pt.stops[j].point].push_back((p, j));
                 }
@@ -385,7 +389,7 @@ impl Run<'_> {
         }
         self.at[p] = s;
         self.arrived[p] = None;
-        if self.policy == Policy::PlannerOneTicket {
+        if self.policy == Policy::PlannerOneTicket && !(pt.stops[choice].kind == StopKind::Return && self.results[p] > t + self.walk[prof][self.at[p]][s]) {
             // The ticket is issued when the patient accepts: they hold their place while walking.
             self.queue[s].push_back((p, choice));
         }
@@ -464,9 +468,11 @@ fn run_with(sc: &Scenario, pts: &[Patient], walk: &[Vec<Vec<f64>>; 2], policy: P
             EvKind::Arrive { patient } => {
                 let s = pts[patient].stops[r.current[patient].expect("walking to a stop")].point;
                 r.arrived[patient] = Some(ev.t);
-                if policy == Policy::Fixed {
-                    // On paper: the patient takes a number at the desk.
-                    r.queue[s].push_back((patient, r.current[patient].expect("walking to a stop")));
+                let stop = r.current[patient].expect("walking to a stop");
+                if !r.queue[s].contains(&(patient, stop)) {
+                    // On paper, and for a return visit taken once the results are in: the
+                    // patient takes a number at the desk.
+                    r.queue[s].push_back((patient, stop));
                 }
                 r.start_service(s, ev.t);
             }

@@ -74,6 +74,22 @@ fn payment_comes_first_and_the_return_visit_last() {
 }
 
 #[test]
+fn the_return_visit_waits_for_the_results_and_says_when() {
+    let points = vec![point("Doctor", 0.0, 4.0)];
+    let stops = vec![Stop { id: "return".into(), kind: StopKind::Return, point: 0, fasting: false, after_meal: false, needs_payment: false, result_delay_s: 0.0 }];
+    let walk = flat_walk(1, 0.0);
+    // 09:00 now, 2 minutes' walk, the results at 09:40: the visit starts then, and says so.
+    let p = Problem { now_s: 9.0 * 3600.0, stops: &stops, points: &points, walk_from_here: &[120.0], walk: &walk, rules: Rules::default(), ready_at: &[], results_ready_s: 9.0 * 3600.0 + 2400.0 };
+    let pl = plan(&p).unwrap();
+    assert_eq!(pl.finish_s, 9.0 * 3600.0 + 2400.0 + 240.0);
+    assert!(pl.reason.en.contains("the results are expected at 09:40: back to Doctor then"), "{:?}", pl.reason);
+    assert!(pl.reason.zh.contains("09:40"), "{:?}", pl.reason);
+    // Results in by the time the patient is back: go now.
+    let p = Problem { results_ready_s: 9.0 * 3600.0 + 60.0, ..p };
+    assert!(plan(&p).unwrap().reason.en.starts_with("all tests are done: back to Doctor with the results"));
+}
+
+#[test]
 fn contradictions_and_nothing_to_do_are_errors() {
     let points = vec![point("Lab", 0.0, 2.0)];
     let mut bad = exam("lab", 0);

@@ -218,3 +218,47 @@ async fn the_patients_phone_gets_the_next_stop_and_its_changes() {
     let v = next_stop(&mut ws).await;
     assert_eq!(v["done"], true, "{v}");
 }
+
+/// After the last exam the return visit waits for its results: the plan says when they are
+/// expected, holds no doctor's ticket before then, and accepting it early is refused (staff who
+/// see the results already return the ticket themselves).
+#[tokio::test]
+async fn the_return_visit_is_not_taken_before_the_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let app = start(&dir.path().join("data"), Some(&cfg));
+    let doctor = app.issue("internal-medicine", "p-1").await;
+    let doctor_id = doctor["id"].as_str().unwrap().to_owned();
+    // The doctor writes the orders during the consultation; its end does not do the return
+    // visit it ordered.
+    let room = app.get_json("/api/v1/queues/internal-medicine").await["rooms"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.call_next("internal-medicine", &room).await.unwrap()["id"], doctor_id.as_str());
+    let orders = json!({"orders": [{"id": "o-lab", "code": "LAB-CBC"}, {"id": "o-ret", "code": "RETURN-IM"}]});
+    assert_eq!(app.post("/api/v1/patients/p-1/orders", orders).await.status(), 200);
+    assert_eq!(app.post_empty(&format!("/api/v1/tickets/{doctor_id}/complete")).await.status(), 200);
+    let v = app.get_json("/api/v1/patients/p-1/orders").await;
+    assert!(v["orders"].as_array().unwrap().iter().all(|o| o["status"] == "active"), "{v}");
+    // The blood test is taken and done (its results take 40 minutes).
+    let r = app.post("/api/v1/patients/p-1/next/accept", json!({"service": "blood"})).await;
+    assert_eq!(r.status(), 201);
+    let lab: Value = r.json().await.unwrap();
+    let lab_id = lab["ticket"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(lab["tickets"].as_array().unwrap().len(), 1, "no return ticket while the blood test is pending: {lab}");
+    let lab_room = app.get_json("/api/v1/queues/lab").await["rooms"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.call_next("lab", &lab_room).await.unwrap()["id"], lab_id.as_str());
+    assert_eq!(app.post_empty(&format!("/api/v1/tickets/{lab_id}/complete")).await.status(), 200);
+
+    let v = app.get_json("/api/v1/patients/p-1/next?at=K-A-L1&lang=en").await;
+    assert_eq!(v["next"]["service"], "return-internal-medicine", "{v}");
+    assert_eq!(v["hold"], json!([]), "no doctor's ticket before the results: {v}");
+    assert!(v["results_expected_at"].is_string(), "{v}");
+    assert!(v["next"]["reason"].as_str().unwrap().contains("the results are expected at"), "{v}");
+    assert!(v["next"]["expected_wait_s"].as_f64().unwrap() >= 30.0 * 60.0, "the wait includes the results: {v}");
+    let (s, c) = error_code(app.post("/api/v1/patients/p-1/next/accept", json!({"service": "return-internal-medicine"})).await).await;
+    assert_eq!((s, c.as_str()), (409, "results_pending"));
+    let t = app.get_json("/api/v1/queues/internal-medicine").await;
+    assert_eq!(t["counts"]["waiting"], 0, "nothing taken: {t}");
+    // The doctor's desk sees the results and returns the ticket itself.
+    let r = app.post(&format!("/api/v1/tickets/{doctor_id}/return"), json!({})).await;
+    assert_eq!(r.status(), 200);
+}
