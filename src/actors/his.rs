@@ -136,6 +136,11 @@ impl HisDesk {
                     // whose ticket the next delivery of the same fact issues.
                     let (h, now) = (r.his.clone(), super::now_ms());
                     self.db(move |s| s.reregister(&h, generation, rev, now)).await?;
+                } else if let Some(rev) = r.revision.filter(|&rev| state.is_none_or(|s| s.revision.is_none_or(|old| rev > old))) {
+                    // Its newest revision, so a withdrawal older than it (late, or resent) is
+                    // stale. Once per revision: a resend or a reconciliation writes nothing.
+                    let (h, now) = (r.his.clone(), super::now_ms());
+                    self.db(move |s| s.registered(&h, generation, rev, now)).await?;
                 }
                 // Issued before (today, in any queue): the directory knows it, no queue asked.
                 if self.floor.owner(&ticket_of(&r.his, generation)).is_ok() {

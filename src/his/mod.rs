@@ -132,8 +132,12 @@ pub enum Lifecycle {
     Stale,
 }
 
-/// Decides a fact's place in its registration's life. A registration newer (by revision) than
-/// its withdrawal is a re-registration; without revisions a withdrawal is final.
+/// Decides a fact's place in its registration's life, given the newest revision seen of it. A
+/// registration newer than its withdrawal is a re-registration; a withdrawal older than the
+/// registration it meets is stale; at equal revisions the withdrawal wins (a 退号 never comes
+/// before its registration). Without revisions a withdrawal is final. The changes of one
+/// registration may thus arrive in any order: it ends live exactly when its newest change is a
+/// registration (property-tested).
 pub fn lifecycle(fact: &Fact, state: Option<RegistrationState>) -> Lifecycle {
     let Some(st) = state else { return Lifecycle::Apply { generation: 0 } };
     match fact {
@@ -141,7 +145,7 @@ pub fn lifecycle(fact: &Fact, state: Option<RegistrationState>) -> Lifecycle {
             (Some(new), Some(old)) if new > old => Lifecycle::Reregister { generation: st.generation + 1, revision: new },
             _ => Lifecycle::Stale,
         },
-        Fact::Cancelled { revision: Some(rev), .. } if !st.withdrawn && st.revision.is_some_and(|r| *rev <= r) => Lifecycle::Stale,
+        Fact::Cancelled { revision: Some(rev), .. } if !st.withdrawn && st.revision.is_some_and(|r| *rev < r) => Lifecycle::Stale,
         _ => Lifecycle::Apply { generation: st.generation },
     }
 }

@@ -273,6 +273,10 @@ fn replay(events: &[(bool, i64)]) -> (Option<RegistrationState>, std::collection
         match (lifecycle(&fact, state), registered) {
             (Lifecycle::Stale, _) => {}
             (Lifecycle::Apply { generation }, true) => {
+                let newer = state.is_none_or(|s| s.revision.is_none_or(|r| rev > r));
+                if newer {
+                    state = Some(RegistrationState { generation, withdrawn: false, revision: Some(rev) });
+                }
                 live.insert(generation);
             }
             (Lifecycle::Apply { generation }, false) => {
@@ -315,6 +319,43 @@ proptest! {
             }
         }
     }
+}
+
+proptest! {
+    /// The same history arriving in ANY order (two adapters, a resend after a newer change, a
+    /// sender that reorders), with resends: the registration ends live exactly when the newest
+    /// change that arrived is a registration, and at most one ticket of it is ever live.
+    #[test]
+    fn in_any_order_the_newest_change_decides(
+        changes in proptest::collection::vec(any::<bool>(), 1..6),
+        order in Just((0..7usize).collect::<Vec<_>>()).prop_shuffle(),
+        resends in proptest::collection::vec(0..7usize, 0..4),
+    ) {
+        let mut history: Vec<(bool, i64)> = vec![(true, 1)];
+        history.extend(changes.iter().enumerate().map(|(i, &r)| (r, i as i64 + 2)));
+        let mut arrivals: Vec<(bool, i64)> = order.iter().filter(|&&i| i < history.len()).map(|&i| history[i]).collect();
+        for &j in &resends {
+            let k = j.min(history.len() - 1);
+            let at = (j * 3) % (arrivals.len() + 1);
+            arrivals.insert(at, history[k]);
+        }
+        for n in 1..=arrivals.len() {
+            let (_, live) = replay(&arrivals[..n]);
+            let newest = arrivals[..n].iter().max_by_key(|c| c.1).expect("some");
+            prop_assert!(live.len() <= 1, "{:?}", live);
+            prop_assert_eq!(live.len() == 1, newest.0, "{:?} -> {:?}", &arrivals[..n], live);
+        }
+    }
+}
+
+#[test]
+fn a_late_older_withdrawal_does_not_cancel_a_newer_registration() {
+    // Registered (1), withdrawn (2), registered again (3) — the withdrawal arrives last.
+    let (state, live) = replay(&[(true, 1), (true, 3), (false, 2)]);
+    assert_eq!(live.len(), 1);
+    assert_eq!(state, Some(RegistrationState { generation: 0, withdrawn: false, revision: Some(3) }));
+    // At equal revisions the withdrawal wins.
+    assert!(replay(&[(true, 4), (false, 4)]).1.is_empty());
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! What clinicflow must remember of the HIS beyond the queues (`DIR/his.sqlite`), durable:
 //!
-//! - each registration withdrawn (退号) or brought back (re-registered), with its generation and
-//!   the revision of that change — written before the change is applied, so a registration that
-//!   arrives after its own withdrawal is never issued, even across a restart, and a stale
-//!   withdrawal never cancels a newer re-registration;
+//! - each registration's life: its generation, whether it is withdrawn (退号), and the newest
+//!   revision seen of it — written before the change is applied, so a registration that arrives
+//!   after its own withdrawal is never issued, even across a restart, and a withdrawal older than
+//!   the registration it meets (arriving late, or resent) never cancels it;
 //! - each database poller's cursor, written after the rows it covers are applied, so a restart
 //!   mid-poll reads them again (and applying them again changes nothing).
 
@@ -68,6 +68,19 @@ impl HisStore {
         Ok(())
     }
 
+    /// Records that `generation` is registered at `revision` (the newest revision is kept), so a
+    /// withdrawal older than it, arriving late, is known to be stale. A withdrawn life is left
+    /// as it is: bringing it back is [`HisStore::reregister`]'s.
+    pub fn registered(&self, his: &HisRef, generation: u32, revision: i64, at_ms: i64) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "INSERT INTO registrations (source, id, generation, withdrawn, revision, at_ms) VALUES (?1, ?2, ?3, 0, ?4, ?5)
+             ON CONFLICT (source, id) DO UPDATE SET revision = max(coalesce(revision, excluded.revision), excluded.revision), at_ms = excluded.at_ms
+             WHERE withdrawn = 0 AND generation = excluded.generation",
+            params![his.source, his.id, generation, revision, at_ms],
+        )?;
+        Ok(())
+    }
+
     /// Records a re-registration: `generation` is the registration's new life.
     pub fn reregister(&self, his: &HisRef, generation: u32, revision: i64, at_ms: i64) -> rusqlite::Result<()> {
         self.conn().execute(
@@ -120,5 +133,21 @@ mod tests {
         assert_eq!(s.state(&his("A")).unwrap(), Some(RegistrationState { generation: 1, withdrawn: false, revision: Some(12) }));
         assert_eq!(s.cursor("db").unwrap().as_deref(), Some("i:43"));
         assert_eq!(s.cursor("other").unwrap(), None);
+    }
+
+    #[test]
+    fn a_registration_keeps_its_newest_revision_and_never_revives_a_withdrawal() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = HisStore::open(&dir.path().join("his.sqlite")).unwrap();
+        let his = |id: &str| HisRef { source: "db".into(), id: id.into() };
+        s.registered(&his("A"), 0, 3, 1).unwrap();
+        s.registered(&his("A"), 0, 2, 2).unwrap();
+        assert_eq!(s.state(&his("A")).unwrap(), Some(RegistrationState { generation: 0, withdrawn: false, revision: Some(3) }));
+        s.registered(&his("A"), 0, 5, 3).unwrap();
+        assert_eq!(s.state(&his("A")).unwrap().unwrap().revision, Some(5));
+        // Withdrawn: a registration write leaves it withdrawn (bringing it back is reregister's).
+        s.withdraw(&his("B"), 0, Some(4), 1).unwrap();
+        s.registered(&his("B"), 0, 9, 2).unwrap();
+        assert_eq!(s.state(&his("B")).unwrap(), Some(RegistrationState { generation: 0, withdrawn: true, revision: Some(4) }));
     }
 }

@@ -20,7 +20,11 @@ fn a04(control: &str, visit: &str, patient: &str, dept: &str, at: &str) -> Strin
 }
 
 fn a11(control: &str, visit: &str) -> String {
-    format!("MSH|^~\\&|HIS|CITYHOSP|CLINICFLOW|CITYHOSP|{}||ADT^A11^ADT_A09|{control}|P|2.5\rEVN|A11|{}\rPV1|1|O|internal-medicine||||||||||||||||{visit}\r", ago(0), ago(0))
+    a11_at(control, visit, &ago(0))
+}
+
+fn a11_at(control: &str, visit: &str, at: &str) -> String {
+    format!("MSH|^~\\&|HIS|CITYHOSP|CLINICFLOW|CITYHOSP|{at}||ADT^A11^ADT_A09|{control}|P|2.5\rEVN|A11|{at}\rPV1|1|O|internal-medicine||||||||||||||||{visit}\r")
 }
 
 /// Sends `messages` over one MLLP connection; the parsed ACKs.
@@ -109,6 +113,29 @@ async fn registrations_over_hl7_are_acknowledged_applied_once_and_ordered_by_reg
     assert_eq!(line(&app).await, ["V-OK"]);
     assert_eq!(msa(&send(&app, &[a04("M4", "V-GONE", "P-3", "internal-medicine", &ago(45)), a04("M8", "V-OK", "P-6", "internal-medicine", &ago(20))], "utf-8")), ["AA", "AA"]);
     assert_eq!(line(&app).await, ["V-OK"]);
+}
+
+/// Registered, withdrawn and registered again — the withdrawal arriving last (sent by another
+/// interface, or resent late): the newest change decides, the patient keeps a ticket, and
+/// after `kill -9` too. A withdrawal newer than everything still cancels.
+#[tokio::test]
+async fn a_late_older_withdrawal_does_not_cancel_a_newer_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut app = start_args(&data, &["--hl7", "127.0.0.1:0"]);
+    let messages = vec![
+        a04("R1", "V-BACK", "P-1", "internal-medicine", &ago(30)),
+        a04("R3", "V-BACK", "P-1", "internal-medicine", &ago(10)),
+        a11_at("R2", "V-BACK", &ago(20)),
+    ];
+    assert_eq!(msa(&send(&app, &messages, "utf-8")), ["AA", "AA", "AA"]);
+    assert_eq!(line(&app).await, ["V-BACK"], "the late withdrawal is older than the registration it meets");
+    app.kill9();
+    let app = start_args(&data, &["--hl7", "127.0.0.1:0"]);
+    assert_eq!(msa(&send(&app, &[a11_at("R2", "V-BACK", &ago(20))], "utf-8")), ["AA"]);
+    assert_eq!(line(&app).await, ["V-BACK"]);
+    assert_eq!(msa(&send(&app, &[a11("R4", "V-BACK")], "utf-8")), ["AA"]);
+    assert!(line(&app).await.is_empty(), "a newer withdrawal cancels");
 }
 
 #[tokio::test]
