@@ -64,6 +64,8 @@ enum Note {
     EndVisit { patient: String },
     Where { patient: String, reply: oneshot::Sender<(Option<Located>, Vec<Located>)> },
     Visits { reply: oneshot::Sender<Vec<String>> },
+    /// The maps were reloaded: each venue's new map and its radio map rebuilt against it.
+    Remap { radios: Vec<(Arc<RadioMap>, Arc<VenueMap>)>, done: oneshot::Sender<()> },
 }
 
 struct Venue {
@@ -97,7 +99,9 @@ pub struct PositionDesk {
     tx: mpsc::Sender<Note>,
     located: broadcast::Sender<Arc<Located>>,
     store: Arc<TagStore>,
-    status: Arc<Vec<VenueStatus>>,
+    status: Arc<RwLock<Vec<VenueStatus>>>,
+    /// The radio maps' calibrations, to rebuild them against reloaded maps.
+    files: Arc<Vec<crate::position::radio::RadioMapFile>>,
     gateways: Arc<std::collections::HashSet<String>>,
     metrics: Arc<DeskMetrics>,
     day: Arc<RwLock<String>>,
@@ -114,14 +118,8 @@ impl PositionDesk {
         }
         metrics.register(Box::new(readings.clone()));
         metrics.register(Box::new(bound.clone()));
-        let status = radios
-            .iter()
-            .map(|(r, m)| {
-                let mut gateways: Vec<String> = r.anchor_ids.keys().cloned().collect();
-                gateways.sort();
-                VenueStatus { venue: m.id.clone(), gateways, states: r.space.len(), measured_states: r.measured_states }
-            })
-            .collect::<Vec<_>>();
+        let status = venue_status(&radios);
+        let files = radios.iter().map(|(r, _)| r.file.clone()).collect();
         let gateways = status.iter().flat_map(|s| s.gateways.iter().cloned()).collect();
         let mut venues: Vec<Venue> = radios.into_iter().map(|(r, map)| Venue { map, live: Positioning::new(r, rules) }).collect();
         for b in store.load(today)? {
@@ -135,7 +133,8 @@ impl PositionDesk {
             tx,
             located: located.clone(),
             store,
-            status: Arc::new(status),
+            status: Arc::new(RwLock::new(status)),
+            files: Arc::new(files),
             gateways: Arc::new(gateways),
             metrics: Arc::new(DeskMetrics { readings, bound }),
             day: Arc::new(RwLock::new(today.to_owned())),
@@ -148,11 +147,50 @@ impl PositionDesk {
 
     /// Positioning is on: at least one radio map is loaded.
     pub fn enabled(&self) -> bool {
-        !self.status.is_empty()
+        !self.files.is_empty()
     }
 
-    pub fn status(&self) -> &[VenueStatus] {
-        &self.status
+    pub fn status(&self) -> Vec<VenueStatus> {
+        self.status.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rebuilds every radio map against `atlas` (maps about to be reloaded): the radio maps to
+    /// [`PositionDesk::remap`] to once the atlas is served, or why the new maps do not fit the
+    /// calibration (a venue or an anchor's level gone) — then the reload must be refused.
+    pub fn fit(&self, atlas: &crate::map::store::Atlas) -> Result<Vec<(Arc<RadioMap>, Arc<VenueMap>)>, Vec<crate::map::load::MapIssue>> {
+        let mut out = Vec::new();
+        let mut issues = Vec::new();
+        for file in self.files.iter() {
+            let id = file.venue.id().to_owned();
+            let issue = |message: String| crate::map::load::MapIssue { file: "radio map".into(), feature: Some(id.clone()), message };
+            let crate::position::radio::VenueRef::Map { .. } = &file.venue else { continue };
+            let Some(venue) = atlas.venue(&id) else {
+                issues.push(issue(format!("the radio map is calibrated for venue {id:?}, which the new maps do not have")));
+                continue;
+            };
+            match RadioMap::build(file.clone(), Some(venue)) {
+                Ok(r) => out.push((Arc::new(r), venue.clone())),
+                Err(e) => issues.push(issue(format!("the radio map does not fit the new map: {e}"))),
+            }
+        }
+        if issues.is_empty() {
+            Ok(out)
+        } else {
+            Err(issues)
+        }
+    }
+
+    /// Tracks on the rebuilt radio maps from now on (see [`PositionDesk::fit`]); returns when
+    /// the desk has switched.
+    pub async fn remap(&self, radios: Vec<(Arc<RadioMap>, Arc<VenueMap>)>) {
+        if !self.enabled() || radios.is_empty() {
+            return;
+        }
+        *self.status.write().unwrap_or_else(|p| p.into_inner()) = venue_status(&radios);
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Note::Remap { radios, done }).await.is_ok() {
+            let _ = wait.await;
+        }
     }
 
     /// Every gateway of the loaded radio maps (their MQTT logins).
@@ -294,6 +332,17 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> rusqlite::Result<T> + S
     }
 }
 
+fn venue_status(radios: &[(Arc<RadioMap>, Arc<VenueMap>)]) -> Vec<VenueStatus> {
+    radios
+        .iter()
+        .map(|(r, m)| {
+            let mut gateways: Vec<String> = r.anchor_ids.keys().cloned().collect();
+            gateways.sort();
+            VenueStatus { venue: m.id.clone(), gateways, states: r.space.len(), measured_states: r.measured_states }
+        })
+        .collect()
+}
+
 fn located(v: &Venue, patient: &str, e: &Estimate) -> Located {
     let m = &v.map;
     let level = m.levels.get(e.level as usize).map(|l| l.id.clone()).unwrap_or_default();
@@ -407,6 +456,17 @@ async fn run(mut venues: Vec<Venue>, mut rx: mpsc::Receiver<Note>, out: broadcas
                 let mut trail: Vec<Located> = venues.iter().flat_map(|v| v.live.trail(&patient).into_iter().map(|e| located(v, &patient, &e)).collect::<Vec<_>>()).collect();
                 trail.sort_by_key(|l| l.t);
                 let _ = reply.send((latest, trail));
+            }
+            Note::Remap { radios, done } => {
+                // The same calibrations (so the same gateways), rebuilt against the new maps.
+                for (radio, map) in radios {
+                    if let Some(v) = venues.iter_mut().find(|v| v.map.id == map.id) {
+                        v.live.remap(radio);
+                        v.map = map;
+                    }
+                }
+                tracing::info!(venues = venues.len(), "positioning follows the reloaded maps");
+                let _ = done.send(());
             }
             Note::Visits { reply } => {
                 let mut all: Vec<String> = venues.iter().flat_map(|v| v.live.visits().map(str::to_owned).collect::<Vec<_>>()).collect();

@@ -118,9 +118,16 @@ impl MapStore {
 
     /// Re-reads the map folders; swaps them in only when every one is valid.
     pub fn reload(&self) -> Result<Arc<Atlas>, MapIssues> {
+        self.reload_checked(|_| Ok(())).map(|(a, _)| a)
+    }
+
+    /// Re-reads the map folders; swaps them in only when every one is valid and `check` (what
+    /// else depends on the maps, e.g. the radio maps) accepts them.
+    pub fn reload_checked<T>(&self, check: impl FnOnce(&Atlas) -> Result<T, MapIssues>) -> Result<(Arc<Atlas>, T), MapIssues> {
         let atlas = Arc::new(Atlas::load(&self.source)?);
+        let fitted = check(&atlas)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = atlas.clone();
-        Ok(atlas)
+        Ok((atlas, fitted))
     }
 
     pub fn source(&self) -> &MapSource {

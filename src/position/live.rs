@@ -123,6 +123,16 @@ impl Positioning {
         self.tracker.radio()
     }
 
+    /// The venue map changed (a validated reload): track on `radio`, rebuilt from the same
+    /// calibration against the new map. Bindings, trails and counters stay; each tag's track
+    /// starts again from its next reading (its states belonged to the old map's space).
+    pub fn remap(&mut self, radio: Arc<RadioMap>) {
+        self.tracker = Tracker::new(radio);
+        for b in self.tags.values_mut() {
+            b.track = Track::default();
+        }
+    }
+
     /// Binds a tag to a visit (again to the same visit is a no-op).
     pub fn bind(&mut self, tag: &str, visit: &str) -> Result<(), BindError> {
         if tag.is_empty() || tag.len() > 64 || tag.chars().any(|c| c.is_control() || c.is_whitespace()) {

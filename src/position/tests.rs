@@ -330,4 +330,20 @@ mod live {
         assert!(live.trail("v-9").is_empty());
         assert!(live.location("v-9").is_some(), "the latest position stays while the visit lasts");
     }
+
+    #[test]
+    fn a_remap_keeps_bindings_trails_and_counters_and_tracks_again_from_the_next_reading() {
+        let mut live = Positioning::new(hospital(), LiveRules::default());
+        live.bind("wb-1", "v-1").unwrap();
+        let m = demo();
+        let kiosk = &m.graph[m.marker("K-A-entrance").unwrap().node];
+        live.fix("v-1", kiosk.level as u16, kiosk.x, kiosk.y, NOW).unwrap();
+        assert!(live.location("v-1").is_some());
+        live.remap(hospital());
+        assert_eq!(live.visit_of("wb-1"), Some("v-1"), "bindings stay");
+        assert_eq!(live.trail("v-1").len(), 1, "the trail stays");
+        assert!(live.location("v-1").is_none(), "the old track's states belonged to the old map");
+        assert!(live.fix("v-1", kiosk.level as u16, kiosk.x, kiosk.y, NOW + 1000).is_some(), "tracking goes on");
+        assert_eq!(live.trail("v-1").len(), 2);
+    }
 }

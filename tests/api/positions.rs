@@ -369,3 +369,52 @@ async fn a_patient_who_leaves_the_route_is_planned_again_from_where_they_are() {
     assert_eq!(again["plan"]["next"]["service"], "ecg");
     assert_eq!(again["plan"]["next"]["route"]["from"]["ref"], "position", "planned from where the patient is: {}", again["plan"]["next"]["route"]["from"]);
 }
+
+/// A map reload rebuilds the radio maps against the new maps: tracking goes on after it, and
+/// maps the calibration no longer fits (its venue gone) are refused with the old ones serving.
+#[tokio::test]
+async fn a_map_reload_carries_the_radio_map_over_or_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let maps = dir.path().join("maps");
+    std::fs::create_dir(&maps).unwrap();
+    for e in std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("maps/demo-hospital")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), maps.join(e.file_name())).unwrap();
+    }
+    let (radio_path, radio) = radio_map(dir.path());
+    let app = start_args(&dir.path().join("data"), &["--map", maps.to_str().unwrap(), "--radio", radio_path.to_str().unwrap()]);
+    let port = app.mqtt_port.expect("embedded broker");
+    app.issue("lab", "P-MAP-1").await;
+    assert_eq!(put_tag(&app, "P-MAP-1", "wb-7").await.status(), 201);
+
+    // The same maps again: accepted, and the wristband is followed on the rebuilt radio map.
+    assert_eq!(app.post_empty("/api/v1/maps/reload").await.status(), 200);
+    let (user, password) = server_login(&app);
+    let (bulk, _task) = mqtt(port, "gateways-reload", &user, &password).await;
+    let (end, _, truth) = publish_walk(&bulk, &radio, "wb-7", ENTRANCE_TO_ULTRASOUND).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let loc = loop {
+        let v = app.get_json("/api/v1/patients/P-MAP-1/location").await;
+        if v["location"]["t"].as_i64().is_some_and(|t| t >= end - 2_500) {
+            break v["location"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no position after the reload: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(loc["level"], truth.0.as_str(), "{loc}");
+    let err = (loc["x"].as_f64().unwrap() - truth.1).hypot(loc["y"].as_f64().unwrap() - truth.2);
+    assert!(err < 8.0, "the estimate is {err:.1} m from the walker: {loc}");
+
+    // The venue renamed: the calibration no longer fits; refused, naming the radio map, and the
+    // old maps keep serving.
+    let venue = maps.join("venue.geojson");
+    let text = std::fs::read_to_string(&venue).unwrap().replace("\"id\": \"demo-hospital\"", "\"id\": \"renamed-hospital\"");
+    std::fs::write(&venue, text).unwrap();
+    let r = app.post_empty("/api/v1/maps/reload").await;
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "map_invalid");
+    assert!(v["error"]["issues"].as_array().unwrap().iter().any(|i| i["file"] == "radio map" && i["feature"] == "demo-hospital"), "{v}");
+    assert_eq!(app.get_json("/api/v1/maps").await["venues"][0]["id"], "demo-hospital");
+    assert_eq!(app.get_json("/api/v1/positioning").await["venues"][0]["venue"], "demo-hospital");
+}

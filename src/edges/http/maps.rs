@@ -222,9 +222,14 @@ pub async fn level_svg(req: HttpRequest, path: web::Path<(String, String)>, stat
 pub async fn reload(req: HttpRequest, state: Data) -> Result<HttpResponse, ApiError> {
     state.auth.staff(&req, &[Role::Admin])?;
     let store = state.maps.clone();
-    let result = web::block(move || store.reload()).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let desk = state.positions.clone();
+    // The radio maps are rebuilt against the new maps first: maps they no longer fit are refused.
+    let result = web::block(move || store.reload_checked(|atlas| desk.fit(atlas).map_err(crate::map::load::MapIssues)))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     match result {
-        Ok(atlas) => {
+        Ok((atlas, radios)) => {
+            state.positions.remap(radios).await;
             tracing::info!(venues = atlas.venues.len(), "maps reloaded");
             Ok(HttpResponse::Ok().json(atlas_json(&atlas)))
         }
