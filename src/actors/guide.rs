@@ -14,7 +14,7 @@ use crate::map::model::{Endpoint, Labels, Lang, VenueMap};
 use crate::map::store::{MapStore, ResolveError};
 use crate::map::Profile;
 use crate::plan::orders::OrderStatus;
-use crate::plan::{allowed_now, plan, Point, Problem, Rules, Stop, StopKind};
+use crate::plan::{allowed_now, plan, Point, Problem, Rules, Stop, StopKind, RETURN_LEAD_S};
 use crate::storage::orders::{OrderStore, StoredOrder};
 use chrono::Timelike;
 use serde_json::{json, Value};
@@ -48,10 +48,6 @@ pub struct Pending<'a> {
     pub service: &'a ServiceConfig,
     pub orders: Vec<String>,
 }
-
-/// The return visit (回诊) is taken no earlier than this before the results are expected: time
-/// to walk back to the doctor, and the return goes in a few patients ahead.
-pub const RETURN_LEAD_S: f64 = 600.0;
 
 /// Cheap to clone.
 #[derive(Clone)]

@@ -21,6 +21,11 @@ use serde::Serialize;
 /// More stops than this are planned in the order given (2^n·n² work).
 pub const MAX_STOPS: usize = 12;
 
+/// The return visit (回诊) is taken (its ticket held) no earlier than this before the results
+/// are expected, seconds: time to walk back to the doctor, while a return goes in a few patients
+/// ahead — held earlier, it would be called before the patient has the results.
+pub const RETURN_LEAD_S: f64 = 600.0;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopKind {

@@ -225,8 +225,8 @@ pub enum Policy {
     /// ticket when the patient accepts (they hold their place while they walk).
     PlannerOneTicket,
     /// clinicflow as deployed: a ticket in every queue the rules allow at once (after payment,
-    /// every exam; the return visit once the exams are done and the results will be in by the
-    /// time the patient is back at the doctor's, as the server does); the planner sends the patient
+    /// every exam; the return visit once the exams are done and the results are at most
+    /// [`super::RETURN_LEAD_S`] away, as the server does); the planner sends the patient
     /// wherever their turn comes first, re-planned at every stop. A room calls the first ticket
     /// whose patient is there; an absent patient keeps their place.
     Planner,
@@ -349,9 +349,9 @@ impl Run<'_> {
             let left = self.left[p].clone();
             let stops: Vec<Stop> = left.iter().map(|&i| pt.stops[i].clone()).collect();
             for (&j, ready) in left.iter().zip(super::allowed_now(&stops, rules)) {
-                // The return visit is taken when the results will be in by the time the patient
-                // is back at the doctor's (as the server does), not while they are pending.
-                let pending = pt.stops[j].kind == StopKind::Return && self.results[p] > t + self.walk[prof][self.at[p]][pt.stops[j].point];
+                // The return visit is taken only shortly before the results are in (as the
+                // server does), not while they are far off.
+                let pending = pt.stops[j].kind == StopKind::Return && self.results[p] > t + super::RETURN_LEAD_S;
                 if ready && !pending && !self.ticketed[p].contains(&j) {
                     self.ticketed[p].push(j);
                     self.queue[pt.stops[j].point].push_back((p, j));
@@ -389,7 +389,7 @@ impl Run<'_> {
         }
         self.at[p] = s;
         self.arrived[p] = None;
-        if self.policy == Policy::PlannerOneTicket && !(pt.stops[choice].kind == StopKind::Return && self.results[p] > t + self.walk[prof][self.at[p]][s]) {
+        if self.policy == Policy::PlannerOneTicket && !(pt.stops[choice].kind == StopKind::Return && self.results[p] > t + super::RETURN_LEAD_S) {
             // The ticket is issued when the patient accepts: they hold their place while walking.
             self.queue[s].push_back((p, choice));
         }
