@@ -280,7 +280,7 @@ impl Guide {
         }
         let stops = stops(&todo);
         let rules = self.rules();
-        let results_ready_s = self.results_ready_s(&tickets, now_s);
+        let results_ready_s = self.results_ready_s(&tickets, &list, now_s);
         // clinicflow's way: a ticket in every queue the rules allow now, so the long queues move
         // while the patient does the short ones. Those not held yet are taken on accept. Not the
         // return visit while its results are still far off: the doctor would call the patient
@@ -331,13 +331,19 @@ impl Guide {
     }
 
     /// When the results of the patient's completed stops are expected (seconds since local
-    /// midnight; 0: none pending): each completed ticket's end plus its service's result time.
-    fn results_ready_s(&self, tickets: &[TicketView], now_s: f64) -> f64 {
+    /// midnight; 0: none pending): each completed ticket's end plus its service's result time,
+    /// unless the HIS has said the results of every order done in that queue are in.
+    fn results_ready_s(&self, tickets: &[TicketView], orders: &[StoredOrder], now_s: f64) -> f64 {
         let hospital = self.hospital();
         let midnight_ms = now_ms() - (now_s * 1000.0) as i64;
+        let queue_of = |o: &StoredOrder| hospital.services.iter().find(|s| s.id == o.service).and_then(|s| s.queue.as_ref());
         tickets
             .iter()
             .filter(|k| k.status == Status::Completed)
+            .filter(|k| {
+                let mut done = orders.iter().filter(|o| o.status == OrderStatus::Done && queue_of(o) == Some(&k.queue)).peekable();
+                done.peek().is_none() || !done.all(|o| o.results_ms.is_some())
+            })
             .filter_map(|k| {
                 let delay = hospital.services.iter().filter(|s| s.queue.as_ref() == Some(&k.queue)).map(|s| s.result_minutes).fold(0.0, f64::max);
                 k.finished_at.filter(|_| delay > 0.0).map(|f| (f - midnight_ms) as f64 / 1000.0 + delay * 60.0)
@@ -361,7 +367,7 @@ impl Guide {
         if t.service.kind == ServiceKind::Return {
             let local = chrono::Utc::now().with_timezone(&self.hospital().tz);
             let now_s = local.num_seconds_from_midnight() as f64;
-            let ready = self.results_ready_s(&tickets, now_s);
+            let ready = self.results_ready_s(&tickets, &list, now_s);
             if ready > now_s + RETURN_LEAD_S {
                 let at = local + chrono::Duration::seconds((ready - now_s) as i64);
                 return Err(GuideError::Refused(

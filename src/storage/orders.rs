@@ -16,6 +16,9 @@ pub struct StoredOrder {
     pub status: OrderStatus,
     pub source: String,
     pub updated_ms: i64,
+    /// When the HIS (or a lab system) said the order's results are in; none: not said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results_ms: Option<i64>,
 }
 
 pub struct OrderStore {
@@ -28,9 +31,14 @@ impl OrderStore {
             path,
             "CREATE TABLE IF NOT EXISTS orders (
                 patient TEXT NOT NULL, id TEXT NOT NULL, code TEXT NOT NULL, service TEXT NOT NULL,
-                status TEXT NOT NULL, source TEXT NOT NULL, updated_ms INTEGER NOT NULL,
+                status TEXT NOT NULL, source TEXT NOT NULL, updated_ms INTEGER NOT NULL, results_ms INTEGER,
                 PRIMARY KEY (patient, id))",
         )?;
+        // Files from before results: the column added.
+        let has_results: bool = conn.query_row("SELECT count(*) FROM pragma_table_info('orders') WHERE name = 'results_ms'", [], |r| r.get::<_, i64>(0))? > 0;
+        if !has_results {
+            conn.execute_batch("ALTER TABLE orders ADD COLUMN results_ms INTEGER")?;
+        }
         Ok(OrderStore { conn: Mutex::new(conn) })
     }
 
@@ -65,6 +73,18 @@ impl OrderStore {
         Ok(self.list(patient)?.into_iter().find(|o| o.id == id))
     }
 
+    /// Records that an order's results are in (the first time said is kept; the order's status
+    /// and time are untouched); `None` when the patient has no such order.
+    pub fn set_results(&self, patient: &str, id: &str, now_ms: i64) -> rusqlite::Result<Option<StoredOrder>> {
+        let c = self.conn();
+        let n = c.execute("UPDATE orders SET results_ms = coalesce(results_ms, ?3) WHERE patient = ?1 AND id = ?2", params![patient, id, now_ms])?;
+        if n == 0 {
+            return Ok(None);
+        }
+        drop(c);
+        Ok(self.list(patient)?.into_iter().find(|o| o.id == id))
+    }
+
     /// Marks the patient's active orders for `service` done (its queue completed their ticket).
     pub fn complete_service(&self, patient: &str, service: &str, now_ms: i64) -> rusqlite::Result<usize> {
         self.conn().execute(
@@ -75,7 +95,7 @@ impl OrderStore {
 
     pub fn list(&self, patient: &str) -> rusqlite::Result<Vec<StoredOrder>> {
         let c = self.conn();
-        let mut st = c.prepare_cached("SELECT id, code, service, status, source, updated_ms FROM orders WHERE patient = ?1 ORDER BY rowid")?;
+        let mut st = c.prepare_cached("SELECT id, code, service, status, source, updated_ms, results_ms FROM orders WHERE patient = ?1 ORDER BY rowid")?;
         let rows = st.query_map(params![patient], |r| {
             let status: String = r.get(3)?;
             Ok(StoredOrder {
@@ -85,6 +105,7 @@ impl OrderStore {
                 status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Active),
                 source: r.get(4)?,
                 updated_ms: r.get(5)?,
+                results_ms: r.get(6)?,
             })
         })?;
         rows.collect()
@@ -100,5 +121,33 @@ impl OrderStore {
 
     pub fn has_patient(&self, patient: &str) -> rusqlite::Result<bool> {
         self.conn().query_row("SELECT 1 FROM orders WHERE patient = ?1 LIMIT 1", params![patient], |_| Ok(())).optional().map(|o| o.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_recorded_once_and_files_from_before_results_are_carried_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orders.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE orders (patient TEXT NOT NULL, id TEXT NOT NULL, code TEXT NOT NULL, service TEXT NOT NULL,
+                    status TEXT NOT NULL, source TEXT NOT NULL, updated_ms INTEGER NOT NULL, PRIMARY KEY (patient, id));
+                 INSERT INTO orders VALUES ('p-1', 'o-lab', 'LAB-CBC', 'blood', 'done', 'native', 5);",
+            )
+            .unwrap();
+        }
+        let s = OrderStore::open(&path).unwrap();
+        assert_eq!(s.list("p-1").unwrap()[0].results_ms, None);
+        let o = s.set_results("p-1", "o-lab", 100).unwrap().unwrap();
+        assert_eq!((o.results_ms, o.updated_ms, o.status), (Some(100), 5, OrderStatus::Done), "status and time untouched");
+        assert_eq!(s.set_results("p-1", "o-lab", 200).unwrap().unwrap().results_ms, Some(100), "the first word is kept");
+        assert_eq!(s.set_results("p-1", "nope", 200).unwrap(), None);
+        drop(s);
+        assert_eq!(OrderStore::open(&path).unwrap().list("p-1").unwrap()[0].results_ms, Some(100), "durable");
     }
 }

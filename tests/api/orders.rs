@@ -220,8 +220,8 @@ async fn the_patients_phone_gets_the_next_stop_and_its_changes() {
 }
 
 /// After the last exam the return visit waits for its results: the plan says when they are
-/// expected, holds no doctor's ticket before then, and accepting it early is refused (staff who
-/// see the results already return the ticket themselves).
+/// expected, holds no doctor's ticket before then, and accepting it early is refused — until the
+/// HIS says the results are in.
 #[tokio::test]
 async fn the_return_visit_is_not_taken_before_the_results() {
     let dir = tempfile::tempdir().unwrap();
@@ -258,7 +258,18 @@ async fn the_return_visit_is_not_taken_before_the_results() {
     assert_eq!((s, c.as_str()), (409, "results_pending"));
     let t = app.get_json("/api/v1/queues/internal-medicine").await;
     assert_eq!(t["counts"]["waiting"], 0, "nothing taken: {t}");
-    // The doctor's desk sees the results and returns the ticket itself.
-    let r = app.post(&format!("/api/v1/tickets/{doctor_id}/return"), json!({})).await;
+    // The HIS says the results are in: the return visit opens at once, on the doctor's ticket.
+    let r = app.post_empty("/api/v1/patients/p-1/orders/o-lab/results").await;
     assert_eq!(r.status(), 200);
+    let o: Value = r.json().await.unwrap();
+    assert!(o["results_ms"].is_i64() && o["status"] == "done", "{o}");
+    assert_eq!(error_code(app.post_empty("/api/v1/patients/p-1/orders/nope/results").await).await, (404, "unknown_order".into()));
+    let v = app.get_json("/api/v1/patients/p-1/next?at=K-A-L1&lang=en").await;
+    assert_eq!(v["hold"], json!(["return-internal-medicine"]), "{v}");
+    assert!(v["results_expected_at"].is_null(), "{v}");
+    let r = app.post("/api/v1/patients/p-1/next/accept", json!({"service": "return-internal-medicine"})).await;
+    assert_eq!(r.status(), 201);
+    let back: Value = r.json().await.unwrap();
+    assert_eq!(back["ticket"]["id"], doctor_id.as_str(), "the return visit is the doctor's own ticket: {back}");
+    assert_eq!(back["ticket"]["status"], "waiting");
 }

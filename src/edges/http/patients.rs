@@ -70,12 +70,17 @@ pub async fn order_action(state: Data, req: HttpRequest, path: web::Path<(String
     let (p, order, action) = path.into_inner();
     let p = patient_id(&p)?;
     let status = match action.as_str() {
-        "complete" => OrderStatus::Done,
-        "cancel" => OrderStatus::Cancelled,
-        _ => return Err(ApiError::not_found("no_route", format!("no order action {action:?} (complete, cancel)"))),
+        "complete" => Some(OrderStatus::Done),
+        "cancel" => Some(OrderStatus::Cancelled),
+        // The results are in: a return visit waiting for them may be taken now.
+        "results" => None,
+        _ => return Err(ApiError::not_found("no_route", format!("no order action {action:?} (complete, cancel, results)"))),
     };
     let (store, id, o) = (guide(&state).orders.clone(), p.as_str().to_owned(), order.clone());
-    let changed = web::block(move || store.set_status(&id, &o, status, crate::actors::now_ms()))
+    let changed = web::block(move || match status {
+        Some(status) => store.set_status(&id, &o, status, crate::actors::now_ms()),
+        None => store.set_results(&id, &o, crate::actors::now_ms()),
+    })
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?
         .map_err(|e| ApiError::from(GuideError::Store(e.to_string())))?;
