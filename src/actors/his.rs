@@ -196,6 +196,26 @@ impl HisDesk {
                     Err(e) => Err(ApplyError::Unavailable(e.to_string())),
                 }
             }
+            (Fact::ResultsIn { .. }, Planned::Results { patient, orders }) => {
+                let (store, p) = (self.orders.clone(), patient.as_str().to_owned());
+                let result = tokio::task::spawn_blocking(move || -> rusqlite::Result<bool> {
+                    let held: Vec<_> = store.list(&p)?.into_iter().filter(|o| orders.contains(&o.id)).collect();
+                    let fresh = held.iter().any(|o| o.results_ms.is_none());
+                    let now = super::now_ms();
+                    for o in held.iter().filter(|o| o.results_ms.is_none()) {
+                        store.set_results(&p, &o.id, now)?;
+                    }
+                    Ok(fresh)
+                })
+                .await;
+                // Orders clinicflow does not hold (another clinic's patient) change nothing.
+                match result {
+                    Ok(Ok(true)) => Ok(Applied::Changed),
+                    Ok(Ok(false)) => Ok(Applied::Repeat),
+                    Ok(Err(e)) => Err(ApplyError::Unavailable(e.to_string())),
+                    Err(e) => Err(ApplyError::Unavailable(e.to_string())),
+                }
+            }
             _ => Err(ApplyError::Fact(FactError::new("message", "unsupported", "this fact cannot be applied"))),
         }
     }

@@ -9,6 +9,7 @@
 //! | `SIU^S12` new appointment | registered with a slot (SCH-1 id, SCH-11.4/.5 start/end, AIL-3 or PV1-3 department, AIP-3 doctor); the patient checks in on arrival |
 //! | `SIU^S15` appointment cancelled | cancelled |
 //! | `ORM^O01`, `OML^O21` orders | ordered: PID-3 patient; per ORC/OBR pair ORC-1 control (NW placed, CA/OC/DC cancelled), ORC-2 placer order number, OBR-4 order code |
+//! | `ORU^R01` results (the lab or imaging system) | results in: PID-3 patient; per OBR with OBR-25 result status F or C (final, corrected) its placer order number (OBR-2, or the ORC-2 before it); preliminary results change nothing |
 //!
 //! Anything else is rejected (`AR`, error 200/201) and changes nothing.
 
@@ -78,6 +79,11 @@ impl Message {
 
     pub fn segment(&self, id: &str) -> Option<&[String]> {
         self.segments.iter().find(|s| s[0] == id).map(Vec::as_slice)
+    }
+
+    /// Every segment, in order.
+    pub fn segments_in_order(&self) -> impl Iterator<Item = &[String]> {
+        self.segments.iter().map(Vec::as_slice)
     }
 
     /// Every segment with this id, in order, with its place among the segments of that id.
@@ -282,10 +288,33 @@ pub fn facts(m: &Message, source: &str, tz: Tz) -> Result<Vec<Fact>, Hl7Error> {
             }
             Ok(vec![Fact::Ordered { patient, orders }])
         }
-        ("ADT" | "SIU" | "ORM" | "OML", _) => {
-            Err(Hl7Error::new("MSH", 9, 201, format!("event {kind}^{event} is not one clinicflow takes (ADT A01 A03 A04 A10 A11, SIU S12 S15, ORM O01, OML O21)")))
+        ("ORU", "R01") => {
+            let patient = required(m, "PID", 3, 1, "patient id")?;
+            if m.segment("OBR").is_none() {
+                return Err(Hl7Error::new("OBR", 0, 100, "a result message needs OBR segments"));
+            }
+            let mut orders = Vec::new();
+            let mut placer = None;
+            for seg in m.segments_in_order() {
+                match seg.first().map(String::as_str) {
+                    Some("ORC") => placer = m.get_in(seg, 2, 1),
+                    Some("OBR") => {
+                        let status = m.get_in(seg, 25, 1).unwrap_or_default();
+                        if !matches!(status.as_str(), "F" | "C") {
+                            continue;
+                        }
+                        let id = m.get_in(seg, 2, 1).or_else(|| placer.clone()).ok_or_else(|| Hl7Error::new("OBR", 2, 101, "OBR-2 (placer order number: the order the result is for) is required"))?;
+                        orders.push(id);
+                    }
+                    _ => {}
+                }
+            }
+            Ok(if orders.is_empty() { Vec::new() } else { vec![Fact::ResultsIn { patient, orders }] })
         }
-        _ => Err(Hl7Error::new("MSH", 9, 200, format!("message type {kind:?} is not one clinicflow takes (ADT, SIU, ORM, OML)"))),
+        ("ADT" | "SIU" | "ORM" | "OML" | "ORU", _) => {
+            Err(Hl7Error::new("MSH", 9, 201, format!("event {kind}^{event} is not one clinicflow takes (ADT A01 A03 A04 A10 A11, SIU S12 S15, ORM O01, OML O21, ORU R01)")))
+        }
+        _ => Err(Hl7Error::new("MSH", 9, 200, format!("message type {kind:?} is not one clinicflow takes (ADT, SIU, ORM, OML, ORU)"))),
     }
 }
 

@@ -56,6 +56,10 @@ pub enum Fact {
     CheckedIn { his: HisRef, at: Option<UnixMs> },
     /// Orders placed or cancelled for a patient (blood tests, an ultrasound, …), applied whole.
     Ordered { patient: String, orders: Vec<OrderFact> },
+    /// The final results of these orders (the HIS's order ids) are in: a return visit waiting
+    /// for them may be taken. Orders clinicflow does not hold (another clinic's, an inpatient's)
+    /// are not an error: a results feed carries the whole hospital's.
+    ResultsIn { patient: String, orders: Vec<String> },
 }
 
 /// One order of an [`Fact::Ordered`]: the HIS's order id, its code, whether it is cancelled.
@@ -72,7 +76,7 @@ impl Fact {
         match self {
             Fact::Registered(r) => Some(&r.his),
             Fact::Cancelled { his, .. } | Fact::CheckedIn { his, .. } => Some(his),
-            Fact::Ordered { .. } => None,
+            Fact::Ordered { .. } | Fact::ResultsIn { .. } => None,
         }
     }
 }
@@ -159,6 +163,8 @@ pub enum Planned {
     OnTicket { ticket: TicketId, cmd: Command },
     /// Orders to store for the patient, in one transaction.
     Orders { patient: PatientId, orders: Vec<crate::plan::orders::OrderIn> },
+    /// Orders of the patient whose results are in.
+    Results { patient: PatientId, orders: Vec<String> },
 }
 
 /// Which queue a HIS department code means: the `[his]` mapping, or a queue or department id
@@ -236,6 +242,10 @@ pub fn plan(fact: &Fact, hospital: &Hospital, generation: u32) -> Result<Planned
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Planned::Orders { patient, orders })
+        }
+        Fact::ResultsIn { patient, orders } => {
+            let patient = PatientId::parse(patient).map_err(|e| FactError::new("patient", "invalid_patient", e.to_string()))?;
+            Ok(Planned::Results { patient, orders: orders.clone() })
         }
     }
 }

@@ -65,7 +65,7 @@ fn bad_messages_name_the_segment_and_field() {
     assert_eq!((e.segment.as_str(), e.field, e.code), ("PV1", 19, 101), "{e}");
     let e = err(&a04("C3", "V1", "P1", "internal-medicine", "2026-11-24"));
     assert_eq!((e.segment.as_str(), e.field, e.code), ("PV1", 44, 102), "{e}");
-    let e = err("MSH|^~\\&|HIS|H|Q|H|20261124090000||ORU^R01|C4|P|2.5\r");
+    let e = err("MSH|^~\\&|HIS|H|Q|H|20261124090000||MDM^T02|C4|P|2.5\r");
     assert_eq!((e.segment.as_str(), e.field, e.code), ("MSH", 9, 200));
     let e = err("MSH|^~\\&|HIS|H|Q|H|20261124090000||ADT^A31|C5|P|2.5\r");
     assert_eq!(e.code, 201);
@@ -121,6 +121,30 @@ fn acks_say_accepted_or_where_it_went_wrong() {
 }
 
 #[test]
+fn final_results_name_their_orders_and_preliminary_ones_nothing() {
+    // Two orders: a final result (OBR-2), a corrected one (placer number only in ORC-2), a
+    // preliminary one (ignored); OBX segments in between.
+    let text = "MSH|^~\\&|LIS|H|Q|H|20261124101500||ORU^R01^ORU_R01|L1|P|2.5\rPID|1||P000123\rORC|RE|ORD-1\rOBR|1|ORD-1||CBC|||||||||||||||||||||F\rOBX|1|NM|WBC||5.4\rORC|RE|ORD-2\rOBR|2|||GLU|||||||||||||||||||||C\rOBR|3|ORD-3||TSH|||||||||||||||||||||P\r";
+    let m = Message::parse(text).unwrap();
+    let f = facts(&m, "hl7", TZ).unwrap();
+    assert_eq!(f, vec![Fact::ResultsIn { patient: "P000123".into(), orders: vec!["ORD-1".into(), "ORD-2".into()] }]);
+    let Planned::Results { patient, orders } = plan(&f[0], &demo(), 0).unwrap() else { panic!() };
+    assert_eq!((patient.as_str(), orders.len()), ("P000123", 2));
+    // Only preliminary: nothing to apply (accepted, changes nothing).
+    let prelim = Message::parse("MSH|^~\\&|LIS|H|Q|H|20261124101500||ORU^R01|L2|P|2.5\rPID|1||P1\rOBR|1|ORD-9||TSH|||||||||||||||||||||P\r").unwrap();
+    assert!(facts(&prelim, "hl7", TZ).unwrap().is_empty());
+    // No patient, no OBR, a final result without its order number: refused naming the field.
+    for (text, seg, field) in [
+        ("MSH|^~\\&|LIS|H|Q|H|20261124101500||ORU^R01|L3|P|2.5\rOBR|1|ORD-9||TSH|||||||||||||||||||||F\r", "PID", 0),
+        ("MSH|^~\\&|LIS|H|Q|H|20261124101500||ORU^R01|L4|P|2.5\rPID|1||P1\r", "OBR", 0),
+        ("MSH|^~\\&|LIS|H|Q|H|20261124101500||ORU^R01|L5|P|2.5\rPID|1||P1\rOBR|1|||TSH|||||||||||||||||||||F\r", "OBR", 2),
+    ] {
+        let e = facts(&Message::parse(text).unwrap(), "hl7", TZ).unwrap_err();
+        assert_eq!((e.segment.as_str(), e.field), (seg, field), "{text:?}: {e}");
+    }
+}
+
+#[test]
 fn orders_come_as_orc_obr_pairs_and_map_to_services() {
     let text = "MSH|^~\\&|HIS|H|Q|H|20261124093000||ORM^O01|O1|P|2.5\rPID|1||P000123\rORC|NW|ORD-1\rOBR|1|ORD-1||ECG^心电图\rORC|NW|ORD-2\rOBR|2|ORD-2||RETURN-IM\rORC|CA|ORD-0\rOBR|3|ORD-0||ECG\r";
     let m = Message::parse(text).unwrap();
@@ -155,7 +179,7 @@ fn appointments_checked_in_at_the_his_are_placed_by_check_in_time() {
     let run = |s: &mut QueueState, f: &Fact, now: UnixMs| {
         let cmd = match plan(f, &hospital, 0).unwrap() {
             Planned::Issue { cmd, .. } | Planned::OnTicket { cmd, .. } => cmd,
-            Planned::Orders { .. } => unreachable!(),
+            Planned::Orders { .. } | Planned::Results { .. } => unreachable!(),
         };
         let d = s.decide(&cmd, None, now).unwrap();
         for e in &d.events {
@@ -192,7 +216,7 @@ fn registration(n: usize, at: UnixMs) -> Fact {
 fn apply(s: &mut QueueState, fact: &Fact, now: UnixMs) {
     let cmd = match plan(fact, &demo(), 0).unwrap() {
         Planned::Issue { cmd, .. } | Planned::OnTicket { cmd, .. } => cmd,
-        Planned::Orders { .. } => unreachable!("registrations and withdrawals only"),
+        Planned::Orders { .. } | Planned::Results { .. } => unreachable!("registrations and withdrawals only"),
     };
     if let Ok(d) = s.decide(&cmd, None, now) {
         for e in &d.events {

@@ -78,7 +78,7 @@ async fn registrations_over_hl7_are_acknowledged_applied_once_and_ordered_by_reg
         // A registration without its visit number: AR naming PV1-19.
         a04("M6", "", "P-5", "internal-medicine", &ago(30)),
         // Not a message type a queue takes.
-        format!("MSH|^~\\&|LAB|CITYHOSP|CLINICFLOW|CITYHOSP|{}||ORU^R01|M7|P|2.5\rOBX|1|NM|GLU||5.4\r", ago(0)),
+        format!("MSH|^~\\&|HIS|CITYHOSP|CLINICFLOW|CITYHOSP|{}||MDM^T02|M7|P|2.5\rTXA|1|CN\r", ago(0)),
         // A later registration: behind the others.
         a04("M8", "V-OK", "P-6", "internal-medicine", &ago(20)),
     ];
@@ -179,6 +179,31 @@ async fn orders_over_hl7_reach_the_patients_plan_whole_or_not_at_all() {
     let mut orders: Vec<(String, String)> = v["orders"].as_array().unwrap().iter().map(|o| (o["id"].as_str().unwrap().to_owned(), o["status"].as_str().unwrap().to_owned())).collect();
     orders.sort();
     assert_eq!(orders, [("ORD-ECG".to_owned(), "cancelled".to_owned()), ("ORD-RET".to_owned(), "active".to_owned())], "{v}");
+
+    // The lab system reports: a final result for the patient's blood test (and one for an order
+    // clinicflow does not hold, and a whole other patient's: the feed is the hospital's), and a
+    // preliminary one, which changes nothing.
+    let oru = |control: &str, patient: &str, obrs: &[(&str, &str)]| {
+        let mut m = format!("MSH|^~\\&|LIS|CITYHOSP|CLINICFLOW|CITYHOSP|{}||ORU^R01^ORU_R01|{control}|P|2.5\rPID|1||{patient}\r", ago(0));
+        for (i, (id, status)) in obrs.iter().enumerate() {
+            m.push_str(&format!("OBR|{}|{id}||CBC|||||||||||||||||||||{status}\rOBX|1|NM|WBC||5.4\r", i + 1));
+        }
+        m
+    };
+    let messages = vec![
+        orm("O5", "P-ORD", &[("NW", "ORD-LAB2", "LAB-CBC")]),
+        oru("U1", "P-ORD", &[("ORD-LAB2", "P")]),
+        oru("U2", "P-ORD", &[("ORD-LAB2", "F"), ("ORD-NOT-OURS", "F")]),
+        oru("U3", "P-SOMEONE-ELSE", &[("ORD-77", "F")]),
+        oru("U2", "P-ORD", &[("ORD-LAB2", "F"), ("ORD-NOT-OURS", "F")]),
+    ];
+    assert_eq!(msa(&send(&app, &messages, "utf-8")), ["AA", "AA", "AA", "AA", "AA"]);
+    let v = app.get_json("/api/v1/patients/P-ORD/orders").await;
+    let lab = v["orders"].as_array().unwrap().iter().find(|o| o["id"] == "ORD-LAB2").unwrap().clone();
+    assert!(lab["results_ms"].is_i64(), "{v}");
+    assert!(v["orders"].as_array().unwrap().iter().filter(|o| o["id"] != "ORD-LAB2").all(|o| o["results_ms"].is_null()), "{v}");
+    let his = app.get_json("/api/v1/his").await;
+    assert_eq!(his["adapters"][0]["errors"], 2, "results for orders not held are no errors: {his}");
 }
 
 #[tokio::test]
