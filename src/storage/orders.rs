@@ -64,25 +64,22 @@ impl OrderStore {
 
     /// Sets one order's status; `None` when the patient has no such order.
     pub fn set_status(&self, patient: &str, id: &str, status: OrderStatus, now_ms: i64) -> rusqlite::Result<Option<StoredOrder>> {
-        let c = self.conn();
-        let n = c.execute("UPDATE orders SET status = ?3, updated_ms = ?4 WHERE patient = ?1 AND id = ?2", params![patient, id, status.as_str(), now_ms])?;
-        if n == 0 {
+        self.update_one(patient, id, "UPDATE orders SET status = ?3, updated_ms = ?4 WHERE patient = ?1 AND id = ?2", params![patient, id, status.as_str(), now_ms])
+    }
+
+    /// Runs `sql` (which names the order by ?1 patient, ?2 id) and reads the order back; `None`
+    /// when the patient has no such order.
+    fn update_one(&self, patient: &str, id: &str, sql: &str, p: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<Option<StoredOrder>> {
+        if self.conn().execute(sql, p)? == 0 {
             return Ok(None);
         }
-        drop(c);
         Ok(self.list(patient)?.into_iter().find(|o| o.id == id))
     }
 
     /// Records that an order's results are in (the first time said is kept; the order's status
     /// and time are untouched); `None` when the patient has no such order.
     pub fn set_results(&self, patient: &str, id: &str, now_ms: i64) -> rusqlite::Result<Option<StoredOrder>> {
-        let c = self.conn();
-        let n = c.execute("UPDATE orders SET results_ms = coalesce(results_ms, ?3) WHERE patient = ?1 AND id = ?2", params![patient, id, now_ms])?;
-        if n == 0 {
-            return Ok(None);
-        }
-        drop(c);
-        Ok(self.list(patient)?.into_iter().find(|o| o.id == id))
+        self.update_one(patient, id, "UPDATE orders SET results_ms = coalesce(results_ms, ?3) WHERE patient = ?1 AND id = ?2", params![patient, id, now_ms])
     }
 
     /// Marks the patient's active orders for `service` done (its queue completed their ticket).
