@@ -18,12 +18,15 @@
 //!   parse, call a handle, map the error. No business rules.
 //! - [`his`]: the pure HIS adapter core: HIS facts (registration, 退号, check-in) from HL7 v2
 //!   messages, the queue commands that apply them idempotently, ACK/NAK.
+//! - [`clock`]: the server's wall clock, the system's or pinned at an instant (`--clock`);
+//!   the only place the time of day is read.
 //! - [`configuration`]: typed settings for `serve` (flags and environment).
 //! - [`startup`]: wires storage → actors → edges; binds the listener it is given (port 0 in tests).
 //! - [`telemetry`]: tracing subscriber and Prometheus metrics.
 //! - [`devices`]: `clinicflow devices`, simulated displays and keypads over MQTT.
 
 pub mod actors;
+pub mod clock;
 pub mod configuration;
 pub mod devices;
 pub mod domain;

@@ -141,6 +141,11 @@ enum Cmd {
         /// separated: 10.2.0.0/16,10.9.8.7); any when absent. Others are refused and counted.
         #[arg(long = "hl7-allow", env = "CLINICFLOW_HL7_ALLOW", value_delimiter = ',')]
         hl7_allow: Vec<String>,
+        /// Run the clock from this instant instead of the system's (RFC 3339 with its offset,
+        /// e.g. 2026-12-07T08:00:00+08:00): tests, rehearsing a morning, a demo at any hour.
+        /// Never in production: a pinned clock is reported by /healthz.
+        #[arg(long, env = "CLINICFLOW_CLOCK")]
+        clock: Option<String>,
     },
 }
 
@@ -241,7 +246,14 @@ fn main() -> std::process::ExitCode {
         Cmd::Position { command } => position_cmd(command),
         Cmd::Simulate { seed, load, out } => simulate(seed, load, &out),
         Cmd::Replay { journal, day, policy, queues, config, json } => replay(&journal, day, &policy, &queues, config, json),
-        Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_ca, mqtt_prefix, maps, radio, hl7, hl7_allow } => {
+        Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_ca, mqtt_prefix, maps, radio, hl7, hl7_allow, clock } => {
+            // Before anything reads the time.
+            if let Some(at) = clock {
+                if let Err(e) = clinicflow::clock::pin(&at) {
+                    eprintln!("clinicflow: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
             serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, ca: mqtt_ca, prefix: mqtt_prefix }, maps, radio, hl7, &hl7_allow)
         }
     };

@@ -73,7 +73,7 @@ fn start_positioning(
     }
     let tags_path = settings.data_dir.join("tags.sqlite");
     let tags = Arc::new(crate::storage::tags::TagStore::open(&tags_path).with_context(|| format!("opening {}", tags_path.display()))?);
-    let today = chrono::Utc::now().with_timezone(&settings.hospital.tz).date_naive().to_string();
+    let today = crate::clock::today(&settings.hospital.tz).to_string();
     let rules = crate::position::live::LiveRules { retention_ms: settings.position_retention.as_millis() as i64, ..Default::default() };
     let desk = crate::actors::positions::PositionDesk::start(radios, tags, &today, rules, metrics)?;
     crate::actors::positions::spawn_visit_sweeper(desk.clone(), floor.clone(), orders.clone(), settings.visit_idle, settings.visit_sweep);
@@ -117,7 +117,12 @@ impl Application {
         let desk = crate::actors::delivery::DeliveryDesk::start(hospital.delivery, hospital.displays.iter().map(|d| d.id.clone()).collect(), &metrics);
         let display_feed = crate::actors::displays::DisplayFeed::start(&floor, desk.clone()).await;
         if let Some(m) = settings.mqtt.clone() {
-            crate::edges::mqtt::start(m, floor.clone(), display_feed.clone(), displays.clone(), positions.clone(), metrics.clone());
+            let ready = crate::edges::mqtt::start(m, floor.clone(), display_feed.clone(), displays.clone(), positions.clone(), metrics.clone());
+            // Say "listening" only once devices can be heard; a broker that is down does not
+            // hold the start (the edge keeps reconnecting, and devices resend until answered).
+            if tokio::time::timeout(std::time::Duration::from_secs(10), ready).await.is_err() {
+                tracing::warn!("the MQTT broker has not granted the server's subscriptions within 10 s; serving HTTP meanwhile");
+            }
         }
         let ws_state = web::Data::new(crate::edges::ws::WsState { hub, limits: settings.limits.push, displays: display_feed, positions: positions.clone() });
         let prefix = settings.mqtt.as_ref().map_or_else(|| format!("clinicflow/{}", hospital.site), |m| m.prefix.clone());

@@ -138,7 +138,7 @@ async fn run(mut book: Delivery, mut rx: mpsc::Receiver<Note>, view: Arc<RwLock<
                 }
                 Some(Note::Status { display, online, at }) => book.status(&display, online, at),
             },
-            _ = tick.tick() => book.tick(super::now_ms()),
+            _ = tick.tick() => book.tick(crate::clock::now_ms()),
         };
         for c in &changes {
             match c {

@@ -141,7 +141,7 @@ impl Worker {
             if self.sent.get(&d.id) == Some(&state) {
                 continue;
             }
-            let mut payload = json!({"v": PROTOCOL_VERSION, "display": d.id, "at": super::now_ms()});
+            let mut payload = json!({"v": PROTOCOL_VERSION, "display": d.id, "at": crate::clock::now_ms()});
             if let (Some(p), Value::Object(s)) = (payload.as_object_mut(), state.clone()) {
                 p.extend(s);
             }
@@ -165,7 +165,7 @@ impl Worker {
             let Ok(t) = self.floor.ticket(ticket).await else { continue };
             let (zh, en) = hospital.room(room).map_or((room.to_string(), String::new()), |r| (r.name.clone(), r.name_en.clone()));
             let a = crate::domain::announce::call(&t.number, &t.masked_name, &zh, &en);
-            let now = super::now_ms();
+            let now = crate::clock::now_ms();
             for (d, _) in self.displays.iter().filter(|(d, _)| d.rooms.contains(room)) {
                 self.feed.desk.sent(&d.id, *seq, &t.number, now);
                 let payload = json!({

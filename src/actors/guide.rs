@@ -3,6 +3,7 @@
 //!
 //! Reads only (plus taking tickets on `accept`); the planning itself is the pure `plan` core.
 
+use crate::clock::now_ms;
 use super::{Floor, FloorError};
 use crate::domain::command::{Command, IssueTicket};
 use crate::domain::config::{parse_hours, Hospital, ServiceConfig, ServiceKind};
@@ -59,9 +60,6 @@ pub struct Guide {
     pub positions: super::positions::PositionDesk,
 }
 
-fn now_ms() -> i64 {
-    super::now_ms()
-}
 
 /// The `from.ref` of a route that starts at the patient's live position.
 pub const HERE_REF: &str = "position";
@@ -252,7 +250,7 @@ impl Guide {
 
         // Live queues: the wait a new ticket would have, or the patient's own ticket's ETA.
         let hospital = self.hospital();
-        let local = chrono::Utc::now().with_timezone(&hospital.tz);
+        let local = crate::clock::local(&hospital.tz);
         let now_s = local.num_seconds_from_midnight() as f64;
         let mut points = Vec::new();
         let mut ready_at = Vec::new();
@@ -365,7 +363,7 @@ impl Guide {
             return Ok(Vec::new());
         }
         if t.service.kind == ServiceKind::Return {
-            let local = chrono::Utc::now().with_timezone(&self.hospital().tz);
+            let local = crate::clock::local(&self.hospital().tz);
             let now_s = local.num_seconds_from_midnight() as f64;
             let ready = self.results_ready_s(&tickets, &list, now_s);
             if ready > now_s + RETURN_LEAD_S {

@@ -61,7 +61,7 @@ impl AdapterStatus {
     fn failed(&mut self, error: &str) {
         self.errors += 1;
         self.last_error = Some(error.to_owned());
-        self.last_error_at = Some(super::now_ms());
+        self.last_error_at = Some(crate::clock::now_ms());
     }
 }
 
@@ -134,12 +134,12 @@ impl HisDesk {
                 if let Some(rev) = reregister {
                     // Written first: a crash before the ticket is issued leaves a re-registration
                     // whose ticket the next delivery of the same fact issues.
-                    let (h, now) = (r.his.clone(), super::now_ms());
+                    let (h, now) = (r.his.clone(), crate::clock::now_ms());
                     self.db(move |s| s.reregister(&h, generation, rev, now)).await?;
                 } else if let Some(rev) = r.revision.filter(|&rev| state.is_none_or(|s| s.revision.is_none_or(|old| rev > old))) {
                     // Its newest revision, so a withdrawal older than it (late, or resent) is
                     // stale. Once per revision: a resend or a reconciliation writes nothing.
-                    let (h, now) = (r.his.clone(), super::now_ms());
+                    let (h, now) = (r.his.clone(), crate::clock::now_ms());
                     self.db(move |s| s.registered(&h, generation, rev, now)).await?;
                 }
                 // Issued before (today, in any queue): the directory knows it, no queue asked.
@@ -158,7 +158,7 @@ impl HisDesk {
                 // cancel itself is always tried: a crash may have come between the two.
                 let known = state.is_some_and(|s| s.withdrawn && s.generation == generation && (revision.is_none() || s.revision >= *revision));
                 if !known {
-                    let (h, rev, now) = (his.clone(), *revision, super::now_ms());
+                    let (h, rev, now) = (his.clone(), *revision, crate::clock::now_ms());
                     self.db(move |s| s.withdraw(&h, generation, rev, now)).await?;
                 }
                 match self.floor.on_ticket(&ticket, cmd, None).await {
@@ -185,7 +185,7 @@ impl HisDesk {
                     if !known && !store.has_patient(&p)? {
                         return Ok(false);
                     }
-                    store.put(&p, &orders, super::now_ms())?;
+                    store.put(&p, &orders, crate::clock::now_ms())?;
                     Ok(true)
                 })
                 .await;
@@ -201,7 +201,7 @@ impl HisDesk {
                 let result = tokio::task::spawn_blocking(move || -> rusqlite::Result<bool> {
                     let held: Vec<_> = store.list(&p)?.into_iter().filter(|o| orders.contains(&o.id)).collect();
                     let fresh = held.iter().any(|o| o.results_ms.is_none());
-                    let now = super::now_ms();
+                    let now = crate::clock::now_ms();
                     for o in held.iter().filter(|o| o.results_ms.is_none()) {
                         store.set_results(&p, &o.id, now)?;
                     }
@@ -245,7 +245,7 @@ impl HisDesk {
                 Ok((cursor, reconciled)) => {
                     s.cursor = cursor.clone();
                     if *reconciled {
-                        s.last_reconcile = Some(super::now_ms());
+                        s.last_reconcile = Some(crate::clock::now_ms());
                     }
                 }
                 Err(e) => s.failed(e),
@@ -257,7 +257,7 @@ impl HisDesk {
     }
 
     fn succeeded(&self, adapter: &str) {
-        let now = super::now_ms();
+        let now = crate::clock::now_ms();
         self.with_status(adapter, |s| s.last_success = Some(now));
         self.metrics.last_success.with_label_values(&[adapter]).set(now / 1000);
     }
@@ -285,7 +285,7 @@ impl HisDesk {
     }
 
     pub fn status(&self) -> Vec<AdapterStatus> {
-        let now = super::now_ms();
+        let now = crate::clock::now_ms();
         let mut all: Vec<AdapterStatus> = self.status.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         for s in &mut all {
             s.lag_secs = s.last_success.map(|t| (now - t).max(0) as f64 / 1000.0);

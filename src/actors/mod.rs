@@ -14,8 +14,3 @@ pub mod webhooks;
 pub use floor::{Directory, Floor, FloorError};
 pub use queue::{ClinicQueue, CommandError, Committed, Outcome, QueueHandle};
 pub use session::{close, PushLimits, SessionHub};
-
-/// Wall clock in ms. Read only in the actor shell, never in the core.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}

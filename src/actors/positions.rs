@@ -245,7 +245,7 @@ impl PositionDesk {
             return Err(BindError::BadTag.into());
         }
         let (store, t, p, day) = (self.store.clone(), tag.to_owned(), patient.to_owned(), self.today());
-        let bound = blocking(move || store.bind(&t, &p, &day, crate::actors::now_ms())).await?;
+        let bound = blocking(move || store.bind(&t, &p, &day, crate::clock::now_ms())).await?;
         match bound {
             Bound::InUse { .. } => Err(TagError::InUse { tag: tag.to_owned() }),
             Bound::Ok { new } => {
@@ -392,7 +392,7 @@ async fn run(mut venues: Vec<Venue>, mut rx: mpsc::Receiver<Note>, out: broadcas
         let note = tokio::select! {
             n = rx.recv() => match n { Some(n) => n, None => return },
             _ = purge.tick() => {
-                let now = crate::actors::now_ms();
+                let now = crate::clock::now_ms();
                 for v in &mut venues { v.live.purge(now); }
                 last_push.retain(|_, t| *t > now - 60_000);
                 continue;
@@ -500,7 +500,7 @@ pub fn spawn_visit_sweeper(desk: PositionDesk, floor: super::Floor, orders: Arc<
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tick.tick().await;
-            let today = chrono::Utc::now().with_timezone(&floor.hospital.tz).date_naive().to_string();
+            let today = crate::clock::today(&floor.hospital.tz).to_string();
             if today != desk.today() {
                 tracing::info!(day = %today, "a new day: every visit's tags are free");
                 let _ = desk.new_day(&today).await;

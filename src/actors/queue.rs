@@ -5,7 +5,8 @@
 //! are decided strictly one after another (the actor's mailbox), so two rooms pressing call-next
 //! at the same moment get different patients; their commits may share one transaction.
 
-use super::{now_ms, Directory};
+use super::Directory;
+use crate::clock::now_ms;
 use crate::domain::command::{Command, Idempotency};
 use crate::domain::config::QueuePolicy;
 use crate::domain::error::QueueError;

@@ -173,7 +173,7 @@ impl HookWorker {
         let body = message.to_string();
         let mut backoff = Duration::from_millis(self.hook.retry_initial_ms.max(1));
         for attempt in 1..=self.hook.max_attempts {
-            let ts = chrono::Utc::now().timestamp().to_string();
+            let ts = (crate::clock::now_ms() / 1000).to_string();
             let signature = sign(&self.hook.secret, &ts, &body);
             let sent = client
                 .post(&self.hook.url)

@@ -177,7 +177,7 @@ impl Poller {
             let columns: Vec<String> = first.0.iter().map(|(c, _)| c.clone()).collect();
             table::check_columns(&columns).map_err(|e| format!("{} query: {e}", if reconcile { "snapshot" } else { "incremental" }))?;
         }
-        let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+        let today = crate::clock::today(&tz);
         let mut newest = self.cursor.clone();
         let mut live = HashSet::new();
         for row in &rows {
@@ -228,7 +228,7 @@ impl Poller {
         }
         if newest != self.cursor {
             if let Some(c) = &newest {
-                let (n, enc, now) = (name.clone(), c.encode(), crate::actors::now_ms());
+                let (n, enc, now) = (name.clone(), c.encode(), crate::clock::now_ms());
                 self.desk.db(move |s| s.set_cursor(&n, &enc, now)).await.map_err(unavailable)?;
             }
             self.cursor = newest;

@@ -113,8 +113,8 @@ fn frame(text: &str, gb: bool) -> Vec<u8> {
 static ACKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn reply(m: Option<&Message>, code: AckCode, error: Option<&Hl7Error>, tz: chrono_tz::Tz) -> String {
-    let now = chrono::Utc::now().with_timezone(&tz).format("%Y%m%d%H%M%S").to_string();
-    let control = format!("CF{}-{}", crate::actors::now_ms(), ACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let now = crate::clock::local(&tz).format("%Y%m%d%H%M%S").to_string();
+    let control = format!("CF{}-{}", crate::clock::now_ms(), ACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     hl7::ack(m, code, error, &now, &control)
 }
 

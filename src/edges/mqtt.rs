@@ -159,8 +159,19 @@ impl DisplayRegistry {
     }
 }
 
-/// Start the MQTT edge. Must run inside an actix system.
-pub fn start(settings: MqttSettings, floor: Floor, feed: DisplayFeed, registry: DisplayRegistry, positions: crate::actors::positions::PositionDesk, metrics: Arc<Metrics>) {
+/// Start the MQTT edge. Must run inside an actix system. The receiver resolves once the broker
+/// has granted the server's subscriptions the first time (keypads, display status and acks,
+/// gateway scans): from then on, what a device publishes reaches the server. Until then a
+/// message finds no subscriber and the broker drops it, so the server says it is up only after.
+pub fn start(
+    settings: MqttSettings,
+    floor: Floor,
+    feed: DisplayFeed,
+    registry: DisplayRegistry,
+    positions: crate::actors::positions::PositionDesk,
+    metrics: Arc<Metrics>,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
     let mut opts = MqttOptions::new(format!("clinicflow-{}", std::process::id()), settings.host.clone(), settings.port);
     opts.set_keep_alive(Duration::from_secs(15));
     opts.set_max_packet_size(64 * 1024, 64 * 1024);
@@ -185,21 +196,33 @@ pub fn start(settings: MqttSettings, floor: Floor, feed: DisplayFeed, registry: 
     {
         let (client, prefix, metrics) = (client.clone(), prefix.clone(), metrics.clone());
         let gateways = positions.enabled();
+        let mut ready_tx = Some(ready_tx);
         actix_rt::spawn(async move {
             let mut backoff = Duration::from_millis(200);
+            // Subscriptions asked for and not yet granted (SUBACK), on the first connection.
+            let mut granting = 0usize;
             loop {
                 match eventloop.poll().await {
                     Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
                         tracing::info!("connected to the MQTT broker");
                         backoff = Duration::from_millis(200);
+                        granting = 0;
                         for t in ["keypads/+/command", "displays/+/status", "displays/+/ack"] {
-                            let _ = client.try_subscribe(format!("{prefix}/{t}"), QoS::AtLeastOnce);
+                            granting += usize::from(client.try_subscribe(format!("{prefix}/{t}"), QoS::AtLeastOnce).is_ok());
                         }
                         if gateways {
                             // Scans are many and soon stale: at most once is right for them.
-                            let _ = client.try_subscribe(format!("{prefix}/gateways/+/scan"), QoS::AtMostOnce);
+                            granting += usize::from(client.try_subscribe(format!("{prefix}/gateways/+/scan"), QoS::AtMostOnce).is_ok());
                         }
                         let _ = resync_tx.try_send(());
+                    }
+                    Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
+                        granting = granting.saturating_sub(1);
+                        if granting == 0 {
+                            if let Some(r) = ready_tx.take() {
+                                let _ = r.send(());
+                            }
+                        }
                     }
                     Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
                         if let Err(e) = in_tx.try_send(p) {
@@ -223,6 +246,7 @@ pub fn start(settings: MqttSettings, floor: Floor, feed: DisplayFeed, registry: 
     }
     actix_rt::spawn(handle_incoming(in_rx, client.clone(), prefix.clone(), floor, registry, feed.desk.clone(), positions, metrics.clone()));
     actix_rt::spawn(publish_displays(client, prefix, feed, resync_rx));
+    ready
 }
 
 // ---- displays -------------------------------------------------------------------------------
@@ -285,10 +309,10 @@ async fn handle_incoming(
         let parts: Vec<&str> = rest.split('/').collect();
         match parts.as_slice() {
             // A BLE gateway's report: handed to the position desk, which counts what it cannot use.
-            ["gateways", gw, "scan"] => positions.report(gw, &p.payload, crate::actors::now_ms()),
+            ["gateways", gw, "scan"] => positions.report(gw, &p.payload, crate::clock::now_ms()),
             ["displays", id, "status"] => display_status(&p, id, &registry, &desk, &metrics),
             ["displays", id, "ack"] => match crate::domain::delivery::AckMessage::parse(&p.payload) {
-                Some(a) => desk.ack(id, a.seq, a.stage, crate::actors::now_ms()),
+                Some(a) => desk.ack(id, a.seq, a.stage, crate::clock::now_ms()),
                 None => {
                     desk.invalid();
                     metrics.mqtt_rejected.with_label_values(&["bad_ack"]).inc();
@@ -385,7 +409,7 @@ fn display_status(p: &rumqttc::Publish, id: &str, registry: &DisplayRegistry, de
             return;
         }
     };
-    let now = crate::actors::now_ms();
+    let now = crate::clock::now_ms();
     if registry.set(id, online, now) {
         desk.status(id, online, now);
         metrics.display_online.with_label_values(&[id]).set(i64::from(online));

@@ -90,7 +90,7 @@ struct Beacon {
 impl Phone {
     fn message(&self, text: &str) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { return };
-        let now = crate::actors::now_ms();
+        let now = crate::clock::now_ms();
         match v["type"].as_str() {
             Some("scan") if self.positions.enabled() => {
                 let beacons = match serde_json::from_value::<Vec<Beacon>>(v["beacons"].clone()) {
@@ -301,7 +301,7 @@ async fn run_display(
             frame = stream.next() => {
                 if let Some(Ok(actix_ws::Message::Text(t))) = &frame {
                     match crate::domain::delivery::AckMessage::parse(t.as_bytes()) {
-                        Some(a) => feed.desk.ack(&id, a.seq, a.stage, crate::actors::now_ms()),
+                        Some(a) => feed.desk.ack(&id, a.seq, a.stage, crate::clock::now_ms()),
                         None => feed.desk.invalid(),
                     }
                 }

@@ -4,10 +4,48 @@
 mod server;
 
 use server::{spawn, Spawned};
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Instant;
 
 pub const TOKEN: &str = "test-staff-token-0123456789";
+
+/// The instant every test server's clock starts at, unless `CLINICFLOW_TEST_AT` names another
+/// (RFC 3339): a Monday morning in the demo hospital's zone, inside every opening hour. The
+/// tests never read the machine's date, weekday, time of day or time zone; `scripts/test` runs
+/// the clock-sensitive ones again at other instants (08:00, a Sunday afternoon, either side of
+/// midnight, and in another process time zone).
+pub const DEFAULT_TEST_AT: &str = "2026-12-07T10:00:00+08:00";
+
+/// The pinned instant (Unix ms) servers of this run start at.
+pub fn test_at_ms() -> i64 {
+    let text = std::env::var("CLINICFLOW_TEST_AT").unwrap_or_else(|_| DEFAULT_TEST_AT.to_owned());
+    chrono::DateTime::parse_from_rfc3339(&text).unwrap_or_else(|e| panic!("CLINICFLOW_TEST_AT={text:?}: {e}")).timestamp_millis()
+}
+
+/// Each data dir's clock: the pinned instant, and when its first server started. A server
+/// started again on the same data dir (after `kill -9`) goes on from where the first one's
+/// clock is now, as a real restart would; another data dir starts at the pinned instant again,
+/// so a test does not inherit the minutes the suite has been running.
+static CLOCKS: Mutex<Option<HashMap<PathBuf, (i64, Instant)>>> = Mutex::new(None);
+
+fn clock_of(data: &Path) -> (i64, Instant) {
+    let mut clocks = CLOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    *clocks.get_or_insert_with(HashMap::new).entry(data.to_owned()).or_insert_with(|| (test_at_ms(), Instant::now()))
+}
+
+/// The time on the clock of the servers of `data`, Unix ms.
+pub fn now_ms_of(data: &Path) -> i64 {
+    let (at, since) = clock_of(data);
+    at + since.elapsed().as_millis() as i64
+}
+
+fn rfc3339(ms: i64) -> String {
+    use chrono::TimeZone;
+    chrono::Utc.timestamp_millis_opt(ms).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
 
 pub struct TestApp {
     pub base: String,
@@ -67,6 +105,8 @@ fn launch(data: &Path, http: &str, args: &[&str], env: &[(&str, &str)]) -> TestA
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_clinicflow"));
     // The embedded broker on a free port, so tests can run side by side.
     cmd.arg("serve").arg("--data").arg(data).arg("--http").arg(http).arg("--mqtt").arg("127.0.0.1:0").args(args);
+    // The server's clock is the test's: pinned, and continuing across restarts on `data`.
+    cmd.env("CLINICFLOW_CLOCK", rfc3339(now_ms_of(data)));
     cmd.envs(env.iter().copied());
     cmd.env("CLINICFLOW_STAFF_TOKEN", TOKEN).env("RUST_LOG", "warn").stderr(Stdio::inherit());
     let Spawned { child, base, mqtt_port, hl7_port } = spawn(cmd);
@@ -75,6 +115,18 @@ fn launch(data: &Path, http: &str, args: &[&str], env: &[(&str, &str)]) -> TestA
 }
 
 impl TestApp {
+    /// The server's clock now (Unix ms): the pinned test instant plus the time since this data
+    /// dir's first server started. Never the machine's wall clock.
+    pub fn now_ms(&self) -> i64 {
+        now_ms_of(&self.data)
+    }
+
+    /// [`TestApp::now_ms`] as a UTC instant.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        use chrono::TimeZone;
+        chrono::Utc.timestamp_millis_opt(self.now_ms()).unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -7,9 +7,10 @@ use crate::helpers::{start_args, TestApp};
 use chrono::TimeZone;
 use serde_json::Value;
 
-/// An HL7 time `minutes` ago in the demo hospital's zone.
+/// An HL7 time `minutes` before the pinned test instant, in the demo hospital's zone (the
+/// servers' clocks start at that instant, so these are in their past).
 fn ago(minutes: i64) -> String {
-    let t = chrono::Utc::now() - chrono::Duration::minutes(minutes);
+    let t = chrono::Utc.timestamp_millis_opt(crate::helpers::test_at_ms()).unwrap() - chrono::Duration::minutes(minutes);
     chrono_tz::Asia::Shanghai.from_utc_datetime(&t.naive_utc()).format("%Y%m%d%H%M%S").to_string()
 }
 

@@ -16,12 +16,19 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// The HIS's clock (Shanghai wall-clock time, the demo hospital's zone): `minutes` (at most 60)
-/// before now — or, in the first hour after midnight, as many minutes before an hour after
-/// midnight, so every registration is today's (clinicflow refuses an earlier day's rows).
+/// before the pinned test instant. In the first hour after midnight the same order is squeezed
+/// into the part of today that has passed (a minute becomes a second at 00:01), so every
+/// registration is today's (clinicflow refuses an earlier day's rows) and none is in the
+/// future (clinicflow places those at their arrival).
 fn ago(minutes: i64) -> NaiveDateTime {
-    let now = chrono_tz::Asia::Shanghai.from_utc_datetime(&Utc::now().naive_utc()).naive_local();
-    let start = (now - Duration::minutes(60)).max(now.date().and_hms_opt(0, 0, 1).unwrap());
-    start + Duration::minutes(60 - minutes)
+    let pinned = Utc.timestamp_millis_opt(crate::helpers::test_at_ms()).unwrap();
+    let now = chrono_tz::Asia::Shanghai.from_utc_datetime(&pinned.naive_utc()).naive_local();
+    let midnight = now.date().and_hms_opt(0, 0, 0).unwrap();
+    if now - Duration::minutes(60) >= midnight {
+        return now - Duration::minutes(minutes);
+    }
+    let today_ms = (now - midnight).num_milliseconds();
+    midnight + Duration::milliseconds(today_ms * (60 - minutes.clamp(0, 60)) / 60)
 }
 
 /// The HIS's side of the test: its own table, changed with its own account.
@@ -256,7 +263,10 @@ async fn a_server_killed_in_the_middle_of_a_poll_loses_no_registration_and_issue
     let db = databases::postgres();
     let mut table = Table::create(&db, true).await;
     // One multi-row INSERT: the HIS's morning so far.
-    let values: Vec<String> = (0..N).map(|i| format!("('K{i:04}', 'P-{i}', NULL, '0101', NULL, '{}', '0', {})", (ago(60) + Duration::seconds(i)).format("%Y-%m-%d %H:%M:%S"), i + 1)).collect();
+    // Spread over the last hour before the pinned instant (or the part of today there is).
+    let (from, span) = (ago(60), ago(0) - ago(60));
+    let at = |i: i64| (from + span * i as i32 / (N as i32 + 1)).format("%Y-%m-%d %H:%M:%S%.3f");
+    let values: Vec<String> = (0..N).map(|i| format!("('K{i:04}', 'P-{i}', NULL, '0101', NULL, '{}', '0', {})", at(i), i + 1)).collect();
     let His::Pg(pool) = &table.his else { unreachable!() };
     sqlx::query(&format!("INSERT INTO registrations VALUES {}", values.join(","))).execute(pool).await.unwrap();
     table.version = N;

@@ -161,6 +161,14 @@ async fn device(port: u16, logins: &Logins, client_id: &str, login: &str, will: 
         client.subscribe(s, QoS::AtLeastOnce).await.unwrap();
     }
     let (tx, rx) = mpsc::unbounded_channel();
+    // The device is ready once the broker has granted every subscription (SUBACK): a message
+    // published before that is not delivered to it, however fast the test goes on.
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let mut pending = subs.len();
+    let mut ready_tx = Some(ready_tx);
+    if pending == 0 {
+        let _ = ready_tx.take().map(|r| r.send(()));
+    }
     let task = tokio::spawn(async move {
         loop {
             match ev.poll().await {
@@ -169,11 +177,20 @@ async fn device(port: u16, logins: &Logins, client_id: &str, login: &str, will: 
                     check(&p.topic, &v);
                     let _ = tx.send((p.topic.clone(), v));
                 }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    pending = pending.saturating_sub(1);
+                    if pending == 0 {
+                        if let Some(r) = ready_tx.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                }
                 Ok(_) => {}
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     });
+    tokio::time::timeout(Duration::from_secs(15), ready).await.expect("the broker granted the subscriptions").expect("device event loop");
     Device { client, rx, task }
 }
 

@@ -41,10 +41,6 @@ fn walk(radio: &position::RadioMap, tag: &str, end_ms: i64, (from, to): (&str, &
     (seconds, (m.levels[last.0].id.clone(), last.1, last.2))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
 /// An MQTT client logged in as `user`; its event loop runs in the background.
 async fn mqtt(port: u16, id: &str, user: &str, password: &str) -> (AsyncClient, tokio::task::JoinHandle<()>) {
     let mut o = MqttOptions::new(id, "127.0.0.1", port);
@@ -85,18 +81,54 @@ async fn connect(app: &TestApp, t: &Value) -> Ws {
 
 /// The next message of `kind` that satisfies `pred`.
 async fn expect(ws: &mut Ws, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    expect_all(ws, &[(kind, &pred)]).await.remove(0)
+}
+
+/// A message for each `(kind, pred)`, whatever order they come in, from one pass over the
+/// stream: messages the phone gets in no fixed order (a "leave now" computed from an early
+/// position and the positions after it) are all seen, none skipped while waiting for another.
+async fn expect_all(ws: &mut Ws, wanted: &[(&str, &dyn Fn(&Value) -> bool)]) -> Vec<Value> {
+    let mut found: Vec<Option<Value>> = vec![None; wanted.len()];
     let wait = async {
-        loop {
+        while found.iter().any(Option::is_none) {
             let m = ws.next().await.expect("open").expect("frame");
             if let Message::Text(t) = m {
                 let v: Value = serde_json::from_str(&t).unwrap();
-                if v["type"] == kind && pred(&v) {
-                    return v;
+                for (slot, (kind, pred)) in found.iter_mut().zip(wanted) {
+                    if slot.is_none() && v["type"] == *kind && pred(&v) {
+                        *slot = Some(v.clone());
+                    }
                 }
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(20), wait).await.unwrap_or_else(|_| panic!("no {kind} message in 20 s"))
+    if tokio::time::timeout(Duration::from_secs(20), wait).await.is_err() {
+        let missing: Vec<&str> = wanted.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|((k, _), _)| *k).collect();
+        panic!("no {missing:?} message in 20 s");
+    }
+    found.into_iter().flatten().collect()
+}
+
+/// The position counters once `done` holds for them. Readings from different MQTT connections
+/// reach the server in no fixed order, so the test waits for the count it expects (bounded)
+/// instead of reading it once.
+async fn metrics_when(app: &TestApp, done: impl Fn(&str) -> bool) -> String {
+    let wait = async {
+        loop {
+            let m = app.get("/metrics").await.text().await.unwrap();
+            if done(&m) {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(20), wait).await {
+        Ok(m) => m,
+        Err(_) => {
+            let m = app.get("/metrics").await.text().await.unwrap();
+            panic!("the counters never got there:\n{}", m.lines().filter(|l| l.contains("position")).collect::<Vec<_>>().join("\n"))
+        }
+    }
 }
 
 fn metric(text: &str, result: &str) -> u64 {
@@ -110,13 +142,15 @@ async fn put_tag(app: &TestApp, patient: &str, tag: &str) -> reqwest::Response {
 
 /// Publishes a walk's gateway reports about `tag` through `client` (one connection, so in order):
 /// every other second one message per tag heard (ESPresense), the others one array per gateway
-/// (a sweep). Returns the last reading's time, the first's, and the truth at the end.
-async fn publish_walk(client: &AsyncClient, radio: &position::RadioMap, tag: &str, route: (&str, &str)) -> (i64, i64, (String, f64, f64)) {
+/// (a sweep), all at once (a gateway catching up after a network hiccup sends its backlog the
+/// same way). Stamped on the server's clock, the last second 2 s ahead of it (gateway clocks
+/// drift). Returns the last reading's time, the first's, and the truth at the end.
+async fn publish_walk(app: &TestApp, client: &AsyncClient, radio: &position::RadioMap, tag: &str, route: (&str, &str)) -> (i64, i64, (String, f64, f64)) {
     let scan = {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-protocol/schemas/scan.schema.json");
         jsonschema::validator_for(&serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()).unwrap()
     };
-    let end = now_ms() + 2_000;
+    let end = app.now_ms() + 2_000;
     let (seconds, truth) = walk(radio, tag, end, route);
     let first_ts = seconds[0][0].1["ts"].as_i64().unwrap();
     let topic = |g: &str| format!("{PREFIX}/gateways/{g}/scan");
@@ -182,7 +216,7 @@ async fn a_wristband_is_followed_through_gateway_reports_to_the_patients_phone()
     let (user, password) = server_login(&app);
     let (bulk, _bulk_task) = mqtt(port, "gateways-test", &user, &password).await;
     let topic = |g: &str| format!("{PREFIX}/gateways/{g}/scan");
-    let now = now_ms();
+    let now = app.now_ms();
     let bad = [
         ("gw-0", "not json".to_owned()),
         ("gw-0", json!({"id": "wb-1", "rssi": -300}).to_string()),
@@ -194,14 +228,16 @@ async fn a_wristband_is_followed_through_gateway_reports_to_the_patients_phone()
     for (g, p) in &bad {
         bulk.publish(topic(g), QoS::AtLeastOnce, false, p.clone()).await.unwrap();
     }
-    let (end, first_ts, truth) = publish_walk(&bulk, &radio, "wb-1", ENTRANCE_TO_ULTRASOUND).await;
+    let (end, first_ts, truth) = publish_walk(&app, &bulk, &radio, "wb-1", ENTRANCE_TO_ULTRASOUND).await;
 
     // The phone sees the position arrive, placed on the level's drawing, and "leave now" (first in
-    // line at the lab, two minutes away).
-    let leave = expect(&mut ws, "leave_now", |_| true).await;
+    // line at the lab, two minutes away). "Leave now" is weighed from an early position of the
+    // walk while the later ones are pushed, so it may come before or after the last of them.
+    let at_end = |v: &Value| v["location"]["t"].as_i64().unwrap() >= end - 2_500;
+    let seen = expect_all(&mut ws, &[("leave_now", &|_| true), ("location", &at_end)]).await;
+    let (leave, last) = (&seen[0], &seen[1]);
     assert_eq!(leave["route"]["from"]["ref"], "position");
     assert!(leave["walk_s"].as_f64().unwrap() > 0.0 && leave["eta_secs"].is_u64(), "{leave}");
-    let last = expect(&mut ws, "location", |v| v["location"]["t"].as_i64().unwrap() >= end - 2_500).await;
     let loc = &last["location"];
     assert_eq!(loc["patient"], "P-BLE-1");
     assert_eq!(loc["level"], truth.0.as_str(), "{loc}");
@@ -226,7 +262,8 @@ async fn a_wristband_is_followed_through_gateway_reports_to_the_patients_phone()
     let other = app.client.get(app.url(&format!("/api/v1/patients/P-BLE-2/location?token={token}"))).send().await.unwrap();
     assert_eq!(other.status(), 403, "one patient's token does not show another's position");
 
-    let m = app.get("/metrics").await.text().await.unwrap();
+    // The gateway's own reading came over its own connection: counted by the time it arrives.
+    let m = metrics_when(&app, |m| metric(m, "unbound_tag") >= 2).await;
     for result in ["malformed", "impossible_rssi", "clock_skew", "unbound_tag", "unknown_gateway"] {
         assert!(metric(&m, result) >= 1, "{result} not counted:\n{}", m.lines().filter(|l| l.contains("position")).collect::<Vec<_>>().join("\n"));
     }
@@ -238,7 +275,7 @@ async fn a_wristband_is_followed_through_gateway_reports_to_the_patients_phone()
     let mut phone = connect(&app, &theirs).await;
     expect(&mut phone, "snapshot", |_| true).await;
     phone.send(Message::text(json!({"type": "scan", "beacons": "nope"}).to_string())).await.unwrap();
-    let end = now_ms() + 1_000;
+    let end = app.now_ms() + 1_000;
     let (seconds, truth) = walk(&radio, "ignored", end, ENTRANCE_TO_ULTRASOUND);
     for second in &seconds {
         let beacons: Vec<Value> = second.iter().map(|(g, p)| json!({"id": g, "rssi": p["rssi"]})).collect();
@@ -324,7 +361,7 @@ async fn the_patient_page_shows_where_the_patient_is_and_when_to_leave() {
 
     let (user, password) = server_login(&app);
     let (client, _task) = mqtt(app.mqtt_port.unwrap(), "gateways-page", &user, &password).await;
-    publish_walk(&client, &radio, "wb-page", ENTRANCE_TO_ULTRASOUND).await;
+    publish_walk(&app, &client, &radio, "wb-page", ENTRANCE_TO_ULTRASOUND).await;
     until(&phone, "document.querySelector('.here-dot') !== null && !document.querySelector('#here').classList.contains('hidden')", "a dot where the patient is").await;
     until(&phone, "!document.querySelector('#leave').classList.contains('hidden')", "time to go to the lab").await;
     until(&phone, "document.querySelector('#route-title').textContent.includes('检验')", "with the way from here").await;
@@ -362,7 +399,7 @@ async fn a_patient_who_leaves_the_route_is_planned_again_from_where_they_are() {
     // The patient turns right instead, towards the stairs to 3F.
     let (user, password) = server_login(&app);
     let (client, _task) = mqtt(app.mqtt_port.unwrap(), "gateways-off-route", &user, &password).await;
-    publish_walk(&client, &radio, "wb-off", ("room:c-101", "room:c-301")).await;
+    publish_walk(&app, &client, &radio, "wb-off", ("room:c-101", "room:c-301")).await;
     let off = expect(&mut ws, "location", |v| v["route"]["on_route"] == false).await;
     assert!(off["route"]["off_m"].as_f64().unwrap() > 8.0, "{off}");
     let again = expect(&mut ws, "next_stop", |v| v["why"] == "off_route").await;
@@ -393,7 +430,7 @@ async fn a_map_reload_carries_the_radio_map_over_or_is_refused() {
     assert_eq!(app.post_empty("/api/v1/maps/reload").await.status(), 200);
     let (user, password) = server_login(&app);
     let (bulk, _task) = mqtt(port, "gateways-reload", &user, &password).await;
-    let (end, _, truth) = publish_walk(&bulk, &radio, "wb-7", ENTRANCE_TO_ULTRASOUND).await;
+    let (end, _, truth) = publish_walk(&app, &bulk, &radio, "wb-7", ENTRANCE_TO_ULTRASOUND).await;
     let last = expect(&mut ws, "location", |v| v["location"]["t"].as_i64().unwrap() >= end - 2_500).await;
     let loc = &last["location"];
     assert_eq!(loc["level"], truth.0.as_str(), "{loc}");

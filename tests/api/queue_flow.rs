@@ -110,7 +110,7 @@ async fn priority_missed_return_transfer_and_pause() {
 #[tokio::test]
 async fn appointments_check_in_and_idempotent_issue() {
     let app = spawn_app().await;
-    let now = chrono::Utc::now();
+    let now = app.now();
     let slot = json!({"start": (now - chrono::Duration::minutes(5)).to_rfc3339(), "end": (now + chrono::Duration::minutes(25)).to_rfc3339()});
     app.issue("surgery", "walkin").await;
     let r = app.post("/api/v1/queues/surgery/tickets", json!({"patient_id": "appt", "name": "王五", "slot": slot})).await;

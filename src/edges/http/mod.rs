@@ -133,7 +133,12 @@ where
 
 async fn healthz(state: Data) -> HttpResponse {
     if state.journal.healthy() {
-        HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+        let mut body = serde_json::json!({"status": "ok"});
+        if crate::clock::is_pinned() {
+            // A rehearsal or a test: say so, with the time the server believes it is.
+            body["clock"] = serde_json::json!({"pinned": true, "now": crate::clock::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)});
+        }
+        HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "failing", "journal": "failed"}))
     }
@@ -300,7 +305,7 @@ async fn day_report(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiEr
         Some(other) => return Err(ApiError::bad_request("invalid_query", format!("format must be json or csv, not {other:?}"))),
     };
     let hospital = state.floor.hospital.clone();
-    let day = q.date.unwrap_or_else(|| chrono::Utc::now().with_timezone(&hospital.tz).date_naive());
+    let day = q.date.unwrap_or_else(|| crate::clock::today(&hospital.tz));
     let path = state.journal_path.clone();
     let report = web::block(move || -> Result<_, crate::storage::StorageError> {
         use crate::storage::JournalStore as _;

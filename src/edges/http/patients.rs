@@ -46,7 +46,7 @@ pub async fn post_orders(state: Data, req: HttpRequest, path: web::Path<String>,
     g.known(&p).await?;
     let (store, id) = (g.orders.clone(), p.as_str().to_owned());
     let list = web::block(move || {
-        store.put(&id, &parsed, crate::actors::now_ms())?;
+        store.put(&id, &parsed, crate::clock::now_ms())?;
         store.list(&id)
     })
     .await
@@ -78,8 +78,8 @@ pub async fn order_action(state: Data, req: HttpRequest, path: web::Path<(String
     };
     let (store, id, o) = (guide(&state).orders.clone(), p.as_str().to_owned(), order.clone());
     let changed = web::block(move || match status {
-        Some(status) => store.set_status(&id, &o, status, crate::actors::now_ms()),
-        None => store.set_results(&id, &o, crate::actors::now_ms()),
+        Some(status) => store.set_status(&id, &o, status, crate::clock::now_ms()),
+        None => store.set_results(&id, &o, crate::clock::now_ms()),
     })
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?
