@@ -132,7 +132,25 @@ impl Floor {
     /// If the process dies between the two, [`Floor::recover_transfers`] finishes the move at start-up.
     pub async fn transfer(&self, ticket: &TicketId, to: &QueueId, idem: Option<Idempotency>) -> Result<Outcome, FloorError> {
         let dest = self.queue(to)?.clone();
-        let out = self.on_ticket(ticket, Command::TransferOut { ticket: ticket.clone(), to: to.clone() }, idem).await?;
+        let cmd = Command::TransferOut { ticket: ticket.clone(), to: to.clone() };
+        // A retry of a transfer that already moved the ticket: the key is recorded by the queue
+        // it left (with the ticket's tombstone), not by the one holding it now. Asked there, a
+        // replay answers as the first time did, and the key with another request is refused.
+        if idem.is_some() {
+            let owner = self.directory.get(ticket);
+            for q in self.queues.values().filter(|q| Some(q.id()) != owner.as_ref()) {
+                if !q.ticket(ticket.clone()).await?.is_some_and(|v| v.transferred_to.is_some()) {
+                    continue;
+                }
+                match q.execute(cmd.clone(), idem.clone()).await {
+                    Ok(o) if o.replayed => return Ok(Outcome { ticket: Some(self.ticket(ticket).await?), transferred: None, replayed: true }),
+                    Err(CommandError::Rejected(QueueError::IdempotencyConflict(k))) => return Err(QueueError::IdempotencyConflict(k).into()),
+                    // Not this queue's key: the ticket merely passed through it.
+                    _ => {}
+                }
+            }
+        }
+        let out = self.on_ticket(ticket, cmd, idem).await?;
         let Some(data) = out.transferred else {
             // An idempotent retry of a finished transfer: report the ticket where it is now.
             return Ok(Outcome { ticket: Some(self.ticket(ticket).await?), transferred: None, replayed: true });

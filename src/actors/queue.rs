@@ -1,9 +1,18 @@
 //! `ClinicQueue`: the one writer of one queue's state.
 //!
-//! A command is decided against the state, its events are handed to the journal writer, applied
-//! to memory, and acknowledged only when the journal reports them durable. Commands to one queue
-//! are decided strictly one after another (the actor's mailbox), so two rooms pressing call-next
-//! at the same moment get different patients; their commits may share one transaction.
+//! A command's path is decide → commit → apply → answer:
+//! 1. **Decide** against `ahead` — the committed state plus every command already handed to the
+//!    journal — so commands to one queue are decided strictly one after another (the actor's
+//!    mailbox: two rooms pressing call-next at once get different patients) while their commits
+//!    still share one group-commit transaction.
+//! 2. **Commit**: the events go to the journal writer.
+//! 3. **Apply**, in decision order, once the journal confirms them: only then does `state` (what
+//!    snapshots, tickets, positions, the ticket directory and the committed stream show) change,
+//!    and only then is the caller answered. A replay of an idempotency key, a refusal and a
+//!    call-next that finds nobody are answered in the same order, after the commits they were
+//!    decided on: nothing is answered from a state that is not on disk.
+//! 4. A commit that fails leaves `state` exactly as it was; every command decided after it is
+//!    refused too (they were decided on it) and `ahead` starts again from `state`.
 
 use super::Directory;
 use crate::clock::now_ms;
@@ -18,9 +27,10 @@ use crate::domain::view::{PositionNote, QueueSnapshot, TicketView};
 use crate::storage::{JournalWriter, NewEvent, StorageError};
 use crate::telemetry::Metrics;
 use actix::prelude::*;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 /// Mailbox size of a queue actor. When full, senders wait (HTTP requests queue up in actix).
 const MAILBOX: usize = 4_096;
@@ -56,8 +66,33 @@ pub enum CommandError {
     Unavailable(String),
 }
 
+/// A decided command waiting for its answer: for its own commit, or (no events) for the commits
+/// decided before it.
+struct InFlight {
+    id: u64,
+    /// The events to apply once durable; empty for an answer that only waits its turn.
+    events: Vec<Event>,
+    at: UnixMs,
+    name: &'static str,
+    started: Instant,
+    /// What the decision said: the ticket acted on, a replay, or a refusal.
+    decided: Result<(Option<TicketId>, bool), QueueError>,
+    /// A transfer out: the ticket whose full data goes to the destination.
+    transfer_out: Option<TicketId>,
+    /// The journal's word: `Some(Ok(seqs))` durable, `Some(Err)` failed, `None` not yet.
+    done: Option<Result<Vec<i64>, ()>>,
+    answer: oneshot::Sender<Result<Outcome, CommandError>>,
+}
+
 pub struct ClinicQueue {
+    /// What the journal confirmed, applied in journal order: what everyone else sees.
     state: QueueState,
+    /// `state` plus the events of every command in flight: what the next command is decided
+    /// against. Equal to `state` when nothing is in flight.
+    ahead: QueueState,
+    /// Decided commands not yet answered, in decision order (this queue's journal order).
+    inflight: VecDeque<InFlight>,
+    next_id: u64,
     journal: JournalWriter,
     directory: Directory,
     metrics: Arc<Metrics>,
@@ -73,7 +108,8 @@ impl Actor for ClinicQueue {
         // `overdue` is cheap (rooms' current tickets only); the command is checked again.
         ctx.run_interval(NO_SHOW_TICK, |actor, ctx| {
             let now = now_ms();
-            for ticket in actor.state.overdue(now) {
+            // Decided against `ahead`, so a miss already on its way is not asked for again.
+            for ticket in actor.ahead.overdue(now) {
                 tracing::info!(queue = %actor.state.id(), %ticket, "no answer within the grace period: marking missed");
                 ctx.address().do_send(Execute { cmd: Command::AutoMiss { ticket }, idem: None });
             }
@@ -154,14 +190,14 @@ impl Handler<Positions> for ClinicQueue {
 impl Handler<Execute> for ClinicQueue {
     type Result = ResponseFuture<Result<Outcome, CommandError>>;
 
-    fn handle(&mut self, msg: Execute, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Execute, ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let name = msg.cmd.name();
         let now = now_ms();
         let span = tracing::info_span!("command", queue = %self.state.id(), command = name);
         let _enter = span.enter();
         // Reserve room in the journal first, so a full or failed journal refuses the command
-        // before any state changes.
+        // before anything is decided.
         let slot = match self.journal.reserve() {
             Ok(slot) => slot,
             Err(e) => {
@@ -170,61 +206,111 @@ impl Handler<Execute> for ClinicQueue {
                 return Box::pin(async move { Err(CommandError::Unavailable(e.to_string())) });
             }
         };
-        // On a new service day yesterday's tickets leave the index; remember which they were.
-        let yesterday: Vec<TicketId> = if self.state.service_day() != Some(self.state.day_of(now)) {
-            self.state.tickets().map(|t| t.data.id.clone()).collect()
-        } else {
-            Vec::new()
-        };
-        let decision = match self.state.execute_with(&msg.cmd, msg.idem.as_ref(), now) {
-            Ok(d) => d,
+        let (answer, answered) = oneshot::channel();
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut entry = InFlight { id, events: Vec::new(), at: now, name, started, decided: Ok((None, false)), transfer_out: None, done: None, answer };
+        match self.ahead.execute_with(&msg.cmd, msg.idem.as_ref(), now) {
             Err(e) => {
+                drop(slot);
                 tracing::info!(error = %e, "command refused");
-                self.metrics.commands.with_label_values(&[name, "rejected"]).inc();
-                return Box::pin(async move { Err(CommandError::Rejected(e)) });
+                entry.decided = Err(e);
+                entry.done = Some(Ok(Vec::new()));
             }
-        };
-        if decision.events.is_empty() {
-            // Nothing to journal (idempotent retry, call-next on an empty queue, pause of a paused room).
-            let ticket = decision.subject.as_ref().and_then(|t| self.state.ticket_view(t, now));
-            self.metrics.commands.with_label_values(&[name, "ok"]).inc();
-            return Box::pin(async move { Ok(Outcome { ticket, transferred: None, replayed: decision.replayed }) });
-        }
-        let records: Vec<NewEvent> =
-            decision.events.iter().map(|e| NewEvent { queue: self.state.id().clone(), at: now, event: e.clone() }).collect();
-        let receipt = slot.send(records);
-        self.index_tickets(&decision.events, &yesterday);
-        if decision.events.iter().any(|e| matches!(e, Event::Called { .. })) {
-            self.metrics.calls.with_label_values(&[self.state.id().as_str()]).inc();
-        }
-        self.metrics.queue_waiting.with_label_values(&[self.state.id().as_str()]).set(self.state.waiting_count() as i64);
-        let ticket = decision.subject.as_ref().and_then(|t| self.state.ticket_view(t, now));
-        let transferred = match &msg.cmd {
-            Command::TransferOut { ticket, .. } => self.state.ticket(ticket).map(|t| t.data.clone()),
-            _ => None,
-        };
-        let committed = Committed { queue: self.state.id().clone(), at: now, seqs: vec![], events: decision.events };
-        let published = self.published.clone();
-        let metrics = self.metrics.clone();
-        Box::pin(async move {
-            match receipt.await {
-                Ok(Ok(seqs)) => {
-                    metrics.command_seconds.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
-                    metrics.commands.with_label_values(&[name, "ok"]).inc();
-                    // No subscriber is fine; a lagging one resyncs.
-                    let _ = published.send(Arc::new(Committed { seqs, ..committed }));
-                    Ok(Outcome { ticket, transferred, replayed: false })
-                }
-                _ => {
-                    metrics.commands.with_label_values(&[name, "unavailable"]).inc();
-                    Err(CommandError::Unavailable(StorageError::Failed.to_string()))
-                }
+            Ok(d) if d.events.is_empty() => {
+                // Nothing to journal (an idempotent replay, call-next on an empty line, pausing a
+                // paused room): answered once what it was decided on is durable.
+                drop(slot);
+                entry.decided = Ok((d.subject, d.replayed));
+                entry.done = Some(Ok(Vec::new()));
             }
-        })
+            Ok(d) => {
+                let records: Vec<NewEvent> = d.events.iter().map(|e| NewEvent { queue: self.state.id().clone(), at: now, event: e.clone() }).collect();
+                let receipt = slot.send(records);
+                if let Command::TransferOut { ticket, .. } = &msg.cmd {
+                    entry.transfer_out = Some(ticket.clone());
+                }
+                entry.decided = Ok((d.subject, false));
+                entry.events = d.events;
+                ctx.spawn(receipt.into_actor(self).map(move |r, act, _| act.confirmed(id, r.unwrap_or(Err(())))));
+            }
+        }
+        self.inflight.push_back(entry);
+        self.answer_ready();
+        Box::pin(async move { answered.await.unwrap_or_else(|_| Err(CommandError::Unavailable(StorageError::Failed.to_string()))) })
     }
 }
 
 impl ClinicQueue {
+    /// The journal's word on command `id`.
+    fn confirmed(&mut self, id: u64, result: Result<Vec<i64>, ()>) {
+        // Gone already when an earlier commit failed and took it along.
+        if let Some(e) = self.inflight.iter_mut().find(|e| e.id == id) {
+            e.done = Some(result);
+        }
+        self.answer_ready();
+    }
+
+    /// Apply and answer, in decision order, every command whose turn has come.
+    fn answer_ready(&mut self) {
+        while self.inflight.front().is_some_and(|e| e.done.is_some()) {
+            let Some(mut e) = self.inflight.pop_front() else { break };
+            match e.done.take() {
+                Some(Ok(seqs)) => self.apply_committed(e, seqs),
+                _ => self.commit_failed(e),
+            }
+        }
+    }
+
+    /// Durable: apply to `state`, keep the directory in step, publish, answer.
+    fn apply_committed(&mut self, e: InFlight, seqs: Vec<i64>) {
+        let name = e.name;
+        let (subject, replayed) = match e.decided {
+            Ok(d) => d,
+            Err(err) => {
+                self.metrics.commands.with_label_values(&[name, "rejected"]).inc();
+                let _ = e.answer.send(Err(CommandError::Rejected(err)));
+                return;
+            }
+        };
+        if !e.events.is_empty() {
+            // On a new service day yesterday's tickets leave the index; remember which they were.
+            let yesterday: Vec<TicketId> = if e.events.iter().any(|ev| matches!(ev, Event::DayStarted { .. })) {
+                self.state.tickets().map(|t| t.data.id.clone()).collect()
+            } else {
+                Vec::new()
+            };
+            for ev in &e.events {
+                self.state.apply(ev, e.at);
+            }
+            self.index_tickets(&e.events, &yesterday);
+            let queue = self.state.id().as_str();
+            if e.events.iter().any(|ev| matches!(ev, Event::Called { .. })) {
+                self.metrics.calls.with_label_values(&[queue]).inc();
+            }
+            self.metrics.queue_waiting.with_label_values(&[queue]).set(self.state.waiting_count() as i64);
+            self.metrics.command_seconds.with_label_values(&[name]).observe(e.started.elapsed().as_secs_f64());
+            // No subscriber is fine; a lagging one resyncs.
+            let _ = self.published.send(Arc::new(Committed { queue: self.state.id().clone(), at: e.at, seqs, events: e.events }));
+        }
+        self.metrics.commands.with_label_values(&[name, "ok"]).inc();
+        let ticket = subject.as_ref().and_then(|t| self.state.ticket_view(t, e.at));
+        let transferred = e.transfer_out.as_ref().and_then(|t| self.state.ticket(t)).map(|t| t.data.clone());
+        let _ = e.answer.send(Ok(Outcome { ticket, transferred, replayed }));
+    }
+
+    /// The journal refused a commit: nothing of it is applied, and every command decided after
+    /// it (on a state that included it) is refused as well; deciding starts again from `state`.
+    fn commit_failed(&mut self, first: InFlight) {
+        let refused = std::iter::once(first).chain(self.inflight.drain(..)).collect::<Vec<_>>();
+        tracing::error!(queue = %self.state.id(), commands = refused.len(), "journal commit failed: the commands are refused, the state stays as it was");
+        for e in refused {
+            self.metrics.commands.with_label_values(&[e.name, "unavailable"]).inc();
+            let _ = e.answer.send(Err(CommandError::Unavailable(StorageError::Failed.to_string())));
+        }
+        self.ahead = self.state.clone();
+    }
+
     /// Keep the ticket → queue index in step with the events just applied.
     fn index_tickets(&self, events: &[Event], before: &[TicketId]) {
         for e in events {
@@ -285,7 +371,7 @@ impl QueueHandle {
             directory.insert(t.data.id.clone(), id.clone());
         }
         metrics.queue_waiting.with_label_values(&[id.as_str()]).set(state.counts().waiting as i64);
-        let actor = ClinicQueue { state, journal, directory, metrics, published: published.clone() };
+        let actor = ClinicQueue { ahead: state.clone(), state, inflight: VecDeque::new(), next_id: 0, journal, directory, metrics, published: published.clone() };
         Self { id, addr: actor.start(), published }
     }
 
@@ -325,5 +411,136 @@ impl QueueHandle {
     /// Committed events of this queue, in commit order per command.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
         self.published.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::command::IssueTicket;
+    use crate::domain::config::Hospital;
+    use crate::domain::ids::{DisplayName, PatientId, PriorityClass, RoomId};
+    use crate::storage::{JournalStore, SqliteJournal, StoredEvent, WriterLimits};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// The real SQLite journal, refusing its commits while `fail` is set (a full disk, a lost
+    /// controller): what the journal writer sees when the disk goes.
+    struct FailingDisk {
+        inner: SqliteJournal,
+        fail: Arc<AtomicBool>,
+    }
+
+    impl JournalStore for FailingDisk {
+        fn append(&mut self, batch: &[NewEvent]) -> Result<Vec<i64>, StorageError> {
+            if self.fail.load(Ordering::SeqCst) {
+                let full = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL);
+                return Err(StorageError::Db(rusqlite::Error::SqliteFailure(full, Some("database or disk is full".into()))));
+            }
+            self.inner.append(batch)
+        }
+        fn load_current_day(&mut self, q: &QueueId) -> Result<Vec<StoredEvent>, StorageError> {
+            self.inner.load_current_day(q)
+        }
+        fn ticket_events(&mut self, t: &TicketId, after: i64) -> Result<Vec<StoredEvent>, StorageError> {
+            self.inner.ticket_events(t, after)
+        }
+        fn events_after(&mut self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StorageError> {
+            self.inner.events_after(after, limit)
+        }
+        fn events_between(&mut self, from: UnixMs, to: UnixMs) -> Result<Vec<StoredEvent>, StorageError> {
+            self.inner.events_between(from, to)
+        }
+        fn last_seq(&mut self) -> Result<i64, StorageError> {
+            self.inner.last_seq()
+        }
+        fn count(&mut self) -> Result<i64, StorageError> {
+            self.inner.count()
+        }
+    }
+
+    fn issue(n: usize) -> Command {
+        Command::Issue(IssueTicket {
+            ticket: TicketId::parse(&format!("t{n}")).unwrap(),
+            patient: PatientId::parse(&format!("p{n}")).unwrap(),
+            name: DisplayName::parse("张三丰").unwrap(),
+            class: PriorityClass::parse("normal").unwrap(),
+            slot: None,
+            doctor: None,
+            check_in: true,
+            visit: None,
+            his: None,
+            at: None,
+        })
+    }
+
+    fn call_next() -> Command {
+        Command::CallNext { room: RoomId::parse("c-101").unwrap(), caller: "test".into() }
+    }
+
+    /// A queue actor of the demo's internal medicine on a journal whose disk can be made to fail.
+    fn queue(dir: &std::path::Path) -> (QueueHandle, Arc<AtomicBool>, Directory) {
+        let hospital = Hospital::demo();
+        let spec = hospital.queues[&QueueId::parse("internal-medicine").unwrap()].clone();
+        let fail = Arc::new(AtomicBool::new(false));
+        let store = FailingDisk { inner: SqliteJournal::open(&dir.join("journal.sqlite")).unwrap(), fail: fail.clone() };
+        let metrics = Arc::new(Metrics::new());
+        let (journal, _) = JournalWriter::start(Box::new(store), WriterLimits::default(), metrics.clone());
+        let directory = Directory::default();
+        (QueueHandle::start(QueueState::new(spec), journal, directory.clone(), metrics), fail, directory)
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_commit_leaves_the_queue_as_it_was_and_publishes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, fail, directory) = queue(dir.path());
+        let mut stream = q.subscribe();
+        for n in 0..2 {
+            q.execute(issue(n), None).await.unwrap();
+            assert!(stream.recv().await.is_ok(), "a durable command is published");
+        }
+        let before = q.snapshot().await.unwrap();
+
+        // The disk fails under three commands decided one after another, in flight together.
+        fail.store(true, Ordering::SeqCst);
+        let (a, b, c) = tokio::join!(q.execute(call_next(), None), q.execute(issue(7), None), q.execute(call_next(), None));
+        for r in [a, b, c] {
+            assert!(matches!(r, Err(CommandError::Unavailable(_))), "{r:?}");
+        }
+        assert_eq!(q.snapshot().await.unwrap(), before, "nothing of a refused commit shows");
+        assert!(q.ticket(TicketId::parse("t7").unwrap()).await.unwrap().is_none());
+        assert!(directory.get(&TicketId::parse("t7").unwrap()).is_none(), "nor in the ticket directory");
+        assert!(matches!(stream.try_recv(), Err(broadcast::error::TryRecvError::Empty)), "nor on the committed stream");
+
+        // The journal holds exactly what was acknowledged.
+        let mut reader = SqliteJournal::open(&dir.path().join("journal.sqlite")).unwrap();
+        let issued = reader.events_after(0, 100).unwrap().iter().filter(|e| matches!(e.event, Event::TicketIssued { .. })).count();
+        assert_eq!(issued, 2);
+    }
+
+    #[actix_rt::test]
+    async fn a_replay_is_answered_after_the_original_is_durable_and_as_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, _, _) = queue(dir.path());
+        q.execute(issue(0), None).await.unwrap();
+        let key = Idempotency { key: "press-1".into(), fingerprint: "call-next c-101".into() };
+        let mut stream = q.subscribe();
+        // The original and its replays, decided one after another while the original commits.
+        let (first, again, third) = tokio::join!(
+            q.execute(call_next(), Some(key.clone())),
+            q.execute(call_next(), Some(key.clone())),
+            q.execute(call_next(), Some(key.clone()))
+        );
+        let (first, again, third) = (first.unwrap(), again.unwrap(), third.unwrap());
+        assert!(!first.replayed && again.replayed && third.replayed);
+        let called = first.ticket.unwrap();
+        assert_eq!(called.status, crate::domain::queue::Status::Called);
+        for r in [again, third] {
+            let t = r.ticket.unwrap();
+            assert_eq!((t.id.clone(), t.status, t.calls), (called.id.clone(), crate::domain::queue::Status::Called, 1), "the replay shows the durable call");
+        }
+        // One call on the committed stream, none for the replays.
+        let c = stream.recv().await.unwrap();
+        assert!(c.events.iter().any(|e| matches!(e, Event::Called { .. })));
+        assert!(matches!(stream.try_recv(), Err(broadcast::error::TryRecvError::Empty)));
     }
 }

@@ -147,3 +147,77 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A replay (same `Idempotency-Key`) is answered only once the original is durable. Four clients
+/// send one call-next with one key while other queues keep the journal busy; the moment one of
+/// them is answered `200` with `Idempotent-Replayed: true`, the server is killed. After the
+/// restart the ticket that answer named is called: what was acknowledged, even as a replay, was
+/// on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_answer_is_never_ahead_of_the_disk() {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    use std::sync::atomic::AtomicBool;
+    const WINDOWS: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut replays_seen = 0;
+    for window in 0..WINDOWS {
+        let mut app = start(&data, None);
+        app.issue("internal-medicine", &format!("rp-{window}")).await;
+        // Background traffic on other queues: the journal writer is never idle.
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut busy = Vec::new();
+        for w in 0..3 {
+            let (client, base, stop) = (app.client.clone(), app.base.clone(), stop.clone());
+            busy.push(tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let queue = ["surgery", "pediatrics", "dermatology"][w];
+                    let body = serde_json::json!({"patient_id": format!("bg-{window}-{w}-{i}"), "name": "李四"});
+                    if client.post(format!("{base}/api/v1/queues/{queue}/tickets")).bearer_auth(TOKEN).json(&body).send().await.is_err() {
+                        break;
+                    }
+                    i += 1;
+                }
+            }));
+        }
+        // Let the background traffic get going, then the four same-key presses at once.
+        while app.get_json("/api/v1/queues/surgery").await["counts"]["waiting"].as_u64().unwrap() < 5 * (window as u64 + 1) {}
+        let key = format!("press-{window}");
+        let mut presses: FuturesUnordered<_> = (0..4)
+            .map(|_| {
+                app.client
+                    .post(app.url("/api/v1/queues/internal-medicine/call-next"))
+                    .bearer_auth(TOKEN)
+                    .header("Idempotency-Key", key.clone())
+                    .json(&serde_json::json!({"room": "c-101"}))
+                    .send()
+            })
+            .collect();
+        let mut replayed = None;
+        while let Some(r) = presses.next().await {
+            let r = r.expect("the server answers until it is killed");
+            assert_eq!(r.status(), 200, "call-next with a patient waiting");
+            if r.headers().get("idempotent-replayed").is_some_and(|v| v == "true") {
+                replayed = Some(r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+                // Killed right after a replayed acknowledgement.
+                app.kill9();
+                break;
+            }
+        }
+        drop(presses);
+        stop.store(true, Ordering::Relaxed);
+        app.kill9();
+        for b in busy {
+            let _ = b.await;
+        }
+        let Some(ticket) = replayed else { continue };
+        replays_seen += 1;
+        let app = start(&data, None);
+        let t = app.get_json(&format!("/api/v1/tickets/{ticket}")).await;
+        assert_eq!(t["status"], "called", "window {window}: a replayed call-next was acknowledged before the call was durable: {t}");
+        assert_eq!(t["calls"], 1);
+        drop(app);
+    }
+    assert!(replays_seen >= WINDOWS / 2, "only {replays_seen} of {WINDOWS} windows had a replay to check");
+}

@@ -140,3 +140,44 @@ async fn appointments_check_in_and_idempotent_issue() {
     let q = app.get_json("/api/v1/queues/surgery").await;
     assert_eq!(q["counts"]["waiting"], 3, "the retry issued nothing");
 }
+
+/// A transfer retried with its `Idempotency-Key` gets the first answer again — right away and
+/// after a restart — instead of being refused because the ticket is already where it was sent;
+/// the same key with another destination is refused as a reused key.
+#[tokio::test]
+async fn a_transfer_retried_with_its_key_replays_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut app = crate::helpers::start(&data, None);
+    let t = app.issue("internal-medicine", "p-transfer").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let transfer = |app: &crate::helpers::TestApp, to: &str, key: Option<&str>| {
+        let mut r = app.client.post(app.url(&format!("/api/v1/tickets/{id}/transfer"))).bearer_auth(TOKEN).json(&json!({"to": to}));
+        if let Some(k) = key {
+            r = r.header("Idempotency-Key", k);
+        }
+        r.send()
+    };
+    let first = transfer(&app, "surgery", Some("tr-1")).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: serde_json::Value = first.json().await.unwrap();
+    assert_eq!((first["id"].as_str(), first["queue"].as_str()), (Some(id.as_str()), Some("surgery")));
+
+    for restart in [false, true] {
+        if restart {
+            app.kill9();
+            app = crate::helpers::start(&data, None);
+        }
+        let again = transfer(&app, "surgery", Some("tr-1")).await.unwrap();
+        assert_eq!(again.status(), 200, "restart: {restart}");
+        assert_eq!(again.headers().get("idempotent-replayed").unwrap(), "true");
+        let again: serde_json::Value = again.json().await.unwrap();
+        assert_eq!((again["id"].as_str(), again["queue"].as_str(), again["number"].as_str()), (Some(id.as_str()), Some("surgery"), first["number"].as_str()));
+    }
+    assert_eq!(error_code(transfer(&app, "pediatrics", Some("tr-1")).await.unwrap()).await, (422, "idempotency_key_reused".to_owned()));
+    assert_eq!(error_code(transfer(&app, "surgery", None).await.unwrap()).await, (422, "same_queue".to_owned()), "without a key it is a new request");
+    let q = app.get_json("/api/v1/queues/surgery").await;
+    assert_eq!(q["counts"]["waiting"], 1, "moved once");
+    assert_eq!(app.get_json("/api/v1/queues/internal-medicine").await["counts"]["waiting"], 0);
+}
