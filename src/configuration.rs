@@ -85,6 +85,7 @@ impl Settings {
     /// Resolve settings from the `serve` flags. Creates the data dir and its secrets if missing.
     pub fn load(data_dir: &Path, http: &str, config: Option<&Path>, staff_token: Option<String>, mqtt: &MqttFlags, maps: &[PathBuf], radio: &[PathBuf], hl7: Option<&str>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+        ensure_writable(data_dir)?;
         let hospital = match config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
@@ -232,4 +233,25 @@ fn stored_secret(path: &Path) -> anyhow::Result<String> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(s)
+}
+
+/// The data dir must take writes (the journal, its WAL and shared-memory index, the secrets):
+/// one clear refusal at start instead of a server that fails on its first command (or dies by
+/// SIGBUS on an unwritable `-shm`).
+fn ensure_writable(data_dir: &Path) -> anyhow::Result<()> {
+    let probe = data_dir.join(".clinicflow-write-probe");
+    let result = std::fs::write(&probe, b"probe").and_then(|()| std::fs::remove_file(&probe));
+    if let Err(e) = result {
+        anyhow::bail!("the data dir {} is not writable ({e}): clinicflow keeps its journal there; give the service user write access (or point --data elsewhere)", data_dir.display());
+    }
+    for name in ["journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "journal.sqlite-head"] {
+        let path = data_dir.join(name);
+        if path.exists() {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| anyhow::anyhow!("{} is not writable ({e}): clinicflow needs to write its journal; give the service user write access", path.display()))?;
+        }
+    }
+    Ok(())
 }

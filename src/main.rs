@@ -100,6 +100,11 @@ enum Cmd {
         #[command(subcommand)]
         command: PositionCmd,
     },
+    /// The journal: check it offline.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCmd,
+    },
     /// Run the server: demo hospital by default, SQLite journal under ./data.
     Serve {
         /// Data directory (journal, secrets).
@@ -146,6 +151,18 @@ enum Cmd {
         /// Never in production: a pinned clock is reported by /healthz.
         #[arg(long, env = "CLINICFLOW_CLOCK")]
         clock: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalCmd {
+    /// Walk the journal's hash chain and hold it against the witness of its last commit: exit 0
+    /// when it is whole, 1 naming the first damaged or missing event. Read-only; safe while
+    /// serving.
+    Verify {
+        /// The server's data directory.
+        #[arg(long, env = "CLINICFLOW_DATA", default_value = "./data")]
+        data: PathBuf,
     },
 }
 
@@ -243,6 +260,11 @@ fn main() -> std::process::ExitCode {
             devices(broker, &data, config, prefix, displays, keypads, press_every, duration)
         }
         Cmd::Map { command } => map_cmd(command),
+        Cmd::Journal { command: JournalCmd::Verify { data } } => match journal_verify(&data) {
+            Ok(true) => return std::process::ExitCode::SUCCESS,
+            Ok(false) => return std::process::ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         Cmd::Position { command } => position_cmd(command),
         Cmd::Simulate { seed, load, out } => simulate(seed, load, &out),
         Cmd::Replay { journal, day, policy, queues, config, json } => replay(&journal, day, &policy, &queues, config, json),
@@ -639,4 +661,23 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `clinicflow journal verify`: `Ok(false)` when the journal is damaged (said on stderr).
+fn journal_verify(data: &std::path::Path) -> anyhow::Result<bool> {
+    use anyhow::Context as _;
+    let path = data.join("journal.sqlite");
+    anyhow::ensure!(path.exists(), "no journal at {}", path.display());
+    let mut j = clinicflow::storage::SqliteJournal::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    match j.verify(&path)? {
+        Ok(v) => {
+            let witnessed = v.witnessed.map_or("no witness file".to_owned(), |w| format!("committed up to event {w}"));
+            say!("journal {}: whole — {} events up to {}, {} from before chains; {}", path.display(), v.events, v.last_seq, v.unchained, witnessed);
+            Ok(true)
+        }
+        Err(damage) => {
+            eprintln!("journal {}: DAMAGED — {damage}", path.display());
+            Ok(false)
+        }
+    }
 }

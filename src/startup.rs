@@ -19,6 +19,8 @@ pub struct Application {
     hl7: Option<SocketAddr>,
     server: actix_web::dev::Server,
     pub floor: Floor,
+    /// Resolves when a journal commit failed: the server stops, non-zero.
+    journal_failed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
 
 /// Rebuild every queue's live state from the journal.
@@ -90,10 +92,24 @@ impl Application {
         let orders_path = settings.data_dir.join("orders.sqlite");
         let orders = Arc::new(crate::storage::orders::OrderStore::open(&orders_path).with_context(|| format!("opening {}", orders_path.display()))?);
         let path = settings.data_dir.join("journal.sqlite");
-        let mut store = SqliteJournal::open(&path).with_context(|| format!("opening journal {}", path.display()))?;
+        let mut store = SqliteJournal::open_writer(&path).with_context(|| format!("opening journal {}", path.display()))?;
+        // A damaged journal would lose acknowledged commands and issue their numbers again:
+        // refuse to start, naming where.
+        match store.verify(&path).with_context(|| format!("verifying journal {}", path.display()))? {
+            Ok(v) => tracing::info!(events = v.events, last_seq = v.last_seq, unchained = v.unchained, witnessed = ?v.witnessed, "journal verified"),
+            Err(damage) => {
+                tracing::error!(%damage, "the journal is damaged; not starting");
+                anyhow::bail!(
+                    "the journal {} is damaged: {damage}.\nclinicflow will not start on it (it would issue acknowledged numbers again). `clinicflow journal verify --data {}` reports it; restore the data dir from its last backup (if journal.sqlite was restored on purpose without its journal.sqlite-head, remove that file).",
+                    path.display(),
+                    settings.data_dir.display()
+                );
+            }
+        }
         let states = rebuild(&mut store, &settings)?;
         let pending = interrupted_transfers(&states);
         let (journal, _thread) = JournalWriter::start(Box::new(store), settings.limits.journal, metrics.clone());
+        let journal_failed = Box::pin(journal.failure());
 
         let directory = Directory::default();
         let queues: BTreeMap<_, _> = states
@@ -183,7 +199,7 @@ impl Application {
         .shutdown_timeout(5)
         .listen(listener)?
         .run();
-        Ok(Self { addr, hl7, server, floor })
+        Ok(Self { addr, hl7, server, floor, journal_failed })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -196,14 +212,22 @@ impl Application {
     }
 
     /// Serve until `shutdown` resolves, then stop gracefully (in-flight requests finish).
-    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let server = self.server;
         tokio::select! {
-            r = server => r,
+            r = server => Ok(r?),
             _ = shutdown => {
                 handle.stop(true).await;
                 Ok(())
+            }
+            _ = self.journal_failed => {
+                // The refusals (503) of the commands that were waiting get a moment to go out,
+                // then the process ends non-zero so its supervisor restarts it on what the
+                // journal holds.
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                handle.stop(true).await;
+                anyhow::bail!("the journal failed to commit (see the error above); stopping so the supervisor restarts clinicflow on what the journal holds")
             }
         }
     }

@@ -1,12 +1,89 @@
 //! SQLite journal: WAL, `synchronous=FULL`, one writer connection.
+//!
+//! **A journal you can trust.** SQLite checksums its WAL frames but not its database pages, and
+//! a damaged WAL frame silently ends what it reads of the WAL there: every commit after it
+//! vanishes without a word. So each event row carries `chain`, a SHA-256 over the previous
+//! row's chain and this row's columns, and after every commit the writer notes the newest
+//! `(seq, chain)` in a small witness file beside the journal (`journal.sqlite-head`, written
+//! without an fsync: after `kill -9` the OS still has it; after a power loss it may be older,
+//! never newer). [`SqliteJournal::verify`] walks the chain and holds the journal against its
+//! witness: a changed, missing or reordered event, or a journal that ends before what was
+//! committed, is reported with its position, and `serve` refuses to start rather than issue
+//! numbers again. `clinicflow journal verify --data DIR` does the same offline.
 
 use super::{JournalStore, NewEvent, StorageError, StoredEvent};
 use crate::domain::ids::QueueId;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::path::Path;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// A chain value: SHA-256.
+pub type Chain = [u8; 32];
 
 pub struct SqliteJournal {
     conn: Connection,
+    /// The newest event's position and chain (0 and zeros when empty).
+    head: (i64, Chain),
+    /// Where the witness of the newest commit is written (the writer's copy only).
+    witness: Option<PathBuf>,
+}
+
+/// What [`SqliteJournal::verify`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    /// Events in the journal.
+    pub events: i64,
+    /// The newest position.
+    pub last_seq: i64,
+    /// Events from before chains were kept (checked by reading them only).
+    pub unchained: i64,
+    /// The newest commit the witness file names, when there is one.
+    pub witnessed: Option<i64>,
+}
+
+/// Why the journal cannot be trusted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Damage {
+    #[error("event {seq}: {reason}")]
+    Event { seq: i64, reason: String },
+    #[error("the journal ends at event {last_seq}, but events up to {witnessed} were committed (journal.sqlite-head): {} acknowledged events are missing — typically a damaged frame in journal.sqlite-wal, after which SQLite reads nothing more", witnessed - last_seq)]
+    Truncated { last_seq: i64, witnessed: i64 },
+}
+
+/// The chain after `prev` for one row.
+fn chain(prev: &Chain, seq: i64, queue: &str, ticket: Option<&str>, at: i64, kind: &str, body: &str) -> Chain {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(seq.to_le_bytes());
+    for part in [queue, ticket.unwrap_or(""), kind, body] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.update(at.to_le_bytes());
+    h.finalize().into()
+}
+
+/// The witness file beside a journal.
+pub fn witness_path(journal: &Path) -> PathBuf {
+    let mut name = journal.file_name().unwrap_or_default().to_os_string();
+    name.push("-head");
+    journal.with_file_name(name)
+}
+
+/// The witness: `seq chain-hex` on one line. Unreadable is `None` (and said by the caller).
+fn read_witness(path: &Path) -> Result<Option<(i64, Chain)>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut parts = text.split_whitespace();
+    let seq = parts.next().and_then(|s| s.parse::<i64>().ok());
+    let chain = parts.next().and_then(|h| hex::decode(h).ok()).and_then(|b| Chain::try_from(b.as_slice()).ok());
+    match (seq, chain) {
+        (Some(seq), Some(chain)) => Ok(Some((seq, chain))),
+        _ => Err(format!("{} is not a witness line", path.display())),
+    }
 }
 
 const SCHEMA: &str = "
@@ -24,6 +101,9 @@ CREATE INDEX IF NOT EXISTS events_ticket ON events(ticket, seq);
 CREATE INDEX IF NOT EXISTS events_at ON events(at_ms);
 ";
 
+/// `PRAGMA user_version` of a journal whose events carry `chain`.
+const CHAINED: i64 = 2;
+
 impl SqliteJournal {
     #[tracing::instrument(skip_all, fields(path = %path.display()))]
     pub fn open(path: &Path) -> Result<Self, StorageError> {
@@ -34,7 +114,109 @@ impl SqliteJournal {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn })
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version < CHAINED {
+            // Journals from before chains: their rows stay unchained (read and decoded by
+            // `verify`), every row from now on is chained.
+            let has_chain: bool = conn.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'chain'")?.exists([])?;
+            if !has_chain {
+                conn.execute_batch("ALTER TABLE events ADD COLUMN chain BLOB")?;
+            }
+            conn.pragma_update(None, "user_version", CHAINED)?;
+        }
+        let head = conn
+            .query_row("SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?)))
+            .optional()?
+            .map(|(seq, c)| (seq, c.and_then(|c| Chain::try_from(c.as_slice()).ok()).unwrap_or([0; 32])))
+            .unwrap_or((0, [0; 32]));
+        Ok(Self { conn, head, witness: None })
+    }
+
+    /// The writer's journal: as [`SqliteJournal::open`], and every commit is noted in the
+    /// witness file beside it.
+    pub fn open_writer(path: &Path) -> Result<Self, StorageError> {
+        let mut j = Self::open(path)?;
+        j.witness = Some(witness_path(path));
+        Ok(j)
+    }
+
+    /// Walks the whole chain and holds the journal against its witness (see the module doc).
+    #[tracing::instrument(skip_all)]
+    pub fn verify(&mut self, journal_path: &Path) -> Result<Result<Verified, Damage>, StorageError> {
+        let mut stmt = self.conn.prepare("SELECT seq, queue, ticket, at_ms, kind, body, chain FROM events ORDER BY seq")?;
+        let mut rows = stmt.query([])?;
+        let mut prev: Chain = [0; 32];
+        let (mut events, mut unchained, mut last_seq, mut chained_from) = (0i64, 0i64, 0i64, None::<i64>);
+        let mut at_witness: Option<Chain> = None;
+        let witness = read_witness(&witness_path(journal_path));
+        let witnessed = match &witness {
+            Ok(w) => *w,
+            Err(e) => {
+                tracing::warn!(error = %e, "the journal's witness file is unreadable; checking the chain alone");
+                None
+            }
+        };
+        while let Some(r) = rows.next()? {
+            let (seq, queue, ticket, at, kind, body, stored): (i64, String, Option<String>, i64, String, String, Option<Vec<u8>>) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
+            let damaged = |reason: String| self.keep_wal().map(|()| Err(Damage::Event { seq, reason }));
+            if let Err(e) = decode(seq, &queue, at, &body) {
+                return damaged(format!("not a readable event ({e})"));
+            }
+            match stored {
+                None if chained_from.is_none() => unchained += 1,
+                None => return damaged("its chain is missing where every event has one".into()),
+                Some(c) => {
+                    let start = chained_from.is_none();
+                    chained_from.get_or_insert(seq);
+                    // The first chained row after unchained ones starts from zeros.
+                    let base = if start { [0; 32] } else { prev };
+                    let want = chain(&base, seq, &queue, ticket.as_deref(), at, &kind, &body);
+                    if c.as_slice() != want {
+                        return damaged("its contents or its place do not match the chain: changed, or an event before it is missing".into());
+                    }
+                    prev = want;
+                }
+            }
+            if witnessed.is_some_and(|(w, _)| w == seq) {
+                at_witness = Some(prev);
+            }
+            events += 1;
+            last_seq = seq;
+        }
+        if let Some((w, want)) = witnessed {
+            if w > last_seq {
+                self.keep_wal()?;
+                return Ok(Err(Damage::Truncated { last_seq, witnessed: w }));
+            }
+            if chained_from.is_some_and(|from| w >= from) && at_witness != Some(want) {
+                self.keep_wal()?;
+                return Ok(Err(Damage::Event { seq: w, reason: "does not match what was committed there (journal.sqlite-head): the journal was rewritten or restored without its witness".into() }));
+            }
+        }
+        Ok(Ok(Verified { events, last_seq, unchained, witnessed: witnessed.map(|w| w.0) }))
+    }
+
+    /// A damaged journal is left exactly as found: closing the last connection would otherwise
+    /// checkpoint the WAL into the database and delete it, and with it every frame after the
+    /// damaged one, which a forensic repair may still recover.
+    fn keep_wal(&self) -> Result<(), StorageError> {
+        self.conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        Ok(())
+    }
+
+    /// Notes the newest commit in the witness file (no fsync: see the module doc). A witness
+    /// that cannot be written is logged, not fatal: the journal itself is durable.
+    fn witness_commit(&self) {
+        let Some(path) = &self.witness else { return };
+        let line = format!("{:020} {}\n", self.head.0, hex::encode(self.head.1));
+        let result = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path).and_then(|f| {
+            use std::os::unix::fs::FileExt as _;
+            f.write_all_at(line.as_bytes(), 0)
+        });
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), error = %e, "writing the journal's witness");
+        }
     }
 }
 
@@ -61,16 +243,22 @@ impl JournalStore for SqliteJournal {
     fn append(&mut self, batch: &[NewEvent]) -> Result<Vec<i64>, StorageError> {
         let tx = self.conn.transaction()?;
         let mut seqs = Vec::with_capacity(batch.len());
+        let mut head = self.head;
         {
             let mut stmt =
-                tx.prepare_cached("INSERT INTO events (queue, ticket, at_ms, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+                tx.prepare_cached("INSERT INTO events (seq, queue, ticket, at_ms, kind, body, chain) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
             for e in batch {
                 let body = serde_json::to_string(&e.event).map_err(|err| StorageError::Corrupt { seq: -1, reason: err.to_string() })?;
-                stmt.execute(params![e.queue.as_str(), e.event.ticket().map(|t| t.as_str()), e.at, e.event.kind(), body])?;
-                seqs.push(tx.last_insert_rowid());
+                let (seq, ticket, kind) = (head.0 + 1, e.event.ticket().map(|t| t.as_str()), e.event.kind());
+                let c = chain(&head.1, seq, e.queue.as_str(), ticket, e.at, kind, &body);
+                stmt.execute(params![seq, e.queue.as_str(), ticket, e.at, kind, body, c.as_slice()])?;
+                seqs.push(seq);
+                head = (seq, c);
             }
         }
         tx.commit()?;
+        self.head = head;
+        self.witness_commit();
         Ok(seqs)
     }
 
@@ -120,6 +308,102 @@ mod tests {
     use super::*;
     use crate::domain::config::{Fairness, QueuePolicy};
     use crate::domain::event::Event;
+
+    fn issued(n: usize) -> NewEvent {
+        let cmd = crate::domain::command::Command::Issue(crate::domain::command::IssueTicket {
+            ticket: crate::domain::ids::TicketId::parse(&format!("t{n}")).unwrap(),
+            patient: crate::domain::ids::PatientId::parse(&format!("p{n}")).unwrap(),
+            name: crate::domain::ids::DisplayName::parse("张三丰").unwrap(),
+            class: crate::domain::ids::PriorityClass::parse("normal").unwrap(),
+            slot: None,
+            doctor: None,
+            check_in: true,
+            visit: None,
+            his: None,
+            at: None,
+        });
+        let hospital = crate::domain::config::Hospital::demo();
+        let q = QueueId::parse("internal-medicine").unwrap();
+        let mut state = crate::domain::queue::QueueState::new(hospital.queues[&q].clone());
+        let event = state.execute(&cmd, 1_796_601_600_000).unwrap().events.into_iter().find(|e| matches!(e, Event::TicketIssued { .. })).unwrap();
+        NewEvent { queue: q, at: 1_796_601_600_000 + n as i64, event }
+    }
+
+    /// A journal of `n` events, one commit each, written by the writer's journal.
+    fn journal(dir: &Path, n: usize) -> PathBuf {
+        let path = dir.join("journal.sqlite");
+        let mut j = SqliteJournal::open_writer(&path).unwrap();
+        for i in 0..n {
+            j.append(&[issued(i)]).unwrap();
+        }
+        path
+    }
+
+    fn verify(path: &Path) -> Result<Verified, Damage> {
+        SqliteJournal::open(path).unwrap().verify(path).unwrap()
+    }
+
+    #[test]
+    fn a_whole_journal_verifies_against_its_witness() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = journal(dir.path(), 20);
+        assert_eq!(verify(&path), Ok(Verified { events: 20, last_seq: 20, unchained: 0, witnessed: Some(20) }));
+        // Reopened, the chain goes on from its head.
+        SqliteJournal::open_writer(&path).unwrap().append(&[issued(20), issued(21)]).unwrap();
+        assert_eq!(verify(&path).map(|v| (v.last_seq, v.witnessed)), Ok((22, Some(22))));
+    }
+
+    #[test]
+    fn a_changed_event_is_found_at_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = journal(dir.path(), 20);
+        // One character of one event's body changes (bit rot in a database page).
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("UPDATE events SET body = replace(body, '张三丰', '张三风') WHERE seq = 7", []).unwrap();
+        assert!(matches!(verify(&path), Err(Damage::Event { seq: 7, .. })), "{:?}", verify(&path));
+    }
+
+    #[test]
+    fn a_missing_event_is_found_where_the_chain_breaks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = journal(dir.path(), 20);
+        Connection::open(&path).unwrap().execute("DELETE FROM events WHERE seq = 12", []).unwrap();
+        assert!(matches!(verify(&path), Err(Damage::Event { seq: 13, .. })));
+    }
+
+    #[test]
+    fn a_journal_that_ends_before_its_last_commit_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = journal(dir.path(), 20);
+        // The tail is gone (as when SQLite stops reading a damaged WAL frame), the witness stays.
+        Connection::open(&path).unwrap().execute("DELETE FROM events WHERE seq > 14", []).unwrap();
+        assert_eq!(verify(&path), Err(Damage::Truncated { last_seq: 14, witnessed: 20 }));
+        // Without a witness (a journal from before them, or one restored on purpose) the chain
+        // alone is checked.
+        std::fs::remove_file(witness_path(&path)).unwrap();
+        assert_eq!(verify(&path).map(|v| v.last_seq), Ok(14));
+    }
+
+    #[test]
+    fn a_journal_from_before_chains_keeps_its_events_and_chains_the_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            for i in 0..3 {
+                let e = issued(i);
+                conn.execute(
+                    "INSERT INTO events (queue, ticket, at_ms, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![e.queue.as_str(), e.event.ticket().map(|t| t.as_str()), e.at, e.event.kind(), serde_json::to_string(&e.event).unwrap()],
+                )
+                .unwrap();
+            }
+        }
+        SqliteJournal::open_writer(&path).unwrap().append(&[issued(3), issued(4)]).unwrap();
+        assert_eq!(verify(&path), Ok(Verified { events: 5, last_seq: 5, unchained: 3, witnessed: Some(5) }));
+        assert_eq!(SqliteJournal::open(&path).unwrap().events_after(0, 10).unwrap().len(), 5);
+    }
 
     #[test]
     fn a_policy_change_outlives_the_day_it_was_made() {

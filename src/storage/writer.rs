@@ -53,6 +53,8 @@ impl AppendSlot<'_> {
 pub struct JournalWriter {
     tx: mpsc::Sender<Append>,
     failed: Arc<AtomicBool>,
+    /// Says `true` once a commit failed (see [`JournalWriter::failure`]).
+    failure: tokio::sync::watch::Receiver<bool>,
     capacity: usize,
 }
 
@@ -62,6 +64,7 @@ impl JournalWriter {
         let (tx, mut rx) = mpsc::channel::<Append>(limits.queue_capacity);
         let failed = Arc::new(AtomicBool::new(false));
         let flag = failed.clone();
+        let (failure_tx, failure) = tokio::sync::watch::channel(false);
         let handle = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || {
@@ -96,10 +99,12 @@ impl JournalWriter {
                             }
                         }
                         Err(e) => {
-                            // Fail-stop: the actors' memory may now be ahead of the disk, so no
-                            // later command may be acknowledged. A restart rebuilds from the journal.
+                            // Fail-stop: commands already decided after this one were decided on
+                            // it, so none may be acknowledged; the server stops (see `failure`)
+                            // and its restart rebuilds from what the journal holds.
                             if !flag.swap(true, Ordering::AcqRel) {
-                                tracing::error!(error = %e, "journal commit failed; refusing all further commands until restart");
+                                tracing::error!(error = %e, "journal commit failed; refusing every further command and stopping the server");
+                                let _ = failure_tx.send(true);
                             }
                             for a in batch.drain(..) {
                                 let _ = a.done.send(Err(()));
@@ -110,7 +115,17 @@ impl JournalWriter {
                 }
             })
             .expect("spawning the journal thread only fails when the OS is out of threads");
-        (Self { tx, failed, capacity: limits.queue_capacity }, handle)
+        (Self { tx, failed, failure, capacity: limits.queue_capacity }, handle)
+    }
+
+    /// Resolves when a commit has failed: the server must stop (and be restarted by its
+    /// supervisor) rather than live on refusing every command while its process looks healthy.
+    pub fn failure(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.failure.clone();
+        async move {
+            // A closed channel (the writer gone) is a failure too.
+            let _ = rx.wait_for(|failed| *failed).await;
+        }
     }
 
     /// Reserve a place in the next commit without waiting. Refuses at once when the writer has

@@ -221,3 +221,175 @@ async fn a_replayed_answer_is_never_ahead_of_the_disk() {
     }
     assert!(replays_seen >= WINDOWS / 2, "only {replays_seen} of {WINDOWS} windows had a replay to check");
 }
+
+/// One flipped bit in a commit frame in the middle of `journal.sqlite-wal` after `kill -9`:
+/// SQLite stops reading the WAL at that frame, so every commit after it would silently vanish
+/// and its numbers be issued again. The server refuses to start instead, naming how far the
+/// journal reaches and how far it was committed; `clinicflow journal verify` says the same.
+#[tokio::test]
+async fn a_damaged_wal_is_refused_with_the_position_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut app = start(&data, None);
+    for i in 0..300 {
+        app.issue(QUEUES[i % QUEUES.len()].0, &format!("wal-{i}")).await;
+    }
+    app.kill9();
+
+    // The WAL's frames of its current generation (their salts match the header's).
+    let wal = data.join("journal.sqlite-wal");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    let page = u32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let salts = bytes[16..24].to_vec();
+    let (mut commits, mut at) = (Vec::new(), 32);
+    while at + 24 + page <= bytes.len() && bytes[at + 8..at + 16] == salts[..] {
+        if u32::from_be_bytes(bytes[at + 4..at + 8].try_into().unwrap()) != 0 {
+            commits.push(at);
+        }
+        at += 24 + page;
+    }
+    assert!(commits.len() >= 10, "{} commit frames in the WAL", commits.len());
+    let frame = commits[commits.len() / 2];
+    bytes[frame + 24 + page / 2] ^= 0x01;
+    let wal_len = bytes.len() as u64;
+    std::fs::write(&wal, bytes).unwrap();
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clinicflow"))
+        .args(["serve", "--http", "127.0.0.1:0", "--mqtt", "off", "--data"])
+        .arg(&data)
+        .env("CLINICFLOW_STAFF_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started on a damaged journal");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("is damaged") && stderr.contains("acknowledged events are missing") && stderr.contains("committed"), "{stderr}");
+
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).ok(), Some(wal_len), "the damaged WAL is left as found (no checkpoint on close), for a repair");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clinicflow")).args(["journal", "verify", "--data"]).arg(&data).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).ok(), Some(wal_len));
+    assert!(text.contains("DAMAGED") && text.contains("the journal ends at event") && text.contains("were committed"), "{text}");
+}
+
+/// `clinicflow journal verify` on a whole journal, while the server that writes it runs.
+#[tokio::test]
+async fn journal_verify_reports_a_whole_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let app = start(&data, None);
+    for i in 0..5 {
+        app.issue("surgery", &format!("v-{i}")).await;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clinicflow")).args(["journal", "verify", "--data"]).arg(&data).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("whole") && text.contains("committed up to event"), "{text}");
+}
+
+/// A data dir on a small file system (a real tmpfs, mounted by the test): the journal fills it
+/// and a commit fails. The server says so in its log and exits non-zero, so a supervisor
+/// restarts it, instead of living on with every command refused; what it acknowledged before is
+/// all there after the restart, with room on the disk again.
+#[tokio::test]
+async fn a_journal_write_error_stops_the_server_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let _mounted = Mount::new(&["-t", "tmpfs", "-o", "size=2m", "tmpfs"], None, &small);
+    let data = small.join("data");
+    let log = dir.path().join("server.log");
+    let mut app = crate::helpers::start_logging_to(&data, &log);
+    let mut acknowledged = Vec::new();
+    let refused = loop {
+        assert!(acknowledged.len() < 20_000, "2 MB never filled");
+        let r = app
+            .client
+            .post(app.url("/api/v1/queues/surgery/tickets"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"patient_id": format!("full-{}", acknowledged.len()), "name": "王五"}))
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status() == 201 => acknowledged.push(r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned()),
+            Ok(r) => break r.status().as_u16(),
+            Err(_) => break 0,
+        }
+    };
+    assert!(!acknowledged.is_empty(), "the server took commands before the disk filled");
+    assert!(refused == 503 || refused == 0, "a full disk refuses with 503 (or the server is already gone): {refused}");
+    let status = app.exited_within(std::time::Duration::from_secs(30)).await.expect("the server stops after a failed commit");
+    assert!(!status.success(), "{status}");
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("journal commit failed") && said.contains("supervisor restarts"), "{said}");
+
+    // The supervisor's restart, with room again: everything acknowledged is there.
+    let roomy = dir.path().join("roomy");
+    std::fs::create_dir(&roomy).unwrap();
+    for e in std::fs::read_dir(&data).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), roomy.join(e.file_name())).unwrap();
+    }
+    let app = start(&roomy, None);
+    let q = app.get_json("/api/v1/queues/surgery").await;
+    assert!(q["counts"]["waiting"].as_u64().unwrap() >= acknowledged.len() as u64);
+    for id in acknowledged.iter().step_by(25).chain(acknowledged.last()) {
+        assert_eq!(app.get_json(&format!("/api/v1/tickets/{id}")).await["status"], "waiting", "acknowledged ticket {id}");
+    }
+}
+
+/// A read-only data dir (a read-only bind mount, as a mistaken deployment would have) is
+/// refused at start with one clear message, not a panic.
+#[tokio::test]
+async fn a_read_only_data_dir_is_refused_with_one_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(start(&data, None));
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let _bind = Mount::new(&["--bind"], Some(&data), &ro);
+    assert!(std::process::Command::new("mount").args(["-o", "remount,bind,ro"]).arg(&ro).status().unwrap().success());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clinicflow"))
+        .args(["serve", "--http", "127.0.0.1:0", "--mqtt", "off", "--data"])
+        .arg(&ro)
+        .env("CLINICFLOW_STAFF_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("is not writable") && !err.contains("panicked"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one message: {err}");
+}
+
+/// A file system mounted for one test (`mount ARGS [SOURCE] TARGET`; the tests run as root),
+/// unmounted when it ends.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn new(args: &[&str], source: Option<&std::path::Path>, target: &std::path::Path) -> Mount {
+        let ok = std::process::Command::new("mount").args(args).args(source).arg(target).status().unwrap().success();
+        assert!(ok, "mount {args:?} {}", target.display());
+        Mount(target.to_owned())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

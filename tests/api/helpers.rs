@@ -101,14 +101,23 @@ pub fn start_at(data: &Path, http: &str) -> TestApp {
     launch(data, http, &[], &[])
 }
 
+/// `start` with the server's log (stderr) written to `log`, to read what it said.
+pub fn start_logging_to(data: &Path, log: &Path) -> TestApp {
+    launch_with(data, "127.0.0.1:0", &[], &[], Stdio::from(std::fs::File::create(log).expect("log file")))
+}
+
 fn launch(data: &Path, http: &str, args: &[&str], env: &[(&str, &str)]) -> TestApp {
+    launch_with(data, http, args, env, Stdio::inherit())
+}
+
+fn launch_with(data: &Path, http: &str, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> TestApp {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_clinicflow"));
     // The embedded broker on a free port, so tests can run side by side.
     cmd.arg("serve").arg("--data").arg(data).arg("--http").arg(http).arg("--mqtt").arg("127.0.0.1:0").args(args);
     // The server's clock is the test's: pinned, and continuing across restarts on `data`.
     cmd.env("CLINICFLOW_CLOCK", rfc3339(now_ms_of(data)));
     cmd.envs(env.iter().copied());
-    cmd.env("CLINICFLOW_STAFF_TOKEN", TOKEN).env("RUST_LOG", "warn").stderr(Stdio::inherit());
+    cmd.env("CLINICFLOW_STAFF_TOKEN", TOKEN).env("RUST_LOG", "warn").stderr(stderr);
     let Spawned { child, base, mqtt_port, hl7_port } = spawn(cmd);
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
     TestApp { base, client, data: data.to_owned(), child, mqtt_port, hl7_port, _dir: None }
@@ -129,6 +138,20 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// Waits (bounded) for the server to end by itself; its exit status, `None` if it still runs.
+    pub async fn exited_within(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("child status") {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// SIGKILL, no goodbye.
