@@ -11,18 +11,7 @@ const T0: i64 = 1_795_482_000_000;
 
 fn issue(n: u64) -> Command {
     let class = if n % 10 == 0 { "elderly" } else { "normal" };
-    Command::Issue(IssueTicket {
-        ticket: TicketId::parse(&format!("t{n}")).unwrap(),
-        patient: PatientId::parse(&format!("p{n}")).unwrap(),
-        name: DisplayName::parse("张三丰").unwrap(),
-        class: PriorityClass::parse(class).unwrap(),
-        slot: None,
-        doctor: None,
-        check_in: true,
-        visit: None,
-        his: None,
-        at: None,
-    })
+    Command::Issue(IssueTicket::walk_in(TicketId::parse(&format!("t{n}")).unwrap(), PatientId::parse(&format!("p{n}")).unwrap(), DisplayName::parse("张三丰").unwrap(), PriorityClass::parse(class).unwrap()))
 }
 
 fn bench(c: &mut Criterion) {

@@ -459,18 +459,7 @@ mod tests {
     }
 
     fn issue(n: usize) -> Command {
-        Command::Issue(IssueTicket {
-            ticket: TicketId::parse(&format!("t{n}")).unwrap(),
-            patient: PatientId::parse(&format!("p{n}")).unwrap(),
-            name: DisplayName::parse("张三丰").unwrap(),
-            class: PriorityClass::parse("normal").unwrap(),
-            slot: None,
-            doctor: None,
-            check_in: true,
-            visit: None,
-            his: None,
-            at: None,
-        })
+        Command::Issue(IssueTicket::walk_in(TicketId::parse(&format!("t{n}")).unwrap(), PatientId::parse(&format!("p{n}")).unwrap(), DisplayName::parse("张三丰").unwrap(), PriorityClass::parse("normal").unwrap()))
     }
 
     fn call_next() -> Command {

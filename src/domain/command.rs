@@ -26,6 +26,13 @@ pub struct IssueTicket {
     pub at: Option<super::event::UnixMs>,
 }
 
+impl IssueTicket {
+    /// A walk-in: checked in now, any room may call it, no appointment, visit or HIS record.
+    pub fn walk_in(ticket: TicketId, patient: PatientId, name: DisplayName, class: PriorityClass) -> Self {
+        IssueTicket { ticket, patient, name, class, slot: None, doctor: None, check_in: true, visit: None, his: None, at: None }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Issue(IssueTicket),

@@ -154,18 +154,7 @@ mod tests {
         let mut s = QueueState::new(h.queues[&q].clone());
         let t = TicketId::parse("t1").unwrap();
         let mut log = Vec::new();
-        let issue = Command::Issue(IssueTicket {
-            ticket: t.clone(),
-            patient: PatientId::parse("p").unwrap(),
-            name: DisplayName::parse("张三丰").unwrap(),
-            class: PriorityClass::parse("normal").unwrap(),
-            slot: None,
-            doctor: None,
-            check_in: true,
-            visit: None,
-            his: None,
-            at: None,
-        });
+        let issue = Command::Issue(IssueTicket::walk_in(t.clone(), PatientId::parse("p").unwrap(), DisplayName::parse("张三丰").unwrap(), PriorityClass::parse("normal").unwrap()));
         let now = 1_795_482_000_000;
         log.extend(s.execute(&issue, now).unwrap().events);
         log.extend(s.execute(&Command::CallNext { room: RoomId::parse("c-101").unwrap(), caller: "n".into() }, now).unwrap().events);

@@ -66,18 +66,7 @@ pub(super) fn room(r: &str) -> RoomId {
     RoomId::parse(r).unwrap()
 }
 pub(super) fn issue(n: usize, class: &str) -> Command {
-    Command::Issue(IssueTicket {
-        ticket: tid(n),
-        patient: PatientId::parse(&format!("p{n}")).unwrap(),
-        name: DisplayName::parse("张三丰").unwrap(),
-        class: PriorityClass::parse(class).unwrap(),
-        slot: None,
-        doctor: None,
-        check_in: true,
-        visit: None,
-        his: None,
-        at: None,
-    })
+    Command::Issue(IssueTicket::walk_in(tid(n), PatientId::parse(&format!("p{n}")).unwrap(), DisplayName::parse("张三丰").unwrap(), PriorityClass::parse(class).unwrap()))
 }
 fn with(cmd: Command, f: impl FnOnce(&mut IssueTicket)) -> Command {
     match cmd {

@@ -310,18 +310,7 @@ mod tests {
     use crate::domain::event::Event;
 
     fn issued(n: usize) -> NewEvent {
-        let cmd = crate::domain::command::Command::Issue(crate::domain::command::IssueTicket {
-            ticket: crate::domain::ids::TicketId::parse(&format!("t{n}")).unwrap(),
-            patient: crate::domain::ids::PatientId::parse(&format!("p{n}")).unwrap(),
-            name: crate::domain::ids::DisplayName::parse("张三丰").unwrap(),
-            class: crate::domain::ids::PriorityClass::parse("normal").unwrap(),
-            slot: None,
-            doctor: None,
-            check_in: true,
-            visit: None,
-            his: None,
-            at: None,
-        });
+        let cmd = crate::domain::command::Command::Issue(crate::domain::command::IssueTicket::walk_in(crate::domain::ids::TicketId::parse(&format!("t{n}")).unwrap(), crate::domain::ids::PatientId::parse(&format!("p{n}")).unwrap(), crate::domain::ids::DisplayName::parse("张三丰").unwrap(), crate::domain::ids::PriorityClass::parse("normal").unwrap()));
         let hospital = crate::domain::config::Hospital::demo();
         let q = QueueId::parse("internal-medicine").unwrap();
         let mut state = crate::domain::queue::QueueState::new(hospital.queues[&q].clone());
