@@ -76,6 +76,42 @@ pub fn today(tz: &chrono_tz::Tz) -> NaiveDate {
     local(tz).date_naive()
 }
 
+/// The clock an actor reads, passed in when it starts: the server's (above), or a manual one
+/// that stands still until its owner moves it — how the actors' tests drive grace periods,
+/// no-shows and day changes at the instants they mean without waiting for them.
+#[derive(Debug, Clone)]
+pub enum Clock {
+    Server,
+    Manual(std::sync::Arc<std::sync::atomic::AtomicI64>),
+}
+
+impl Clock {
+    /// The server's clock: the system's, or the pinned one.
+    pub fn server() -> Clock {
+        Clock::Server
+    }
+
+    /// A clock standing at `at_ms` until [`Clock::advance`] moves it.
+    pub fn manual(at_ms: i64) -> Clock {
+        Clock::Manual(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(at_ms)))
+    }
+
+    /// Moves a manual clock on (the server's is left alone).
+    pub fn advance(&self, ms: i64) {
+        if let Clock::Manual(t) = self {
+            t.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Now, in Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Clock::Server => now_ms(),
+            Clock::Manual(t) => t.load(std::sync::atomic::Ordering::SeqCst),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,7 +114,7 @@ impl Application {
         let directory = Directory::default();
         let queues: BTreeMap<_, _> = states
             .into_iter()
-            .map(|(id, s)| (id, QueueHandle::start(s, journal.clone(), directory.clone(), metrics.clone())))
+            .map(|(id, s)| (id, QueueHandle::start(s, journal.clone(), directory.clone(), metrics.clone(), crate::clock::Clock::server())))
             .collect();
         let hospital = Arc::new(settings.hospital.clone());
         let floor = Floor::new(hospital.clone(), queues, directory);

@@ -15,7 +15,7 @@
 //!    refused too (they were decided on it) and `ahead` starts again from `state`.
 
 use super::Directory;
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::domain::command::{Command, Idempotency};
 use crate::domain::config::QueuePolicy;
 use crate::domain::error::QueueError;
@@ -93,6 +93,8 @@ pub struct ClinicQueue {
     /// Decided commands not yet answered, in decision order (this queue's journal order).
     inflight: VecDeque<InFlight>,
     next_id: u64,
+    /// Where the actor reads the time (the server's clock; a paused one in tests).
+    clock: Clock,
     journal: JournalWriter,
     directory: Directory,
     metrics: Arc<Metrics>,
@@ -107,7 +109,7 @@ impl Actor for ClinicQueue {
         // The no-show rule: a called ticket whose grace ran out is marked missed by the server.
         // `overdue` is cheap (rooms' current tickets only); the command is checked again.
         ctx.run_interval(NO_SHOW_TICK, |actor, ctx| {
-            let now = now_ms();
+            let now = actor.clock.now_ms();
             // Decided against `ahead`, so a miss already on its way is not asked for again.
             for ticket in actor.ahead.overdue(now) {
                 tracing::info!(queue = %actor.state.id(), %ticket, "no answer within the grace period: marking missed");
@@ -181,7 +183,7 @@ struct Positions;
 impl Handler<Positions> for ClinicQueue {
     type Result = MessageResult<Positions>;
     fn handle(&mut self, _: Positions, _: &mut Self::Context) -> Self::Result {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let cap = self.state.policy().fairness.max_overtakes;
         MessageResult(self.state.standings(now).into_iter().map(|(t, s)| (t.data.id.clone(), s, PositionNote::of(&s, cap))).collect())
     }
@@ -193,7 +195,7 @@ impl Handler<Execute> for ClinicQueue {
     fn handle(&mut self, msg: Execute, ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let name = msg.cmd.name();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let span = tracing::info_span!("command", queue = %self.state.id(), command = name);
         let _enter = span.enter();
         // Reserve room in the journal first, so a full or failed journal refuses the command
@@ -328,21 +330,21 @@ impl ClinicQueue {
 impl Handler<Snapshot> for ClinicQueue {
     type Result = MessageResult<Snapshot>;
     fn handle(&mut self, _: Snapshot, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.state.snapshot(now_ms()))
+        MessageResult(self.state.snapshot(self.clock.now_ms()))
     }
 }
 
 impl Handler<GetTicket> for ClinicQueue {
     type Result = MessageResult<GetTicket>;
     fn handle(&mut self, msg: GetTicket, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.state.ticket_view(&msg.0, now_ms()))
+        MessageResult(self.state.ticket_view(&msg.0, self.clock.now_ms()))
     }
 }
 
 impl Handler<PatientTickets> for ClinicQueue {
     type Result = MessageResult<PatientTickets>;
     fn handle(&mut self, msg: PatientTickets, _: &mut Self::Context) -> Self::Result {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let ids: Vec<TicketId> = self
             .state
             .tickets()
@@ -362,8 +364,9 @@ pub struct QueueHandle {
 }
 
 impl QueueHandle {
-    /// Start the actor on the current actix arbiter with a state rebuilt from the journal.
-    pub fn start(state: QueueState, journal: JournalWriter, directory: Directory, metrics: Arc<Metrics>) -> Self {
+    /// Start the actor on the current actix arbiter with a state rebuilt from the journal,
+    /// reading the time from `clock`.
+    pub fn start(state: QueueState, journal: JournalWriter, directory: Directory, metrics: Arc<Metrics>, clock: Clock) -> Self {
         let (published, _) = broadcast::channel(PUBLISH_BUFFER);
         let id = state.id().clone();
         // A transferred ticket's tombstone stays here; the directory points to where it went.
@@ -371,7 +374,7 @@ impl QueueHandle {
             directory.insert(t.data.id.clone(), id.clone());
         }
         metrics.queue_waiting.with_label_values(&[id.as_str()]).set(state.counts().waiting as i64);
-        let actor = ClinicQueue { ahead: state.clone(), state, inflight: VecDeque::new(), next_id: 0, journal, directory, metrics, published: published.clone() };
+        let actor = ClinicQueue { ahead: state.clone(), state, inflight: VecDeque::new(), next_id: 0, clock, journal, directory, metrics, published: published.clone() };
         Self { id, addr: actor.start(), published }
     }
 
@@ -418,7 +421,7 @@ impl QueueHandle {
 mod tests {
     use super::*;
     use crate::domain::command::IssueTicket;
-    use crate::domain::config::Hospital;
+    use crate::domain::config::{Hospital, QueuePolicy};
     use crate::domain::ids::{DisplayName, PatientId, PriorityClass, RoomId};
     use crate::storage::{JournalStore, SqliteJournal, StoredEvent, WriterLimits};
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -468,6 +471,12 @@ mod tests {
 
     /// A queue actor of the demo's internal medicine on a journal whose disk can be made to fail.
     fn queue(dir: &std::path::Path) -> (QueueHandle, Arc<AtomicBool>, Directory) {
+        let (q, fail, directory, _) = queue_at(dir, Clock::server());
+        (q, fail, directory)
+    }
+
+    /// The same, reading the time from `clock`.
+    fn queue_at(dir: &std::path::Path, clock: Clock) -> (QueueHandle, Arc<AtomicBool>, Directory, Clock) {
         let hospital = Hospital::demo();
         let spec = hospital.queues[&QueueId::parse("internal-medicine").unwrap()].clone();
         let fail = Arc::new(AtomicBool::new(false));
@@ -475,7 +484,67 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let (journal, _) = JournalWriter::start(Box::new(store), WriterLimits::default(), metrics.clone());
         let directory = Directory::default();
-        (QueueHandle::start(QueueState::new(spec), journal, directory.clone(), metrics), fail, directory)
+        (QueueHandle::start(QueueState::new(spec), journal, directory.clone(), metrics, clock.clone()), fail, directory, clock)
+    }
+
+    /// 2026-12-07 10:00 in the demo hospital's zone (Asia/Shanghai).
+    const MONDAY_10: UnixMs = 1_796_608_800_000;
+
+    /// The next committed record with an event that satisfies `pred` (bounded wait).
+    async fn committed(stream: &mut broadcast::Receiver<Arc<Committed>>, pred: impl Fn(&Event) -> bool) -> Arc<Committed> {
+        let wait = async {
+            loop {
+                let c = stream.recv().await.expect("the queue publishes");
+                if c.events.iter().any(&pred) {
+                    return c;
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), wait).await.expect("committed within 10 s")
+    }
+
+    #[actix_rt::test]
+    async fn the_no_show_rule_runs_on_the_queues_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, _, _, clock) = queue_at(dir.path(), Clock::manual(MONDAY_10));
+        let mut policy = QueuePolicy::default();
+        policy.calls.auto_miss_after_calls = Some(1);
+        policy.calls.grace_secs = 90;
+        q.execute(Command::SetPolicy { policy }, None).await.unwrap();
+        q.execute(issue(0), None).await.unwrap();
+        let called = q.execute(call_next(), None).await.unwrap().ticket.unwrap();
+        assert_eq!(called.called_at, Some(MONDAY_10), "the call is stamped on the queue's clock");
+        let mut stream = q.subscribe();
+
+        // The grace runs on the queue's clock, not the machine's: 89 s on, still called.
+        clock.advance(89_000);
+        assert_eq!(q.ticket(called.id.clone()).await.unwrap().unwrap().status, crate::domain::queue::Status::Called);
+        assert!(q.execute(Command::AutoMiss { ticket: called.id.clone() }, None).await.is_err(), "not due yet");
+        // 91 s on: the queue's own timer marks it missed, at the queue's time.
+        clock.advance(2_000);
+        let c = committed(&mut stream, |e| matches!(e, Event::Missed { auto: true, .. })).await;
+        assert_eq!(c.at, MONDAY_10 + 91_000);
+        assert_eq!(q.ticket(called.id.clone()).await.unwrap().unwrap().status, crate::domain::queue::Status::Missed);
+    }
+
+    #[actix_rt::test]
+    async fn a_new_day_on_the_queues_clock_starts_the_numbers_again() {
+        let dir = tempfile::tempdir().unwrap();
+        // 23:59:30 in Shanghai, Monday.
+        let before_midnight = MONDAY_10 + (13 * 3600 + 59 * 60 + 30) * 1000;
+        let (q, _, directory, clock) = queue_at(dir.path(), Clock::manual(before_midnight));
+        let late = q.execute(issue(0), None).await.unwrap().ticket.unwrap();
+        assert_eq!(late.number, "A001");
+        // One minute on: Tuesday 00:00:30. The next command starts the new day first.
+        clock.advance(60_000);
+        let mut stream = q.subscribe();
+        let first = q.execute(issue(1), None).await.unwrap().ticket.unwrap();
+        assert_eq!(first.number, "A001", "numbers start again each day");
+        let c = committed(&mut stream, |e| matches!(e, Event::DayStarted { .. })).await;
+        let day = c.events.iter().find_map(|e| if let Event::DayStarted { day } = e { Some(day.to_string()) } else { None });
+        assert_eq!(day.as_deref(), Some("2026-12-08"), "the hospital's day, whatever the machine's zone");
+        assert!(q.ticket(late.id.clone()).await.unwrap().is_none(), "yesterday's ticket is closed with its day");
+        assert!(directory.get(&late.id).is_none());
     }
 
     #[actix_rt::test]
