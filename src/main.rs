@@ -157,8 +157,8 @@ enum Cmd {
 #[derive(Subcommand)]
 enum JournalCmd {
     /// Walk the journal's hash chain and hold it against the witness of its last commit: exit 0
-    /// when it is whole, 1 naming the first damaged or missing event. Read-only; safe while
-    /// serving.
+    /// when it is whole, 1 naming the first damaged or missing event. It never rewrites an
+    /// event; safe while serving.
     Verify {
         /// The server's data directory.
         #[arg(long, env = "CLINICFLOW_DATA", default_value = "./data")]
