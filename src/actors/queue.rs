@@ -528,6 +528,28 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn a_ticket_called_fewer_times_than_the_rule_says_is_never_missed_by_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, _, _, clock) = queue_at(dir.path(), Clock::manual(MONDAY_10));
+        let mut policy = QueuePolicy::default();
+        policy.calls.auto_miss_after_calls = Some(2);
+        policy.calls.grace_secs = 60;
+        q.execute(Command::SetPolicy { policy }, None).await.unwrap();
+        q.execute(issue(0), None).await.unwrap();
+        let called = q.execute(call_next(), None).await.unwrap().ticket.unwrap();
+        let mut stream = q.subscribe();
+        // One call of two, ten minutes on: still called, and the rule refuses to miss it.
+        clock.advance(600_000);
+        assert!(matches!(q.execute(Command::AutoMiss { ticket: called.id.clone() }, None).await, Err(CommandError::Rejected(_))));
+        assert_eq!(q.ticket(called.id.clone()).await.unwrap().unwrap().status, crate::domain::queue::Status::Called);
+        // The second call, then its grace: missed by the queue's own timer.
+        q.execute(Command::Recall { ticket: called.id.clone() }, None).await.unwrap();
+        clock.advance(61_000);
+        let c = committed(&mut stream, |e| matches!(e, Event::Missed { auto: true, .. })).await;
+        assert_eq!(c.at, MONDAY_10 + 661_000);
+    }
+
+    #[actix_rt::test]
     async fn a_new_day_on_the_queues_clock_starts_the_numbers_again() {
         let dir = tempfile::tempdir().unwrap();
         // 23:59:30 in Shanghai, Monday.
