@@ -95,12 +95,26 @@ struct Guidance {
 const LEAVE_CHECK_MS: i64 = 10_000;
 
 impl PatientSession {
-    /// Bring the feed up to date from the journal (at start, and after a missed broadcast).
-    fn load_history(&mut self) -> Vec<String> {
-        let events = {
-            let mut j = self.hub.inner.journal.lock().unwrap_or_else(|p| p.into_inner());
-            j.ticket_events(&self.ticket, self.feed.last_journal_seq())
+    /// Bring the feed up to date from the journal (at start, and when the ticket has new
+    /// commits), then hand `then` the new frames. The read runs on a blocking thread, never on
+    /// the thread all sessions share; this session handles nothing else meanwhile (`ctx.wait`),
+    /// so its feed and its frames stay in journal order, while the other sessions go on.
+    fn catch_up(&mut self, ctx: &mut Context<Self>, then: fn(&mut Self, Vec<String>)) {
+        let journal = self.hub.inner.journal.clone();
+        let (ticket, after) = (self.ticket.clone(), self.feed.last_journal_seq());
+        let read = async move {
+            tokio::task::spawn_blocking(move || journal.lock().unwrap_or_else(|p| p.into_inner()).ticket_events(&ticket, after))
+                .await
+                .unwrap_or_else(|e| Err(crate::storage::StorageError::Corrupt { seq: after, reason: format!("the history read stopped: {e}") }))
         };
+        ctx.wait(read.into_actor(self).map(move |events, act, _| {
+            let fresh = act.take_history(events);
+            then(act, fresh);
+        }));
+    }
+
+    /// The events read, into the feed; the frames they make.
+    fn take_history(&mut self, events: Result<Vec<crate::storage::StoredEvent>, crate::storage::StorageError>) -> Vec<String> {
         let mut fresh = Vec::new();
         match events {
             Ok(events) => {
@@ -137,8 +151,9 @@ impl PatientSession {
 impl Actor for PatientSession {
     type Context = Context<Self>;
 
-    fn started(&mut self, _ctx: &mut Self::Context) {
-        self.load_history();
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // The history first: no connection attaches before the feed is whole.
+        self.catch_up(ctx, |_, _| {});
     }
 }
 
@@ -208,16 +223,17 @@ struct CatchUp;
 
 impl Handler<CatchUp> for PatientSession {
     type Result = ();
-    fn handle(&mut self, _: CatchUp, _: &mut Self::Context) {
-        let fresh = self.load_history();
-        if !fresh.is_empty() {
-            // The place in line changed in kind (called, transferred …): the next position is news.
-            self.last_position = None;
-            self.guidance.snapshot_eta = None;
-        }
-        for text in fresh {
-            self.send_all(&text);
-        }
+    fn handle(&mut self, _: CatchUp, ctx: &mut Self::Context) {
+        self.catch_up(ctx, |act, fresh| {
+            if !fresh.is_empty() {
+                // The place in line changed in kind (called, transferred …): the next position is news.
+                act.last_position = None;
+                act.guidance.snapshot_eta = None;
+            }
+            for text in fresh {
+                act.send_all(&text);
+            }
+        });
     }
 }
 
