@@ -503,16 +503,23 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(10), wait).await.expect("committed within 10 s")
     }
 
-    #[actix_rt::test]
-    async fn the_no_show_rule_runs_on_the_queues_clock() {
-        let dir = tempfile::tempdir().unwrap();
-        let (q, _, _, clock) = queue_at(dir.path(), Clock::manual(MONDAY_10));
+    /// A queue on a manual clock at Monday 10:00 whose no-show rule misses a ticket called
+    /// `after_calls` times and unanswered for `grace_secs`; one ticket issued and called.
+    async fn called_under_no_show_rule(dir: &std::path::Path, after_calls: u32, grace_secs: u32) -> (QueueHandle, Clock, TicketView) {
+        let (q, _, _, clock) = queue_at(dir, Clock::manual(MONDAY_10));
         let mut policy = QueuePolicy::default();
-        policy.calls.auto_miss_after_calls = Some(1);
-        policy.calls.grace_secs = 90;
+        policy.calls.auto_miss_after_calls = Some(after_calls);
+        policy.calls.grace_secs = grace_secs;
         q.execute(Command::SetPolicy { policy }, None).await.unwrap();
         q.execute(issue(0), None).await.unwrap();
         let called = q.execute(call_next(), None).await.unwrap().ticket.unwrap();
+        (q, clock, called)
+    }
+
+    #[actix_rt::test]
+    async fn the_no_show_rule_runs_on_the_queues_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, clock, called) = called_under_no_show_rule(dir.path(), 1, 90).await;
         assert_eq!(called.called_at, Some(MONDAY_10), "the call is stamped on the queue's clock");
         let mut stream = q.subscribe();
 
@@ -530,13 +537,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_ticket_called_fewer_times_than_the_rule_says_is_never_missed_by_the_server() {
         let dir = tempfile::tempdir().unwrap();
-        let (q, _, _, clock) = queue_at(dir.path(), Clock::manual(MONDAY_10));
-        let mut policy = QueuePolicy::default();
-        policy.calls.auto_miss_after_calls = Some(2);
-        policy.calls.grace_secs = 60;
-        q.execute(Command::SetPolicy { policy }, None).await.unwrap();
-        q.execute(issue(0), None).await.unwrap();
-        let called = q.execute(call_next(), None).await.unwrap().ticket.unwrap();
+        let (q, clock, called) = called_under_no_show_rule(dir.path(), 2, 60).await;
         let mut stream = q.subscribe();
         // One call of two, ten minutes on: still called, and the rule refuses to miss it.
         clock.advance(600_000);

@@ -262,16 +262,9 @@ async fn a_damaged_wal_is_refused_with_the_position_named() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server started on a damaged journal");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let Some(status) = crate::helpers::exited_within(&mut child, std::time::Duration::from_secs(30)).await else {
+        let _ = child.kill();
+        panic!("the server started on a damaged journal");
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();

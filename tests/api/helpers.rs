@@ -142,16 +142,7 @@ impl TestApp {
 
     /// Waits (bounded) for the server to end by itself; its exit status, `None` if it still runs.
     pub async fn exited_within(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.child.try_wait().expect("child status") {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        exited_within(&mut self.child, limit).await
     }
 
     /// SIGKILL, no goodbye.
@@ -204,6 +195,20 @@ impl TestApp {
             q.as_object_mut().expect("queue").remove("mean_service_secs");
         }
         v
+    }
+}
+
+/// Waits (bounded) for `child` to end by itself; its exit status, `None` if it still runs.
+pub async fn exited_within(child: &mut Child, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("child status") {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
