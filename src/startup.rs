@@ -111,13 +111,13 @@ impl Application {
         let (journal, _thread) = JournalWriter::start(Box::new(store), settings.limits.journal, metrics.clone());
         let journal_failed = Box::pin(journal.failure());
 
-        let directory = Directory::default();
+        let (directory, stream) = (Directory::default(), crate::actors::CommitStream::default());
         let queues: BTreeMap<_, _> = states
             .into_iter()
-            .map(|(id, s)| (id, QueueHandle::start(s, journal.clone(), directory.clone(), metrics.clone(), crate::clock::Clock::server())))
+            .map(|(id, s)| (id, QueueHandle::start(s, journal.clone(), directory.clone(), stream.clone(), metrics.clone(), crate::clock::Clock::server())))
             .collect();
         let hospital = Arc::new(settings.hospital.clone());
-        let floor = Floor::new(hospital.clone(), queues, directory);
+        let floor = Floor::new(hospital.clone(), queues, directory, stream);
         let recovered = floor.recover_transfers(pending).await.context("finishing interrupted transfers")?;
         if recovered > 0 {
             tracing::warn!(recovered, "interrupted transfers finished");
@@ -173,7 +173,7 @@ impl Application {
             auth: Auth::new(settings.staff_token.expose(), &hospital.tokens, settings.patient_key.expose()),
             metrics,
             journal,
-            journal_path: path.clone(),
+            reports: crate::actors::reports::ReportDesk::start(&floor, path.clone(), crate::clock::Clock::server()),
             max_body_bytes: settings.limits.max_body_bytes,
             maps,
             guide,

@@ -35,6 +35,10 @@ pub struct Metrics {
     pub ws_disconnects: IntCounterVec,
     /// Messages queued to patient connections.
     pub push_messages: prometheus::IntCounter,
+    /// Ticket histories read from the journal by patient sessions, by why (`start`: a session
+    /// starting; `resync`: the push router fell behind the committed stream). Live commits are
+    /// never read back.
+    pub push_history_reads: IntCounterVec,
     pub journal_commit_seconds: Histogram,
     pub journal_batch_events: Histogram,
     /// Displays' last status: 1 online, 0 offline (absent until a display speaks).
@@ -63,6 +67,8 @@ impl Metrics {
         let ws_connections = prometheus::IntGauge::new("clinicflow_ws_connections", "Open patient WebSocket connections").expect("valid metric");
         let ws_disconnects = IntCounterVec::new(Opts::new("clinicflow_ws_disconnects_total", "Patient connections ended by the server"), &["reason"]).expect("valid metric");
         let push_messages = prometheus::IntCounter::new("clinicflow_push_messages_total", "Messages queued to patient connections").expect("valid metric");
+        let push_history_reads =
+            IntCounterVec::new(Opts::new("clinicflow_push_history_reads_total", "Ticket histories read from the journal by patient sessions"), &["why"]).expect("valid metric");
         let display_online = IntGaugeVec::new(Opts::new("clinicflow_display_online", "Display status: 1 online, 0 offline"), &["display"]).expect("valid metric");
         let mqtt_rejected = IntCounterVec::new(Opts::new("clinicflow_mqtt_rejected_total", "MQTT messages refused or ignored, by reason"), &["reason"]).expect("valid metric");
         let mqtt_dropped = prometheus::IntCounter::new("clinicflow_mqtt_dropped_total", "Incoming MQTT publishes dropped while the handler was behind").expect("valid metric");
@@ -87,6 +93,7 @@ impl Metrics {
             Box::new(ws_connections.clone()),
             Box::new(ws_disconnects.clone()),
             Box::new(push_messages.clone()),
+            Box::new(push_history_reads.clone()),
             Box::new(webhooks.clone()),
             Box::new(display_online.clone()),
             Box::new(mqtt_rejected.clone()),
@@ -106,6 +113,7 @@ impl Metrics {
             ws_connections,
             ws_disconnects,
             push_messages,
+            push_history_reads,
             journal_commit_seconds,
             journal_batch_events,
             webhooks,

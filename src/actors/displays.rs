@@ -1,17 +1,17 @@
-//! `DisplayFeed`: what every wall display shows, computed once from the queues' commits and
+//! `DisplayFeed`: what every wall display shows, computed once from the floor's committed stream
+//! (each commit carries its queue's board and the tickets it called: nothing is asked back) and
 //! handed to every way a display is reached — the MQTT edge (retained `state`, `announce`) and
 //! browser displays over `/ws/displays/{id}`. The edges only encode and send.
 
-use super::Floor;
+use super::{Committed, Floor};
 use crate::domain::config::{DisplayConfig, Hospital};
-use crate::domain::display::{display_state, queues_of};
+use crate::domain::display::{display_state, queues_of, Board};
 use crate::domain::event::Event;
 use crate::domain::ids::QueueId;
-use crate::domain::view::QueueSnapshot;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 /// Protocol version carried in every display payload as `v` (MQTT and WebSocket alike).
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -19,9 +19,6 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// `Lagged` and re-reads the latest states ([`DisplayFeed::latest`]); announcements it missed are
 /// gone (a call older than the buffer is no longer worth speaking).
 const FEED_CAPACITY: usize = 4_096;
-/// Commits waiting to be turned into display messages; a full buffer makes queue-subscriber
-/// tasks wait (they never block a queue actor: they read its broadcast).
-const COMMITS: usize = 4_096;
 
 /// One message for one display: the payload is the full JSON (with `v`, `display`, `at`).
 #[derive(Debug, Clone)]
@@ -43,33 +40,17 @@ pub struct DisplayFeed {
 }
 
 impl DisplayFeed {
-    /// Start following every queue. Must run inside an actix system (or a tokio runtime).
+    /// Start following the floor's committed stream. Must run inside an actix system (or a
+    /// tokio runtime).
     pub async fn start(floor: &Floor, desk: super::delivery::DeliveryDesk) -> Self {
         let (tx, _) = broadcast::channel(FEED_CAPACITY);
         let feed = Self { desk, tx, latest: Arc::default(), hospital: floor.hospital.clone() };
-        let (commit_tx, commits) = mpsc::channel::<(QueueId, Vec<i64>, Vec<Event>)>(COMMITS);
-        for q in floor.queues() {
-            let (mut rx, tx) = (q.subscribe(), commit_tx.clone());
-            actix_rt::spawn(async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(c) => {
-                            if tx.send((c.queue.clone(), c.seqs.clone(), c.events.clone())).await.is_err() {
-                                break;
-                            }
-                        }
-                        // Missed commits: states are computed from snapshots anyway.
-                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    }
-                }
-            });
-        }
-        let mut worker = Worker::new(floor.clone(), feed.clone());
+        // Subscribed before the first boards are read: nothing committed in between is missed.
+        let commits = floor.committed();
+        let mut worker = Worker::new(floor.hospital.clone(), feed.clone());
         // Every display has a state before anyone asks.
-        let all: Vec<QueueId> = floor.queues().map(|q| q.id().clone()).collect();
-        worker.refresh(&all).await;
-        actix_rt::spawn(worker.run(commits));
+        worker.resync(floor).await;
+        actix_rt::spawn(worker.run(floor.clone(), commits));
         feed
     }
 
@@ -98,46 +79,58 @@ impl DisplayFeed {
 }
 
 struct Worker {
-    floor: Floor,
+    hospital: Arc<Hospital>,
     feed: DisplayFeed,
     displays: Vec<(DisplayConfig, Vec<QueueId>)>,
+    /// The latest board of each queue, from its last commit.
+    boards: BTreeMap<QueueId, Arc<Board>>,
     /// The last state sent per display, without the envelope: unchanged states are not re-sent.
     sent: HashMap<String, Value>,
 }
 
 impl Worker {
-    fn new(floor: Floor, feed: DisplayFeed) -> Self {
-        let h = floor.hospital.clone();
-        let displays = h.displays.iter().map(|d| (d.clone(), queues_of(d, &h))).collect();
-        Self { floor, feed, displays, sent: HashMap::new() }
+    fn new(hospital: Arc<Hospital>, feed: DisplayFeed) -> Self {
+        let displays = hospital.displays.iter().map(|d| (d.clone(), queues_of(d, &hospital))).collect();
+        Self { hospital, feed, displays, boards: BTreeMap::new(), sent: HashMap::new() }
     }
 
-    async fn run(mut self, mut commits: mpsc::Receiver<(QueueId, Vec<i64>, Vec<Event>)>) {
-        while let Some((queue, seqs, events)) = commits.recv().await {
-            self.announce(&queue, &seqs, &events).await;
-            self.refresh(&[queue]).await;
+    /// Follow the commits: each carries its queue's board and the tickets it called.
+    async fn run(mut self, floor: Floor, mut commits: broadcast::Receiver<Arc<Committed>>) {
+        loop {
+            match commits.recv().await {
+                Ok(c) => {
+                    self.announce(&c);
+                    self.boards.insert(c.queue.clone(), c.board.clone());
+                    self.refresh(&[c.queue.clone()]);
+                }
+                // Missed commits: take every queue's board as it is now. The calls missed are
+                // not spoken (a call that old is no longer worth speaking).
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "the display feed fell behind the commits; resyncing from the queues");
+                    self.resync(&floor).await;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
         }
+    }
+
+    /// Ask every queue for its board (at start, and after missing commits); refresh everything.
+    async fn resync(&mut self, floor: &Floor) {
+        for q in floor.queues() {
+            if let Ok(b) = q.board().await {
+                self.boards.insert(q.id().clone(), b);
+            }
+        }
+        let all: Vec<QueueId> = self.boards.keys().cloned().collect();
+        self.refresh(&all);
     }
 
     /// Recompute the states of the displays showing any of `dirty`; send those that changed.
-    async fn refresh(&mut self, dirty: &[QueueId]) {
+    fn refresh(&mut self, dirty: &[QueueId]) {
         let affected: Vec<usize> = (0..self.displays.len()).filter(|&i| self.displays[i].1.iter().any(|q| dirty.contains(q))).collect();
-        let mut snaps: BTreeMap<QueueId, QueueSnapshot> = BTreeMap::new();
-        for &i in &affected {
-            for q in &self.displays[i].1 {
-                if snaps.contains_key(q) {
-                    continue;
-                }
-                if let Ok(h) = self.floor.queue(q) {
-                    if let Ok(snap) = h.snapshot().await {
-                        snaps.insert(q.clone(), snap);
-                    }
-                }
-            }
-        }
         for i in affected {
             let d = &self.displays[i].0;
-            let state = serde_json::to_value(display_state(d, &self.floor.hospital, &snaps)).unwrap_or_default();
+            let state = serde_json::to_value(display_state(d, &self.hospital, &self.boards)).unwrap_or_default();
             if self.sent.get(&d.id) == Some(&state) {
                 continue;
             }
@@ -154,23 +147,22 @@ impl Worker {
     }
 
     /// One announcement per call or recall, to every display showing that room.
-    async fn announce(&self, queue: &QueueId, seqs: &[i64], events: &[Event]) {
-        let hospital = &self.floor.hospital;
-        for (event, seq) in events.iter().zip(seqs) {
+    fn announce(&self, c: &Committed) {
+        for (event, seq) in c.events.iter().zip(&c.seqs) {
             let (ticket, room, kind, call) = match event {
                 Event::Called { ticket, room, call, .. } => (ticket, room, "call", call),
                 Event::Recalled { ticket, room, call } => (ticket, room, "recall", call),
                 _ => continue,
             };
-            let Ok(t) = self.floor.ticket(ticket).await else { continue };
-            let (zh, en) = hospital.room(room).map_or((room.to_string(), String::new()), |r| (r.name.clone(), r.name_en.clone()));
+            let Some(t) = c.ticket(ticket) else { continue };
+            let (zh, en) = self.hospital.room(room).map_or((room.to_string(), String::new()), |r| (r.name.clone(), r.name_en.clone()));
             let a = crate::domain::announce::call(&t.number, &t.masked_name, &zh, &en);
             let now = crate::clock::now_ms();
             for (d, _) in self.displays.iter().filter(|(d, _)| d.rooms.contains(room)) {
                 self.feed.desk.sent(&d.id, *seq, &t.number, now);
                 let payload = json!({
                     "v": PROTOCOL_VERSION, "display": d.id, "kind": kind, "seq": seq, "call": call, "at": now,
-                    "queue": queue, "ticket": ticket, "number": t.number, "name": t.masked_name,
+                    "queue": c.queue, "ticket": ticket, "number": t.number, "name": t.masked_name,
                     "room": room, "room_name": zh, "room_name_en": en, "text_zh": a.text_zh, "text_en": a.text_en,
                 });
                 let _ = self.feed.tx.send(DisplayMessage::Announce { display: d.id.clone(), payload: Arc::new(payload) });

@@ -1,11 +1,12 @@
 //! `Floor`: the handles of every queue and the ticket → queue index. It routes a ticket
 //! command to the queue that owns the ticket and runs the two halves of a transfer.
 
-use super::queue::{CommandError, Outcome, QueueHandle};
+use super::queue::{CommandError, CommitStream, Committed, Outcome, QueueHandle};
 use crate::domain::command::{Command, Idempotency};
 use crate::domain::config::Hospital;
 use crate::domain::error::QueueError;
 use crate::domain::ids::{QueueId, RoomId, TicketId};
+use crate::domain::keypad::RoomAction;
 use crate::domain::view::{QueueSnapshot, TicketView};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -41,6 +42,8 @@ pub enum FloorError {
     UnknownTicket(TicketId),
     #[error("unknown room {0}")]
     UnknownRoom(RoomId),
+    #[error("room {0} has no called patient")]
+    NoCurrentPatient(RoomId),
     #[error(transparent)]
     Command(#[from] CommandError),
 }
@@ -56,11 +59,28 @@ pub struct Floor {
     pub hospital: Arc<Hospital>,
     queues: Arc<BTreeMap<QueueId, QueueHandle>>,
     directory: Directory,
+    stream: CommitStream,
 }
 
 impl Floor {
-    pub fn new(hospital: Arc<Hospital>, queues: BTreeMap<QueueId, QueueHandle>, directory: Directory) -> Self {
-        Self { hospital, queues: Arc::new(queues), directory }
+    /// The floor of `queues`, which index their tickets in `directory` and publish on `stream`.
+    pub fn new(hospital: Arc<Hospital>, queues: BTreeMap<QueueId, QueueHandle>, directory: Directory, stream: CommitStream) -> Self {
+        Self { hospital, queues: Arc::new(queues), directory, stream }
+    }
+
+    /// Follow every queue's commits (see [`CommitStream`] for the order).
+    pub fn committed(&self) -> tokio::sync::broadcast::Receiver<Arc<Committed>> {
+        self.stream.subscribe()
+    }
+
+    /// Follow every queue's commits, with how many were published before the first received.
+    pub fn committed_counted(&self) -> (tokio::sync::broadcast::Receiver<Arc<Committed>>, u64) {
+        self.stream.subscribe_counted()
+    }
+
+    /// How many commits have been published (see [`CommitStream::published`]).
+    pub fn published(&self) -> u64 {
+        self.stream.published()
     }
 
     pub fn queue(&self, id: &QueueId) -> Result<&QueueHandle, FloorError> {
@@ -157,6 +177,49 @@ impl Floor {
         };
         let from = out.ticket.as_ref().map(|t| t.queue.clone()).unwrap_or_else(|| to.clone());
         Ok(dest.execute(Command::TransferIn { ticket: data, from }, None).await?)
+    }
+
+    /// What a room's caller (a keypad, a nurse) asks of the room. The floor decides which queue
+    /// that is: call-next tries the room's queues in the config's order until one has a patient
+    /// for it; recall, skip and complete act on the patient the room has called, in whichever
+    /// queue. Returns the ticket acted on (none: nobody waits, or a pause).
+    pub async fn room_action(&self, room: &RoomId, action: RoomAction, caller: &str, idem: Option<Idempotency>) -> Result<Option<TicketView>, FloorError> {
+        let queues = self.hospital.room_queues.get(room).ok_or_else(|| FloorError::UnknownRoom(room.clone()))?;
+        match action {
+            RoomAction::CallNext => {
+                for q in queues {
+                    let cmd = Command::CallNext { room: room.clone(), caller: caller.to_owned() };
+                    if let Some(t) = self.execute(q, cmd, idem.clone()).await?.ticket {
+                        return Ok(Some(t));
+                    }
+                }
+                Ok(None)
+            }
+            RoomAction::Recall | RoomAction::Skip | RoomAction::Complete => {
+                let ticket = self.current_patient(room).await?.ok_or_else(|| FloorError::NoCurrentPatient(room.clone()))?;
+                let cmd = match action {
+                    RoomAction::Recall => Command::Recall { ticket: ticket.clone() },
+                    RoomAction::Skip => Command::Skip { ticket: ticket.clone() },
+                    _ => Command::Complete { ticket: ticket.clone() },
+                };
+                Ok(self.on_ticket(&ticket, cmd, idem).await?.ticket)
+            }
+            RoomAction::Pause | RoomAction::Resume => {
+                self.set_room_paused(room, action == RoomAction::Pause).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The patient a room has called or is seeing, across the queues it calls from.
+    pub async fn current_patient(&self, room: &RoomId) -> Result<Option<TicketId>, FloorError> {
+        for q in self.hospital.room_queues.get(room).into_iter().flatten() {
+            let board = self.queue(q)?.board().await?;
+            if let Some(t) = board.rooms.iter().find(|r| &r.id == room).and_then(|r| r.current_ticket.clone()) {
+                return Ok(Some(t));
+            }
+        }
+        Ok(None)
     }
 
     /// Pause or resume a room in every queue it calls from.

@@ -7,7 +7,7 @@ use crate::clock::now_ms;
 use super::{Floor, FloorError};
 use crate::domain::command::{Command, IssueTicket};
 use crate::domain::config::{parse_hours, Hospital, ServiceConfig, ServiceKind};
-use crate::domain::ids::{DisplayName, PatientId, PriorityClass, TicketId};
+use crate::domain::ids::{DisplayName, PatientId, PriorityClass, QueueId, TicketId};
 use crate::domain::queue::Status;
 use crate::domain::view::TicketView;
 use crate::map::json::route_json;
@@ -15,21 +15,95 @@ use crate::map::model::{Endpoint, Labels, Lang, VenueMap};
 use crate::map::store::{MapStore, ResolveError};
 use crate::map::Profile;
 use crate::plan::orders::OrderStatus;
-use crate::plan::{allowed_now, plan, Point, Problem, Rules, Stop, StopKind, RETURN_LEAD_S};
+use crate::plan::{allowed_now, plan, Point, Problem, Reason, Rules, Stop, StopKind, RETURN_LEAD_S};
 use crate::storage::orders::{OrderStore, StoredOrder};
 use chrono::Timelike;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// Why the guide cannot answer. The HTTP edge maps each to a status and a stable code.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum GuideError {
+    #[error(transparent)]
     Floor(FloorError),
+    #[error("{0:?}")]
     Resolve(ResolveError),
     /// The order store failed; nothing changed.
+    #[error("cannot record the orders now: {0}")]
     Store(String),
-    /// The request cannot be served as asked: (HTTP status, code, message).
-    Refused(u16, &'static str, String),
+    #[error("no ticket or order for patient {0} today")]
+    UnknownPatient(PatientId),
+    /// No place given, no fresh live position, no ticket with a place.
+    #[error("where is the patient? give at= (a kiosk or QR marker, a room)")]
+    WhereIsThePatient,
+    /// The config puts a service somewhere the map does not have.
+    #[error("service {service} is at {place:?}, which is not on the map")]
+    MapMismatch { service: String, place: String },
+    #[error("the orders cannot be planned: {0}")]
+    ContradictoryOrders(String),
+    #[error("no {profile} route to {service}")]
+    NoRoute { profile: &'static str, service: String },
+    #[error("the patient has no active order for service {0:?}")]
+    NotPending(String),
+    /// A return visit asked for long before its results: `at` is when they are expected (HH:MM).
+    #[error(
+        "the results are expected at {at}: the return visit is taken from {} minutes before (staff who see the results already may return the ticket with POST /tickets/{{id}}/return)",
+        RETURN_LEAD_S as i64 / 60
+    )]
+    ResultsPending { at: String },
+    #[error("the ticket was not recorded")]
+    Unrecorded,
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("patient {patient} has no order {order:?}")]
+    UnknownOrder { patient: PatientId, order: String },
+}
+
+/// What `GET /patients/{id}/next` answers and a session pushes as `next_stop`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NextStop {
+    pub patient: PatientId,
+    /// Every order is done (or none is active): `next` is null.
+    pub done: bool,
+    pub next: Option<Next>,
+    #[serde(flatten)]
+    pub planned: Option<Planned>,
+    pub orders: Vec<StoredOrder>,
+}
+
+/// The stop to go to now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Next {
+    pub service: String,
+    pub name: String,
+    pub kind: ServiceKind,
+    pub queue: Option<QueueId>,
+    pub orders: Vec<String>,
+    /// Besides walking: the held ticket's call, a new ticket's wait, the results awaited.
+    pub expected_wait_s: f64,
+    pub walk_s: f64,
+    pub reason: String,
+    pub reasons: Reason,
+    /// The route there, as `GET /route` answers it.
+    pub route: Value,
+}
+
+/// The rest of a plan, when there is one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    /// Services whose tickets are taken on accept (the rules allow them now).
+    pub hold: Vec<String>,
+    pub plan: Vec<PlanStep>,
+    pub expected_finish: String,
+    pub results_expected_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanStep {
+    pub service: String,
+    pub name: String,
+    pub orders: Vec<String>,
 }
 
 impl From<FloorError> for GuideError {
@@ -141,10 +215,34 @@ impl Guide {
         if tickets.is_empty() {
             let id = p.as_str().to_owned();
             if !self.store(move |s| s.has_patient(&id)).await? {
-                return Err(GuideError::Refused(404, "unknown_patient", format!("no ticket or order for patient {p} today")));
+                return Err(GuideError::UnknownPatient(p.clone()));
             }
         }
         Ok(tickets)
+    }
+
+    /// Replace a patient's orders with `orders` (from the HIS), whole; the list as stored.
+    pub async fn put_orders(&self, p: &PatientId, orders: Vec<crate::plan::orders::OrderIn>) -> Result<Vec<StoredOrder>, GuideError> {
+        self.known(p).await?;
+        let (id, now) = (p.as_str().to_owned(), now_ms());
+        self.store(move |s| {
+            s.put(&id, &orders, now)?;
+            s.list(&id)
+        })
+        .await
+    }
+
+    /// An order is done or cancelled (`Some(status)`), or its results are in (`None`: a return
+    /// visit waiting for them may be taken now). The order as stored.
+    pub async fn order_changed(&self, p: &PatientId, order: &str, status: Option<OrderStatus>) -> Result<StoredOrder, GuideError> {
+        let (id, o, now) = (p.as_str().to_owned(), order.to_owned(), now_ms());
+        let changed = self
+            .store(move |s| match status {
+                Some(status) => s.set_status(&id, &o, status, now),
+                None => s.set_results(&id, &o, now),
+            })
+            .await?;
+        changed.ok_or_else(|| GuideError::UnknownOrder { patient: p.clone(), order: order.to_owned() })
     }
 
     /// The patient's orders, with those their queue has since completed marked done (and stored
@@ -209,12 +307,12 @@ impl Guide {
     }
 
     /// The next stop with its route, wait and reason, the whole plan, and the tickets to hold.
-    pub async fn next_stop(&self, p: &PatientId, at: Option<&str>, profile: Profile, lang: Lang) -> Result<Value, GuideError> {
+    pub async fn next_stop(&self, p: &PatientId, at: Option<&str>, profile: Profile, lang: Lang) -> Result<NextStop, GuideError> {
         let tickets = self.known(p).await?;
         let list = self.orders_of(p, &tickets).await?;
         let todo = self.pending(&list);
         if todo.is_empty() {
-            return Ok(json!({"patient": p, "done": true, "next": null, "orders": list}));
+            return Ok(NextStop { patient: p.clone(), done: true, next: None, planned: None, orders: list });
         }
         // Where the patient is: given, their live position, or the room of their latest ticket.
         let atlas = self.maps.current();
@@ -231,7 +329,7 @@ impl Guide {
                         .iter()
                         .max_by_key(|t| t.issued_at)
                         .and_then(|t| t.room.as_ref().map(|r| format!("room:{r}")).or_else(|| Some(format!("department:{}", self.hospital().queues.get(&t.queue)?.department))))
-                        .ok_or_else(|| GuideError::Refused(400, "missing_parameter", "where is the patient? give at= (a kiosk or QR marker, a room)".into()))?;
+                        .ok_or(GuideError::WhereIsThePatient)?;
                     (atlas.resolve(&r)?, r)
                 }
             },
@@ -241,7 +339,7 @@ impl Guide {
             .iter()
             .map(|t| {
                 let r = self.service_place(t.service);
-                map.resolve(&r).ok_or_else(|| GuideError::Refused(500, "map_mismatch", format!("service {} is at {r:?}, which is not on the map", t.service.id)))
+                map.resolve(&r).ok_or_else(|| GuideError::MapMismatch { service: t.service.id.clone(), place: r })
             })
             .collect::<Result<_, _>>()?;
         let walk_s = |a: &Endpoint, b: &Endpoint| map.route(a, b, profile).map(|r| r.seconds).unwrap_or(f64::INFINITY);
@@ -292,10 +390,10 @@ impl Guide {
             }
         }
         let prob = Problem { now_s, stops: &stops, points: &points, walk_from_here: &walk_from_here, walk: &walk, rules, ready_at: &ready_at, results_ready_s };
-        let the_plan = plan(&prob).map_err(|e| GuideError::Refused(422, "contradictory_orders", format!("the orders cannot be planned: {e:?}")))?;
+        let the_plan = plan(&prob).map_err(|e| GuideError::ContradictoryOrders(format!("{e:?}")))?;
         let first = the_plan.order[0];
         let svc = todo[first].service;
-        let route = map.route(&here.endpoint, &places[first], profile).map_err(|_| GuideError::Refused(422, "no_route", format!("no {} route to {}", profile.name(), svc.name)))?;
+        let route = map.route(&here.endpoint, &places[first], profile).map_err(|_| GuideError::NoRoute { profile: profile.name(), service: svc.name.clone() })?;
         let route = route_json(map, &route, &here.endpoint, &places[first], &here_ref, &self.service_place(svc), lang);
         let reason = match lang {
             Lang::Zh => &the_plan.reason.zh,
@@ -309,23 +407,21 @@ impl Guide {
             expected_wait_s += (results_ready_s - now_s - walk_from_here[first]).max(0.0);
         }
         let results_at = (results_ready_s > now_s).then(|| (local + chrono::Duration::seconds((results_ready_s - now_s) as i64)).to_rfc3339());
-        Ok(json!({
-            "patient": p,
-            "done": false,
-            "next": {
-                "service": svc.id, "name": points[first].name.get(lang), "kind": svc.kind, "queue": svc.queue,
-                "orders": todo[first].orders,
-                "expected_wait_s": expected_wait_s.round(),
-                "walk_s": walk_from_here[first].round(),
-                "reason": reason, "reasons": the_plan.reason,
-                "route": route,
-            },
-            "hold": hold,
-            "plan": the_plan.order.iter().map(|&i| json!({"service": todo[i].service.id, "name": points[i].name.get(lang), "orders": todo[i].orders})).collect::<Vec<_>>(),
-            "expected_finish": finish.to_rfc3339(),
-            "results_expected_at": results_at,
-            "orders": list,
-        }))
+        let next = Next {
+            service: svc.id.clone(),
+            name: points[first].name.get(lang).to_owned(),
+            kind: svc.kind,
+            queue: svc.queue.clone(),
+            orders: todo[first].orders.clone(),
+            expected_wait_s: expected_wait_s.round(),
+            walk_s: walk_from_here[first].round(),
+            reason: reason.clone(),
+            reasons: the_plan.reason.clone(),
+            route,
+        };
+        let steps = the_plan.order.iter().map(|&i| PlanStep { service: todo[i].service.id.clone(), name: points[i].name.get(lang).to_owned(), orders: todo[i].orders.clone() }).collect();
+        let planned = Planned { hold, plan: steps, expected_finish: finish.to_rfc3339(), results_expected_at: results_at };
+        Ok(NextStop { patient: p.clone(), done: false, next: Some(next), planned: Some(planned), orders: list })
     }
 
     /// When the results of the patient's completed stops are expected (seconds since local
@@ -357,7 +453,7 @@ impl Guide {
         let list = self.orders_of(p, &tickets).await?;
         let todo = self.pending(&list);
         let Some(t) = todo.iter().find(|t| t.service.id == service) else {
-            return Err(GuideError::Refused(422, "not_pending", format!("the patient has no active order for service {service:?}")));
+            return Err(GuideError::NotPending(service.to_owned()));
         };
         if t.service.queue.is_none() {
             return Ok(Vec::new());
@@ -368,15 +464,7 @@ impl Guide {
             let ready = self.results_ready_s(&tickets, &list, now_s);
             if ready > now_s + RETURN_LEAD_S {
                 let at = local + chrono::Duration::seconds((ready - now_s) as i64);
-                return Err(GuideError::Refused(
-                    409,
-                    "results_pending",
-                    format!(
-                        "the results are expected at {}: the return visit is taken from {} minutes before (staff who see the results already may return the ticket with POST /tickets/{{id}}/return)",
-                        at.format("%H:%M"),
-                        RETURN_LEAD_S as i64 / 60
-                    ),
-                ));
+                return Err(GuideError::ResultsPending { at: at.format("%H:%M").to_string() });
             }
         }
         let st = stops(&todo);
@@ -401,7 +489,7 @@ impl Guide {
         if let Some(held) = tickets.iter().find(|k| k.queue == qid && matches!(k.status, Status::Waiting | Status::Called | Status::Booked)) {
             return Ok((held.clone(), false));
         }
-        let unrecorded = || GuideError::Refused(503, "unavailable", "the ticket was not recorded".into());
+        let unrecorded = || GuideError::Unrecorded;
         // The return visit (回诊) goes back to the doctor's queue on the ticket already there.
         if svc.kind == ServiceKind::Return {
             if let Some(done) = tickets.iter().filter(|k| k.queue == qid && k.status == Status::Completed).max_by_key(|k| k.issued_at) {
@@ -413,7 +501,7 @@ impl Guide {
         let cmd = Command::Issue(IssueTicket {
             ticket: TicketId::random(),
             patient: p.clone(),
-            name: DisplayName::parse(&name).map_err(|e| GuideError::Refused(422, "invalid_field", e.to_string()))?,
+            name: DisplayName::parse(&name).map_err(|e| GuideError::InvalidName(e.to_string()))?,
             class: tickets.first().map(|k| k.priority.clone()).unwrap_or_else(|| PriorityClass::parse("normal").expect("valid")),
             slot: None,
             doctor: None,

@@ -8,9 +8,10 @@ pub mod guide;
 pub mod his;
 pub mod positions;
 mod queue;
+pub mod reports;
 mod session;
 pub mod webhooks;
 
 pub use floor::{Directory, Floor, FloorError};
-pub use queue::{ClinicQueue, CommandError, Committed, Outcome, QueueHandle};
+pub use queue::{ClinicQueue, CommandError, CommitStream, Committed, Outcome, QueueHandle};
 pub use session::{close, PushLimits, SessionHub};

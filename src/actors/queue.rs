@@ -18,6 +18,7 @@ use super::Directory;
 use crate::clock::Clock;
 use crate::domain::command::{Command, Idempotency};
 use crate::domain::config::QueuePolicy;
+use crate::domain::display::Board;
 use crate::domain::error::QueueError;
 use crate::domain::event::{Event, TicketData, UnixMs};
 use crate::domain::ids::{QueueId, TicketId};
@@ -34,17 +35,76 @@ use tokio::sync::{broadcast, oneshot};
 
 /// Mailbox size of a queue actor. When full, senders wait (HTTP requests queue up in actix).
 const MAILBOX: usize = 4_096;
-/// Committed events kept for slow subscribers (display hub, patient sessions). A subscriber that
-/// falls further behind gets `Lagged` and must resync from a snapshot.
-const PUBLISH_BUFFER: usize = 1_024;
+/// Commits kept for slow followers (displays, patient sessions, webhooks). A follower that falls
+/// further behind gets `Lagged` and resyncs (from the journal, or a queue's board).
+const STREAM_BUFFER: usize = 8_192;
 
-/// Events of one command after they are durable, for subscribers.
+/// One command's effect once it is durable, self-contained: followers (displays, phones,
+/// webhooks) take what they show from it and never call back into the queue or re-read the
+/// journal for it.
 #[derive(Debug, Clone)]
 pub struct Committed {
     pub queue: QueueId,
     pub at: UnixMs,
+    /// The journal position of each event.
     pub seqs: Vec<i64>,
     pub events: Vec<Event>,
+    /// The tickets the events touched, as they stand after them.
+    pub tickets: Vec<TicketView>,
+    /// What wall displays show of the queue after them.
+    pub board: Arc<Board>,
+}
+
+impl Committed {
+    /// The view of one ticket the commit touched.
+    pub fn ticket(&self, id: &TicketId) -> Option<&TicketView> {
+        self.tickets.iter().find(|t| &t.id == id)
+    }
+}
+
+/// The floor's committed stream: every queue's durable commands, in the order the queues applied
+/// them. Per queue that is journal order; a ticket moving between queues is seen leaving before
+/// it arrives (the second half is decided only after the first is applied). Across unrelated
+/// queues the order may differ from the journal's: followers needing one total order (webhooks)
+/// read the journal from their cursor.
+#[derive(Clone)]
+pub struct CommitStream {
+    tx: broadcast::Sender<Arc<Committed>>,
+    /// Records published so far: a follower that has taken this many has seen every command
+    /// acknowledged before it looked (read-your-writes for followers that answer requests).
+    /// Sending and counting happen under this lock, so a follower that subscribes under it
+    /// knows exactly how many records came before its first.
+    published: Arc<std::sync::Mutex<u64>>,
+}
+
+impl Default for CommitStream {
+    fn default() -> Self {
+        Self { tx: broadcast::channel(STREAM_BUFFER).0, published: Arc::default() }
+    }
+}
+
+impl CommitStream {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.tx.subscribe()
+    }
+
+    /// Subscribe, with how many records were published before the first one received.
+    pub fn subscribe_counted(&self) -> (broadcast::Receiver<Arc<Committed>>, u64) {
+        let n = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        (self.tx.subscribe(), *n)
+    }
+
+    /// How many records have been published.
+    pub fn published(&self) -> u64 {
+        *self.published.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, c: Committed) {
+        let mut n = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        // No follower is fine; a lagging one resyncs.
+        let _ = self.tx.send(Arc::new(c));
+        *n += 1;
+    }
 }
 
 /// What a command returns to its caller.
@@ -98,7 +158,7 @@ pub struct ClinicQueue {
     journal: JournalWriter,
     directory: Directory,
     metrics: Arc<Metrics>,
-    published: broadcast::Sender<Arc<Committed>>,
+    stream: CommitStream,
 }
 
 impl Actor for ClinicQueue {
@@ -146,6 +206,18 @@ struct Execute {
 #[derive(Message)]
 #[rtype(result = "QueueSnapshot")]
 struct Snapshot;
+
+/// What displays show of the queue now (to start with, or after missing commits).
+#[derive(Message)]
+#[rtype(result = "Arc<Board>")]
+struct GetBoard;
+
+impl Handler<GetBoard> for ClinicQueue {
+    type Result = MessageResult<GetBoard>;
+    fn handle(&mut self, _: GetBoard, _: &mut Self::Context) -> Self::Result {
+        MessageResult(Arc::new(self.state.board(self.clock.now_ms())))
+    }
+}
 
 #[derive(Message)]
 #[rtype(result = "Option<TicketView>")]
@@ -292,8 +364,15 @@ impl ClinicQueue {
             }
             self.metrics.queue_waiting.with_label_values(&[queue]).set(self.state.waiting_count() as i64);
             self.metrics.command_seconds.with_label_values(&[name]).observe(e.started.elapsed().as_secs_f64());
-            // No subscriber is fine; a lagging one resyncs.
-            let _ = self.published.send(Arc::new(Committed { queue: self.state.id().clone(), at: e.at, seqs, events: e.events }));
+            let mut touched: Vec<&TicketId> = Vec::new();
+            for t in e.events.iter().filter_map(Event::ticket) {
+                if !touched.contains(&t) {
+                    touched.push(t);
+                }
+            }
+            let tickets = touched.into_iter().filter_map(|t| self.state.ticket_view(t, e.at)).collect();
+            let board = Arc::new(self.state.board(e.at));
+            self.stream.publish(Committed { queue: self.state.id().clone(), at: e.at, seqs, events: e.events, tickets, board });
         }
         self.metrics.commands.with_label_values(&[name, "ok"]).inc();
         let ticket = subject.as_ref().and_then(|t| self.state.ticket_view(t, e.at));
@@ -360,22 +439,20 @@ impl Handler<PatientTickets> for ClinicQueue {
 pub struct QueueHandle {
     id: QueueId,
     addr: Addr<ClinicQueue>,
-    published: broadcast::Sender<Arc<Committed>>,
 }
 
 impl QueueHandle {
     /// Start the actor on the current actix arbiter with a state rebuilt from the journal,
-    /// reading the time from `clock`.
-    pub fn start(state: QueueState, journal: JournalWriter, directory: Directory, metrics: Arc<Metrics>, clock: Clock) -> Self {
-        let (published, _) = broadcast::channel(PUBLISH_BUFFER);
+    /// publishing its commits on `stream` and reading the time from `clock`.
+    pub fn start(state: QueueState, journal: JournalWriter, directory: Directory, stream: CommitStream, metrics: Arc<Metrics>, clock: Clock) -> Self {
         let id = state.id().clone();
         // A transferred ticket's tombstone stays here; the directory points to where it went.
         for t in state.tickets().filter(|t| t.status != crate::domain::queue::Status::Transferred) {
             directory.insert(t.data.id.clone(), id.clone());
         }
         metrics.queue_waiting.with_label_values(&[id.as_str()]).set(state.counts().waiting as i64);
-        let actor = ClinicQueue { ahead: state.clone(), state, inflight: VecDeque::new(), next_id: 0, clock, journal, directory, metrics, published: published.clone() };
-        Self { id, addr: actor.start(), published }
+        let actor = ClinicQueue { ahead: state.clone(), state, inflight: VecDeque::new(), next_id: 0, clock, journal, directory, metrics, stream };
+        Self { id, addr: actor.start() }
     }
 
     pub fn id(&self) -> &QueueId {
@@ -388,6 +465,10 @@ impl QueueHandle {
 
     pub async fn snapshot(&self) -> Result<QueueSnapshot, CommandError> {
         self.addr.send(Snapshot).await.map_err(|e| CommandError::Unavailable(e.to_string()))
+    }
+
+    pub async fn board(&self) -> Result<Arc<Board>, CommandError> {
+        self.addr.send(GetBoard).await.map_err(|e| CommandError::Unavailable(e.to_string()))
     }
 
     pub async fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, CommandError> {
@@ -409,11 +490,6 @@ impl QueueHandle {
 
     pub async fn positions(&self) -> Result<Vec<(TicketId, Standing, PositionNote)>, CommandError> {
         self.addr.send(Positions).await.map_err(|e| CommandError::Unavailable(e.to_string()))
-    }
-
-    /// Committed events of this queue, in commit order per command.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
-        self.published.subscribe()
     }
 }
 
@@ -470,13 +546,13 @@ mod tests {
     }
 
     /// A queue actor of the demo's internal medicine on a journal whose disk can be made to fail.
-    fn queue(dir: &std::path::Path) -> (QueueHandle, Arc<AtomicBool>, Directory) {
-        let (q, fail, directory, _) = queue_at(dir, Clock::server());
-        (q, fail, directory)
+    fn queue(dir: &std::path::Path) -> (QueueHandle, Arc<AtomicBool>, Directory, CommitStream) {
+        let (q, fail, directory, _, stream) = queue_at(dir, Clock::server());
+        (q, fail, directory, stream)
     }
 
     /// The same, reading the time from `clock`.
-    fn queue_at(dir: &std::path::Path, clock: Clock) -> (QueueHandle, Arc<AtomicBool>, Directory, Clock) {
+    fn queue_at(dir: &std::path::Path, clock: Clock) -> (QueueHandle, Arc<AtomicBool>, Directory, Clock, CommitStream) {
         let hospital = Hospital::demo();
         let spec = hospital.queues[&QueueId::parse("internal-medicine").unwrap()].clone();
         let fail = Arc::new(AtomicBool::new(false));
@@ -484,7 +560,8 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let (journal, _) = JournalWriter::start(Box::new(store), WriterLimits::default(), metrics.clone());
         let directory = Directory::default();
-        (QueueHandle::start(QueueState::new(spec), journal, directory.clone(), metrics, clock.clone()), fail, directory, clock)
+        let stream = CommitStream::default();
+        (QueueHandle::start(QueueState::new(spec), journal, directory.clone(), stream.clone(), metrics, clock.clone()), fail, directory, clock, stream)
     }
 
     /// 2026-12-07 10:00 in the demo hospital's zone (Asia/Shanghai).
@@ -505,23 +582,23 @@ mod tests {
 
     /// A queue on a manual clock at Monday 10:00 whose no-show rule misses a ticket called
     /// `after_calls` times and unanswered for `grace_secs`; one ticket issued and called.
-    async fn called_under_no_show_rule(dir: &std::path::Path, after_calls: u32, grace_secs: u32) -> (QueueHandle, Clock, TicketView) {
-        let (q, _, _, clock) = queue_at(dir, Clock::manual(MONDAY_10));
+    async fn called_under_no_show_rule(dir: &std::path::Path, after_calls: u32, grace_secs: u32) -> (QueueHandle, Clock, TicketView, CommitStream) {
+        let (q, _, _, clock, stream) = queue_at(dir, Clock::manual(MONDAY_10));
         let mut policy = QueuePolicy::default();
         policy.calls.auto_miss_after_calls = Some(after_calls);
         policy.calls.grace_secs = grace_secs;
         q.execute(Command::SetPolicy { policy }, None).await.unwrap();
         q.execute(issue(0), None).await.unwrap();
         let called = q.execute(call_next(), None).await.unwrap().ticket.unwrap();
-        (q, clock, called)
+        (q, clock, called, stream)
     }
 
     #[actix_rt::test]
     async fn the_no_show_rule_runs_on_the_queues_clock() {
         let dir = tempfile::tempdir().unwrap();
-        let (q, clock, called) = called_under_no_show_rule(dir.path(), 1, 90).await;
+        let (q, clock, called, commits) = called_under_no_show_rule(dir.path(), 1, 90).await;
         assert_eq!(called.called_at, Some(MONDAY_10), "the call is stamped on the queue's clock");
-        let mut stream = q.subscribe();
+        let mut stream = commits.subscribe();
 
         // The grace runs on the queue's clock, not the machine's: 89 s on, still called.
         clock.advance(89_000);
@@ -537,8 +614,8 @@ mod tests {
     #[actix_rt::test]
     async fn a_ticket_called_fewer_times_than_the_rule_says_is_never_missed_by_the_server() {
         let dir = tempfile::tempdir().unwrap();
-        let (q, clock, called) = called_under_no_show_rule(dir.path(), 2, 60).await;
-        let mut stream = q.subscribe();
+        let (q, clock, called, commits) = called_under_no_show_rule(dir.path(), 2, 60).await;
+        let mut stream = commits.subscribe();
         // One call of two, ten minutes on: still called, and the rule refuses to miss it.
         clock.advance(600_000);
         assert!(matches!(q.execute(Command::AutoMiss { ticket: called.id.clone() }, None).await, Err(CommandError::Rejected(_))));
@@ -555,12 +632,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // 23:59:30 in Shanghai, Monday.
         let before_midnight = MONDAY_10 + (13 * 3600 + 59 * 60 + 30) * 1000;
-        let (q, _, directory, clock) = queue_at(dir.path(), Clock::manual(before_midnight));
+        let (q, _, directory, clock, commits) = queue_at(dir.path(), Clock::manual(before_midnight));
         let late = q.execute(issue(0), None).await.unwrap().ticket.unwrap();
         assert_eq!(late.number, "A001");
         // One minute on: Tuesday 00:00:30. The next command starts the new day first.
         clock.advance(60_000);
-        let mut stream = q.subscribe();
+        let mut stream = commits.subscribe();
         let first = q.execute(issue(1), None).await.unwrap().ticket.unwrap();
         assert_eq!(first.number, "A001", "numbers start again each day");
         let c = committed(&mut stream, |e| matches!(e, Event::DayStarted { .. })).await;
@@ -571,10 +648,34 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn a_commit_carries_what_its_followers_show() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, _, _, commits) = queue(dir.path());
+        let mut stream = commits.subscribe();
+        for n in 0..5 {
+            q.execute(issue(n), None).await.unwrap();
+        }
+        let called = q.execute(call_next(), None).await.unwrap().ticket.unwrap();
+        let c = committed(&mut stream, |e| matches!(e, Event::Called { .. })).await;
+        // The called ticket as it is now: what a display announces and a phone is told.
+        let t = c.ticket(&called.id).expect("the called ticket's view");
+        assert_eq!((t.status, t.number.as_str(), t.masked_name.as_str()), (crate::domain::queue::Status::Called, called.number.as_str(), "张*丰"));
+        assert_eq!(c.seqs.len(), c.events.len(), "every event with its journal position");
+        // The board: the room serving the called number, the next ones in line.
+        let room = c.board.rooms.iter().find(|r| r.id.as_str() == "c-101").unwrap();
+        assert_eq!(room.current_number.as_deref(), Some(called.number.as_str()));
+        let snap = q.snapshot().await.unwrap();
+        let next: Vec<&str> = snap.waiting.iter().take(crate::domain::display::NEXT).map(|w| w.number.as_str()).collect();
+        let head: Vec<&str> = c.board.head.iter().take(crate::domain::display::NEXT).map(|w| w.number.as_str()).collect();
+        assert_eq!(head, next);
+        assert_eq!(*q.board().await.unwrap(), *c.board, "the queue's board is the last commit's");
+    }
+
+    #[actix_rt::test]
     async fn a_failed_commit_leaves_the_queue_as_it_was_and_publishes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let (q, fail, directory) = queue(dir.path());
-        let mut stream = q.subscribe();
+        let (q, fail, directory, commits) = queue(dir.path());
+        let mut stream = commits.subscribe();
         for n in 0..2 {
             q.execute(issue(n), None).await.unwrap();
             assert!(stream.recv().await.is_ok(), "a durable command is published");
@@ -601,10 +702,10 @@ mod tests {
     #[actix_rt::test]
     async fn a_replay_is_answered_after_the_original_is_durable_and_as_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (q, _, _) = queue(dir.path());
+        let (q, _, _, commits) = queue(dir.path());
         q.execute(issue(0), None).await.unwrap();
         let key = Idempotency { key: "press-1".into(), fingerprint: "call-next c-101".into() };
-        let mut stream = q.subscribe();
+        let mut stream = commits.subscribe();
         // The original and its replays, decided one after another while the original commits.
         let (first, again, third) = tokio::join!(
             q.execute(call_next(), Some(key.clone())),

@@ -1,7 +1,12 @@
 //! Patient push: one `PatientSession` actor per followed ticket owns that ticket's connections
-//! (a patient's phone, a family member's phone) and its feed; the `SessionHub` routes committed
-//! events from every queue to the sessions of their tickets and sends coalesced position/ETA
-//! updates about once a second.
+//! (a patient's phone, a family member's phone) and its feed; the `SessionHub` routes the floor's
+//! committed stream to the sessions of the tickets each commit touched and sends coalesced
+//! position/ETA updates about once a second.
+//!
+//! A session reads its ticket's history from the journal once, when it starts (off the async
+//! threads), and then follows the stream: the events a commit carries go into its feed as they
+//! are, de-duplicated by journal position. Only a router that fell behind the stream sends the
+//! sessions back to the journal.
 
 use super::queue::QueueHandle;
 use super::Floor;
@@ -72,6 +77,9 @@ pub struct PatientSession {
     last_next: Option<String>,
     /// A re-plan is running; ticks meanwhile are skipped.
     planning: bool,
+    /// The history is read: live commits go into the feed from now on (before, they are in the
+    /// history being read).
+    loaded: bool,
     /// Live guidance: where the ticket's queue is, the route being followed (the next stop's,
     /// or the way to the queue after "leave now"), whether the patient has left it, and when
     /// "leave now" was last weighed.
@@ -99,7 +107,8 @@ impl PatientSession {
     /// commits), then hand `then` the new frames. The read runs on a blocking thread, never on
     /// the thread all sessions share; this session handles nothing else meanwhile (`ctx.wait`),
     /// so its feed and its frames stay in journal order, while the other sessions go on.
-    fn catch_up(&mut self, ctx: &mut Context<Self>, then: fn(&mut Self, Vec<String>)) {
+    fn catch_up(&mut self, ctx: &mut Context<Self>, why: &'static str, then: fn(&mut Self, Vec<String>)) {
+        self.hub.inner.metrics.push_history_reads.with_label_values(&[why]).inc();
         let journal = self.hub.inner.journal.clone();
         let (ticket, after) = (self.ticket.clone(), self.feed.last_journal_seq());
         let read = async move {
@@ -129,6 +138,20 @@ impl PatientSession {
         fresh
     }
 
+    /// New feed items for the phones.
+    fn send_fresh<'a>(&mut self, fresh: impl Iterator<Item = &'a str>) {
+        let mut any = false;
+        for text in fresh {
+            any = true;
+            self.send_all(text);
+        }
+        if any {
+            // The place in line changed in kind (called, transferred …): the next position is news.
+            self.last_position = None;
+            self.guidance.snapshot_eta = None;
+        }
+    }
+
     fn send_all(&mut self, text: &str) {
         let metrics = &self.hub.inner.metrics;
         self.conns.retain_mut(|(_, c)| match c.tx.try_send(text.to_owned()) {
@@ -150,10 +173,42 @@ impl PatientSession {
 
 impl Actor for PatientSession {
     type Context = Context<Self>;
+}
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        // The history first: no connection attaches before the feed is whole.
-        self.catch_up(ctx, |_, _| {});
+/// Read the ticket's history: the hub sends it first, once the session is where the router
+/// finds it, so a commit is either delivered live or already in the history read (or both:
+/// the feed keeps one copy). No connection attaches before the feed is whole.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Load;
+
+impl Handler<Load> for PatientSession {
+    type Result = ();
+    fn handle(&mut self, _: Load, ctx: &mut Self::Context) {
+        self.catch_up(ctx, "start", |act, _| act.loaded = true);
+    }
+}
+
+/// A commit that touched this session's ticket, from the stream.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Deliver(Arc<super::Committed>);
+
+impl Handler<Deliver> for PatientSession {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, _: &mut Self::Context) {
+        if !self.loaded {
+            // Durable before it was published, so in the history about to be read.
+            return;
+        }
+        let c = &msg.0;
+        let mut fresh = Vec::new();
+        for (seq, event) in c.seqs.iter().zip(&c.events) {
+            if let Some(item) = self.feed.push(*seq, &c.queue, c.at, event, &self.hub.inner.hospital) {
+                fresh.push(item.text.clone());
+            }
+        }
+        self.send_fresh(fresh.iter().map(|t| &**t));
     }
 }
 
@@ -214,9 +269,8 @@ impl Handler<Detach> for PatientSession {
     }
 }
 
-/// Something about this ticket was committed (live delivery) or a broadcast was missed: read
-/// the ticket's new events from the journal. The journal, not the broadcast, is the source, so
-/// the feed is complete and in order even when two queues' notices cross.
+/// The router fell behind the stream and commits were missed: read the ticket's new events from
+/// the journal.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct CatchUp;
@@ -224,16 +278,7 @@ struct CatchUp;
 impl Handler<CatchUp> for PatientSession {
     type Result = ();
     fn handle(&mut self, _: CatchUp, ctx: &mut Self::Context) {
-        self.catch_up(ctx, |act, fresh| {
-            if !fresh.is_empty() {
-                // The place in line changed in kind (called, transferred …): the next position is news.
-                act.last_position = None;
-                act.guidance.snapshot_eta = None;
-            }
-            for text in fresh {
-                act.send_all(&text);
-            }
-        });
+        self.catch_up(ctx, "resync", |act, fresh| act.send_fresh(fresh.iter().map(String::as_str)));
     }
 }
 
@@ -293,11 +338,9 @@ impl Handler<Replan> for PatientSession {
                     return;
                 }
             };
-            let next = &plan["next"];
-            let key = if plan["done"] == true {
-                "done".to_owned()
-            } else {
-                format!("{}|{}|{}", next["service"], next["reasons"]["en"], (next["expected_wait_s"].as_f64().unwrap_or(0.0) / 120.0).round())
+            let key = match &plan.next {
+                None => "done".to_owned(),
+                Some(next) => format!("{}|{}|{}", next.service, next.reasons.en, (next.expected_wait_s / 120.0).round()),
             };
             if why.is_none() && act.last_next.as_deref() == Some(key.as_str()) {
                 return;
@@ -305,7 +348,7 @@ impl Handler<Replan> for PatientSession {
             let done = key == "done";
             act.last_next = (!done).then_some(key);
             // Follow the patient along the route the phone now shows.
-            act.guidance.line = guide.route_line(&next["route"]);
+            act.guidance.line = plan.next.as_ref().and_then(|n| guide.route_line(&n.route));
             act.guidance.follow = Default::default();
             let text = serde_json::json!({"type": "next_stop", "seq": act.feed.last_seq(), "ticket": act.ticket, "done": done, "why": why, "plan": plan});
             act.send_all(&text.to_string());
@@ -408,7 +451,7 @@ pub struct SessionHub {
 pub struct AttachError;
 
 impl SessionHub {
-    /// Start routing: one task per queue reads its committed events; one ticker sends positions.
+    /// Start routing: one task follows the committed stream; one ticker sends positions.
     /// Must run inside an actix system.
     pub fn start(floor: &Floor, journal: Box<dyn JournalStore>, metrics: Arc<Metrics>, limits: PushLimits, guide: Option<super::guide::Guide>) -> Self {
         let hub = Self {
@@ -423,9 +466,7 @@ impl SessionHub {
                 arbiter: actix_rt::Arbiter::new().handle(),
             }),
         };
-        for q in floor.queues() {
-            hub.route(q);
-        }
+        hub.route(floor);
         let hub2 = hub.clone();
         let queues: HashMap<QueueId, QueueHandle> = floor.queues().map(|q| (q.id().clone(), q.clone())).collect();
         hub.inner.arbiter.spawn(async move {
@@ -484,23 +525,23 @@ impl SessionHub {
         hub
     }
 
-    fn route(&self, queue: &QueueHandle) {
-        let mut rx = queue.subscribe();
+    /// Hand each commit to the sessions of the tickets it touched.
+    fn route(&self, floor: &Floor) {
+        let mut rx = floor.committed();
         let hub = self.clone();
-        let id = queue.id().clone();
         self.inner.arbiter.spawn(async move {
             loop {
                 match rx.recv().await {
                     Ok(c) => {
                         let tickets: BTreeSet<&TicketId> = c.events.iter().filter_map(Event::ticket).collect();
                         for addr in tickets.into_iter().filter_map(|t| hub.get(t)) {
-                            addr.do_send(CatchUp);
+                            addr.do_send(Deliver(c.clone()));
                         }
                         hub.inner.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(c.queue.clone());
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         // Missed events are in the journal: every session catches up from there.
-                        tracing::warn!(queue = %id, missed = n, "push router lagged; sessions resync from the journal");
+                        tracing::warn!(missed = n, "push router lagged; sessions resync from the journal");
                         for addr in hub.inner.sessions.read().unwrap_or_else(|p| p.into_inner()).values() {
                             addr.do_send(CatchUp);
                         }
@@ -581,11 +622,14 @@ impl SessionHub {
             patient: None,
             last_next: None,
             planning: false,
+            loaded: false,
             guidance: Guidance::default(),
             hub: self.clone(),
         };
         let addr = PatientSession::start_in_arbiter(&self.inner.arbiter, move |_| addr);
         m.insert(t.clone(), addr.clone());
+        // Found by the router from here on: now read the history.
+        addr.do_send(Load);
         addr
     }
 

@@ -54,21 +54,18 @@ pub fn start(hospital: Arc<Hospital>, floor: &Floor, journal_path: &Path, data_d
         return Ok(());
     }
     let cursors = Arc::new(Cursors::open(&data_dir.join("webhooks.sqlite")).context("opening webhooks.sqlite")?);
-    // Wake the hooks whenever any queue commits.
+    // The committed stream wakes the hooks; each reads what is new from its own cursor in the
+    // journal (one total order, and what a hook has not finished survives a restart).
     let (wake_tx, wake_rx) = watch::channel(0u64);
-    let wake_tx = Arc::new(wake_tx);
-    for q in floor.queues() {
-        let mut rx = q.subscribe();
-        let wake = wake_tx.clone();
-        actix_rt::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => wake.send_modify(|n| *n += 1),
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                }
+    let mut rx = floor.committed();
+    actix_rt::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => wake_tx.send_modify(|n| *n += 1),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             }
-        });
-    }
+        }
+    });
     for hook in hospital.webhooks.clone() {
         let journal = SqliteJournal::open(journal_path).context("opening the journal for webhooks")?;
         let start = match cursors.get(&hook.id)? {

@@ -1,10 +1,11 @@
-//! What a wall display shows, computed from queue snapshots. Pure.
+//! What a wall display shows, computed from each queue's [`Board`]. Pure.
 
 use super::config::{DisplayConfig, DisplayKind, Hospital};
-use super::ids::{QueueId, RoomId};
-use super::view::QueueSnapshot;
+use super::ids::{DoctorId, QueueId, RoomId};
+use super::view::RoomView;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// How many next numbers a display lists (per room on a door, per queue in a corridor).
 pub const NEXT: usize = 3;
@@ -55,14 +56,67 @@ pub fn queues_of(display: &DisplayConfig, hospital: &Hospital) -> Vec<QueueId> {
     out
 }
 
-pub fn display_state(display: &DisplayConfig, hospital: &Hospital, snapshots: &BTreeMap<QueueId, QueueSnapshot>) -> DisplayState {
+/// What wall displays can show of one queue: its rooms and the head of its line. Published with
+/// every commit, so displays never ask the queue; small whatever the line's length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Board {
+    pub id: QueueId,
+    pub name: String,
+    pub name_en: String,
+    pub rooms: Vec<RoomView>,
+    /// The line's head in calling order: long enough to hold the first [`NEXT`] tickets any
+    /// display can list (all of them, the pooled ones, and each room's doctor's), or all of it.
+    pub head: Vec<Waiting>,
+}
+
+/// A waiting ticket at the head of a line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub number: String,
+    pub masked_name: String,
+    pub doctor: Option<DoctorId>,
+}
+
+impl Board {
+    /// Take tickets from the calling order until every display's list is full.
+    ///
+    /// A door lists the tickets its rooms may call (pooled ones and its doctors'); a corridor the
+    /// whole line. So the head ends once it has `NEXT` tickets, `NEXT` a doctorless room may call,
+    /// and `NEXT` each doctor's room may call.
+    pub fn head(rooms: &[RoomView], order: impl Iterator<Item = Waiting>) -> Vec<Waiting> {
+        let doctors: Vec<&DoctorId> = rooms.iter().filter_map(|r| r.doctor.as_ref()).collect();
+        let doctorless = rooms.iter().any(|r| r.doctor.is_none());
+        let (mut pooled, mut bound) = (0usize, vec![0usize; doctors.len()]);
+        let mut head = Vec::new();
+        for w in order {
+            match &w.doctor {
+                None => pooled += 1,
+                Some(d) => {
+                    for (x, n) in doctors.iter().zip(bound.iter_mut()) {
+                        if *x == d {
+                            *n += 1;
+                        }
+                    }
+                }
+            }
+            head.push(w);
+            let full = head.len() >= NEXT && (!doctorless || pooled >= NEXT) && bound.iter().all(|n| pooled + n >= NEXT);
+            if full {
+                break;
+            }
+        }
+        head
+    }
+}
+
+pub fn display_state(display: &DisplayConfig, hospital: &Hospital, boards: &BTreeMap<QueueId, Arc<Board>>) -> DisplayState {
     let queues = queues_of(display, hospital);
     let rooms = display
         .rooms
         .iter()
         .map(|r| {
             // A room serving several queues shows whichever has its current patient.
-            let views: Vec<_> = queues.iter().filter_map(|q| snapshots.get(q)).flat_map(|s| s.rooms.iter().filter(|v| &v.id == r)).collect();
+            let views: Vec<_> = queues.iter().filter_map(|q| boards.get(q)).flat_map(|s| s.rooms.iter().filter(|v| &v.id == r)).collect();
             let current = views.iter().find(|v| v.current_number.is_some());
             let first = views.first();
             RoomLine {
@@ -79,12 +133,12 @@ pub fn display_state(display: &DisplayConfig, hospital: &Hospital, snapshots: &B
         .collect();
     let next = queues
         .iter()
-        .filter_map(|q| snapshots.get(q))
+        .filter_map(|q| boards.get(q))
         .map(|s| {
             // A door shows who its own room (its doctor) will call; a corridor the queue's line.
             let doctors: Vec<_> = s.rooms.iter().filter(|v| display.rooms.contains(&v.id)).map(|v| v.doctor.clone()).collect();
             let next = s
-                .waiting
+                .head
                 .iter()
                 .filter(|w| display.kind == DisplayKind::Corridor || w.doctor.is_none() || doctors.iter().any(|d| d.as_ref() == w.doctor.as_ref()))
                 .take(NEXT)

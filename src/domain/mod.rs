@@ -11,6 +11,7 @@ pub mod event;
 pub mod fair;
 pub mod feed;
 pub mod ids;
+pub mod keypad;
 pub mod line;
 pub mod queue;
 pub mod replay;

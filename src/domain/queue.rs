@@ -243,7 +243,12 @@ impl QueueState {
 
     /// Waiting tickets in calling order at `now`.
     pub fn waiting_order(&self, now: UnixMs) -> Vec<&Ticket> {
-        self.calling_order(now).filter_map(|e| self.tickets.get(&e.id)).collect()
+        self.calling(now).collect()
+    }
+
+    /// Waiting tickets in calling order at `now`, one at a time (to take only the head).
+    pub fn calling(&self, now: UnixMs) -> impl Iterator<Item = &Ticket> + '_ {
+        self.calling_order(now).filter_map(|e| self.tickets.get(&e.id))
     }
 
     /// The number the next call or recall of the day gets.

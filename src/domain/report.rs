@@ -87,14 +87,14 @@ pub struct DayReport {
     pub doctors: Vec<DoctorDay>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 struct TicketTrack {
     checked_in: Option<UnixMs>,
     first_call: Option<UnixMs>,
     called_at: Option<UnixMs>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 struct RoomTrack {
     busy_since: Option<UnixMs>,
     first: Option<UnixMs>,
@@ -114,16 +114,51 @@ pub fn day_bounds(tz: chrono_tz::Tz, day: NaiveDate) -> (UnixMs, UnixMs) {
 
 /// Build the report of `day` from that day's events (journal order, with times).
 pub fn day_report(hospital: &Hospital, day: NaiveDate, events: &[(QueueId, UnixMs, Event)]) -> DayReport {
-    let hour = |at: UnixMs| hospital.tz.timestamp_millis_opt(at).single().map_or(0, |t| t.hour() as usize).min(23);
-    let mut queues: BTreeMap<QueueId, QueueDay> = BTreeMap::new();
-    let mut waits: BTreeMap<QueueId, Vec<i64>> = BTreeMap::new();
-    let mut walks: BTreeMap<QueueId, Vec<i64>> = BTreeMap::new();
-    let mut services: BTreeMap<QueueId, Vec<i64>> = BTreeMap::new();
-    let mut tickets: BTreeMap<(QueueId, TicketId), TicketTrack> = BTreeMap::new();
-    let mut rooms: BTreeMap<RoomId, RoomTrack> = BTreeMap::new();
-    let mut doctors: BTreeMap<String, (usize, usize, Vec<i64>)> = BTreeMap::new();
-    let doctor_of = |room: &RoomId| hospital.room(room).and_then(|r| r.doctor.as_ref()).map(|d| d.to_string());
+    let mut tally = DayTally::new(day);
     for (q, at, e) in events {
+        tally.add(hospital, q, *at, e);
+    }
+    tally.report()
+}
+
+/// A day's report as its events come: what the report keeps of each event (counts, durations,
+/// open calls). Fed event by event — from the journal, or live from the committed stream.
+#[derive(Debug, Clone)]
+pub struct DayTally {
+    day: NaiveDate,
+    queues: BTreeMap<QueueId, QueueDay>,
+    waits: BTreeMap<QueueId, Vec<i64>>,
+    walks: BTreeMap<QueueId, Vec<i64>>,
+    services: BTreeMap<QueueId, Vec<i64>>,
+    tickets: BTreeMap<(QueueId, TicketId), TicketTrack>,
+    rooms: BTreeMap<RoomId, RoomTrack>,
+    doctors: BTreeMap<String, (usize, usize, Vec<i64>)>,
+}
+
+impl DayTally {
+    pub fn new(day: NaiveDate) -> Self {
+        Self {
+            day,
+            queues: BTreeMap::new(),
+            waits: BTreeMap::new(),
+            walks: BTreeMap::new(),
+            services: BTreeMap::new(),
+            tickets: BTreeMap::new(),
+            rooms: BTreeMap::new(),
+            doctors: BTreeMap::new(),
+        }
+    }
+
+    pub fn day(&self) -> NaiveDate {
+        self.day
+    }
+
+    /// Count one event of queue `q` recorded at `at` (events of one ticket in the order they
+    /// happened).
+    pub fn add(&mut self, hospital: &Hospital, q: &QueueId, at: UnixMs, e: &Event) {
+        let hour = |at: UnixMs| hospital.tz.timestamp_millis_opt(at).single().map_or(0, |t| t.hour() as usize).min(23);
+        let doctor_of = |room: &RoomId| hospital.room(room).and_then(|r| r.doctor.as_ref()).map(|d| d.to_string());
+        let Self { queues, waits, walks, services, tickets, rooms, doctors, .. } = self;
         let qd = queues.entry(q.clone()).or_insert_with(|| QueueDay {
             queue: q.to_string(),
             name: hospital.queues.get(q).map(|s| s.name.clone()).unwrap_or_default(),
@@ -134,9 +169,9 @@ pub fn day_report(hospital: &Hospital, day: NaiveDate, events: &[(QueueId, UnixM
                 qd.issued += 1;
                 if pos.is_some() {
                     qd.checked_in += 1;
-                    qd.arrivals_by_hour[hour(*at)] += 1;
+                    qd.arrivals_by_hour[hour(at)] += 1;
                     // A transfer keeps its original check-in time: the wait counts from there.
-                    let since = if matches!(e, Event::TransferredIn { .. }) { ticket.checked_in_at.unwrap_or(*at) } else { *at };
+                    let since = if matches!(e, Event::TransferredIn { .. }) { ticket.checked_in_at.unwrap_or(at) } else { at };
                     tickets.entry((q.clone(), ticket.id.clone())).or_default().checked_in = Some(since);
                 }
             }
@@ -149,41 +184,41 @@ pub fn day_report(hospital: &Hospital, day: NaiveDate, events: &[(QueueId, UnixM
             }
             Event::CheckedIn { ticket, .. } => {
                 qd.checked_in += 1;
-                qd.arrivals_by_hour[hour(*at)] += 1;
-                tickets.entry((q.clone(), ticket.clone())).or_default().checked_in.get_or_insert(*at);
+                qd.arrivals_by_hour[hour(at)] += 1;
+                tickets.entry((q.clone(), ticket.clone())).or_default().checked_in.get_or_insert(at);
             }
             Event::Called { ticket, room, .. } => {
                 qd.calls += 1;
-                qd.calls_by_hour[hour(*at)] += 1;
+                qd.calls_by_hour[hour(at)] += 1;
                 let t = tickets.entry((q.clone(), ticket.clone())).or_default();
                 if t.first_call.is_none() {
-                    t.first_call = Some(*at);
+                    t.first_call = Some(at);
                     qd.called += 1;
                     if let Some(c) = t.checked_in {
-                        waits.entry(q.clone()).or_default().push((*at - c).max(0));
+                        waits.entry(q.clone()).or_default().push((at - c).max(0));
                     }
                 }
-                t.called_at = Some(*at);
+                t.called_at = Some(at);
                 let r = rooms.entry(room.clone()).or_default();
                 r.calls += 1;
-                r.first.get_or_insert(*at);
-                r.busy_since = Some(*at);
+                r.first.get_or_insert(at);
+                r.busy_since = Some(at);
             }
             Event::Recalled { .. } => {
                 qd.calls += 1;
                 qd.recalls += 1;
-                qd.calls_by_hour[hour(*at)] += 1;
+                qd.calls_by_hour[hour(at)] += 1;
             }
             Event::Started { ticket, .. } => {
                 if let Some(c) = tickets.get(&(q.clone(), ticket.clone())).and_then(|t| t.called_at) {
-                    walks.entry(q.clone()).or_default().push((*at - c).max(0));
+                    walks.entry(q.clone()).or_default().push((at - c).max(0));
                 }
             }
             Event::Completed { room, service_ms, .. } => {
                 qd.completed += 1;
                 let r = rooms.entry(room.clone()).or_default();
                 r.completed += 1;
-                release(r, *at);
+                release(r, at);
                 let d = doctor_of(room).map(|d| doctors.entry(d).or_default());
                 if let Some(ms) = service_ms {
                     services.entry(q.clone()).or_default().push(*ms);
@@ -201,7 +236,7 @@ pub fn day_report(hospital: &Hospital, day: NaiveDate, events: &[(QueueId, UnixM
                 qd.auto_missed += usize::from(*auto);
                 let r = rooms.entry(room.clone()).or_default();
                 r.missed += 1;
-                release(r, *at);
+                release(r, at);
                 if let Some(d) = doctor_of(room) {
                     doctors.entry(d).or_default().1 += 1;
                 }
@@ -211,32 +246,38 @@ pub fn day_report(hospital: &Hospital, day: NaiveDate, events: &[(QueueId, UnixM
             _ => {}
         }
     }
-    for (q, qd) in queues.iter_mut() {
-        qd.wait = Minutes::of(waits.get(q).map_or(&[][..], Vec::as_slice));
-        qd.walk = Minutes::of(walks.get(q).map_or(&[][..], Vec::as_slice));
-        qd.service = Minutes::of(services.get(q).map_or(&[][..], Vec::as_slice));
+
+    /// The report of what has been counted so far.
+    pub fn report(&self) -> DayReport {
+        let mut queues = self.queues.clone();
+        for (q, qd) in queues.iter_mut() {
+            qd.wait = Minutes::of(self.waits.get(q).map_or(&[][..], Vec::as_slice));
+            qd.walk = Minutes::of(self.walks.get(q).map_or(&[][..], Vec::as_slice));
+            qd.service = Minutes::of(self.services.get(q).map_or(&[][..], Vec::as_slice));
+        }
+        let rooms = self
+            .rooms
+            .iter()
+            .map(|(id, r)| {
+                let span = match (r.first, r.last) {
+                    (Some(a), Some(b)) if b > a => b - a,
+                    _ => 0,
+                };
+                let min = |ms: i64| (ms as f64 / 600.0).round() / 100.0;
+                RoomDay {
+                    room: id.to_string(),
+                    calls: r.calls,
+                    completed: r.completed,
+                    missed: r.missed,
+                    service: Minutes::of(&r.service_ms),
+                    busy_min: min(r.busy_ms),
+                    idle_min: min((span - r.busy_ms).max(0)),
+                }
+            })
+            .collect();
+        let doctors = self.doctors.iter().map(|(d, (completed, missed, ms))| DoctorDay { doctor: d.clone(), completed: *completed, missed: *missed, service: Minutes::of(ms) }).collect();
+        DayReport { day: self.day, queues: queues.into_values().collect(), rooms, doctors }
     }
-    let rooms = rooms
-        .into_iter()
-        .map(|(id, r)| {
-            let span = match (r.first, r.last) {
-                (Some(a), Some(b)) if b > a => b - a,
-                _ => 0,
-            };
-            let min = |ms: i64| (ms as f64 / 600.0).round() / 100.0;
-            RoomDay {
-                room: id.to_string(),
-                calls: r.calls,
-                completed: r.completed,
-                missed: r.missed,
-                service: Minutes::of(&r.service_ms),
-                busy_min: min(r.busy_ms),
-                idle_min: min((span - r.busy_ms).max(0)),
-            }
-        })
-        .collect();
-    let doctors = doctors.into_iter().map(|(d, (completed, missed, ms))| DoctorDay { doctor: d, completed, missed, service: Minutes::of(&ms) }).collect();
-    DayReport { day, queues: queues.into_values().collect(), rooms, doctors }
 }
 
 /// The room's patient left (completed or missed): the busy stretch ends.

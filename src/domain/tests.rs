@@ -47,6 +47,22 @@ name = "Q2"
 department = "dep"
 prefix = "B"
 rooms = ["r4"]
+[[displays]]
+id = "door-1"
+kind = "door"
+rooms = ["r1"]
+[[displays]]
+id = "door-3"
+kind = "door"
+rooms = ["r3"]
+[[displays]]
+id = "door-12"
+kind = "door"
+rooms = ["r1", "r2"]
+[[displays]]
+id = "hall"
+kind = "corridor"
+rooms = ["r1", "r2", "r3"]
 "#;
 
 /// 2026-11-24 09:00 Asia/Shanghai.
@@ -466,6 +482,29 @@ proptest! {
             if let Some(prev) = last_by_class.insert(class, n) {
                 prop_assert!(prev < n, "{class}: {prev} called after {n}");
             }
+        }
+    }
+
+    /// What a display shows from a queue's board (the head of the line, published with every
+    /// commit) is what it would show from the whole line.
+    #[test]
+    fn a_board_shows_what_the_whole_line_shows(ops in proptest::collection::vec(op(), 1..120)) {
+        use super::display::{display_state, Board, Waiting};
+        let mut run = Run::new();
+        let h = hospital();
+        for o in &ops { run.step(o); }
+        let board = run.s.board(run.now);
+        let snap = run.s.snapshot(run.now);
+        let whole = Board {
+            head: snap.waiting.iter().map(|w| Waiting { number: w.number.clone(), masked_name: w.masked_name.clone(), doctor: w.doctor.clone() }).collect(),
+            ..board.clone()
+        };
+        prop_assert!(board.head.len() <= whole.head.len());
+        prop_assert_eq!(&board.head[..], &whole.head[..board.head.len()], "the head is the line's start");
+        let id = run.s.id().clone();
+        let (from_board, from_line) = ([(id.clone(), std::sync::Arc::new(board))].into(), [(id, std::sync::Arc::new(whole))].into());
+        for d in &h.displays {
+            prop_assert_eq!(display_state(d, &h, &from_board), display_state(d, &h, &from_line), "{}", d.id);
         }
     }
 

@@ -1,6 +1,7 @@
 //! Read models: what the API and screens show of a queue and a ticket. Computed from the state
 //! and `now`, never stored.
 
+use super::display::{Board, Waiting};
 use super::event::{Slot, UnixMs, VisitKind};
 use super::ids::{DoctorId, PatientId, PriorityClass, QueueId, RoomId, TicketId};
 use super::queue::{QueueState, Standing, Status, Ticket};
@@ -200,9 +201,9 @@ impl QueueState {
         c
     }
 
-    pub fn snapshot(&self, now: UnixMs) -> QueueSnapshot {
-        let spec = self.spec();
-        let rooms = spec
+    /// Every room of the queue, with who it is serving.
+    pub fn room_views(&self) -> Vec<RoomView> {
+        self.spec()
             .rooms
             .values()
             .map(|r| {
@@ -218,7 +219,21 @@ impl QueueState {
                     current_ticket: st.current,
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    /// What wall displays show of this queue at `now`: its rooms and the head of the line.
+    pub fn board(&self, now: UnixMs) -> Board {
+        let spec = self.spec();
+        let rooms = self.room_views();
+        let order = self.calling(now).map(|t| Waiting { number: t.data.number.clone(), masked_name: t.data.name.masked(), doctor: t.data.doctor.clone() });
+        let head = Board::head(&rooms, order);
+        Board { id: spec.id.clone(), name: spec.name.clone(), name_en: spec.name_en.clone(), rooms, head }
+    }
+
+    pub fn snapshot(&self, now: UnixMs) -> QueueSnapshot {
+        let spec = self.spec();
+        let rooms = self.room_views();
         let waiting = self
             .waiting_with_ahead(now)
             .into_iter()

@@ -5,9 +5,10 @@
 
 use crate::actors::displays::{DisplayFeed, DisplayMessage};
 use crate::actors::Floor;
-use crate::domain::command::{Command, Idempotency};
+use crate::domain::command::Idempotency;
 use crate::domain::config::{DisplayConfig, Hospital};
-use crate::domain::ids::{RoomId, TicketId};
+use crate::domain::ids::RoomId;
+use crate::domain::keypad::KeypadCommand;
 use crate::edges::http::error::ApiError;
 use crate::telemetry::Metrics;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
@@ -20,7 +21,7 @@ use tokio::sync::mpsc;
 
 pub use crate::actors::displays::PROTOCOL_VERSION;
 /// Largest keypad command accepted (small microcontrollers send ~60 bytes).
-pub const MAX_COMMAND_BYTES: usize = 512;
+pub use crate::domain::keypad::MAX_COMMAND_BYTES;
 /// Incoming publishes waiting for the handler; beyond it they are dropped and counted.
 const INCOMING: usize = 1_024;
 
@@ -441,84 +442,41 @@ async fn keypad_command(
     payload: &[u8],
     seen: &HashMap<(String, String), Value>,
 ) -> (Option<String>, Value) {
-    if payload.len() > MAX_COMMAND_BYTES {
-        return (None, refuse(None, "payload_too_large", format!("commands are at most {MAX_COMMAND_BYTES} bytes")));
+    let again = |id: &str| seen.get(&(keypad.to_owned(), id.to_owned())).cloned();
+    let cmd = match KeypadCommand::parse(payload) {
+        Ok(cmd) => cmd,
+        Err(r) => {
+            // A re-sent press gets the first answer, whatever it says now.
+            if let Some(ack) = r.id.as_deref().and_then(again) {
+                return (None, ack);
+            }
+            let ack = refuse(r.id.as_deref(), r.code, r.message);
+            return (r.id, ack);
+        }
+    };
+    if let Some(ack) = again(&cmd.id) {
+        return (None, ack); // a re-sent command: the same answer, applied once
     }
-    let v: Value = match serde_json::from_slice(payload) {
-        Ok(v) => v,
-        Err(e) => return (None, refuse(None, "invalid_json", e.to_string())),
-    };
-    let Some(id) = v["id"].as_str().filter(|s| !s.is_empty() && s.len() <= 64).map(str::to_owned) else {
-        return (None, refuse(None, "invalid_field", "id: a string of 1-64 characters is required"));
-    };
-    if let Some(ack) = seen.get(&(keypad.to_owned(), id.clone())) {
-        return (None, ack.clone()); // a re-sent command: the same answer, applied once
-    }
-    let (Some(action), Some(room)) = (v["action"].as_str(), v["room"].as_str()) else {
-        return (Some(id.clone()), refuse(Some(&id), "invalid_field", "action and room are required"));
-    };
+    let id = cmd.id.clone();
     let Some(pad) = floor.hospital.keypads.iter().find(|k| k.id == keypad) else {
         return (Some(id.clone()), refuse(Some(&id), "unknown_keypad", format!("keypad {keypad} is not configured")));
     };
-    let Some(room) = RoomId::parse(room).ok().filter(|r| pad.rooms.contains(r)) else {
-        return (Some(id.clone()), refuse(Some(&id), "room_not_bound", format!("keypad {keypad} may not call for room {room}")));
-    };
+    if !pad.rooms.contains(&cmd.room) {
+        return (Some(id.clone()), refuse(Some(&id), "room_not_bound", format!("keypad {keypad} may not call for room {}", cmd.room)));
+    }
+    let (action, room) = (cmd.action.as_str(), &cmd.room);
     let idem = Some(Idempotency { key: format!("keypad:{keypad}:{id}"), fingerprint: format!("{action}:{room}") });
-    let result = apply(floor, keypad, action, &room, idem).await;
-    let ack = match result {
+    let ack = match floor.room_action(room, cmd.action, &format!("keypad:{keypad}"), idem).await {
         Ok(t) => json!({
             "v": PROTOCOL_VERSION, "id": id, "ok": true, "action": action, "room": room,
-            "ticket": t.as_ref().map(|t| &t.0), "number": t.as_ref().map(|t| &t.1),
+            "ticket": t.as_ref().map(|t| &t.id), "number": t.as_ref().map(|t| &t.number),
         }),
         Err(e) => {
-            let e: ApiError = e;
+            let e = ApiError::from(e);
             refuse(Some(&id), e.code, e.message)
         }
     };
     (Some(id), ack)
-}
-
-/// The room's current patient (called or in service), across the queues it calls from.
-async fn current_ticket(floor: &Floor, room: &RoomId) -> Option<TicketId> {
-    for q in floor.hospital.room_queues.get(room).into_iter().flatten() {
-        if let Ok(s) = floor.queue(q).ok()?.snapshot().await {
-            if let Some(t) = s.rooms.iter().find(|r| &r.id == room).and_then(|r| r.current_ticket.clone()) {
-                return Some(t);
-            }
-        }
-    }
-    None
-}
-
-async fn apply(floor: &Floor, keypad: &str, action: &str, room: &RoomId, idem: Option<Idempotency>) -> Result<Option<(TicketId, String)>, ApiError> {
-    let view = |o: crate::actors::Outcome| o.ticket.map(|t| (t.id, t.number));
-    match action {
-        "call_next" => {
-            for q in floor.hospital.room_queues.get(room).into_iter().flatten() {
-                let cmd = Command::CallNext { room: room.clone(), caller: format!("keypad:{keypad}") };
-                if let Some(t) = view(floor.execute(q, cmd, idem.clone()).await?) {
-                    return Ok(Some(t));
-                }
-            }
-            Ok(None)
-        }
-        "recall" | "skip" | "complete" => {
-            let t = current_ticket(floor, room)
-                .await
-                .ok_or_else(|| ApiError::new(actix_web::http::StatusCode::CONFLICT, "no_current_patient", format!("room {room} has no called patient")))?;
-            let cmd = match action {
-                "recall" => Command::Recall { ticket: t.clone() },
-                "skip" => Command::Skip { ticket: t.clone() },
-                _ => Command::Complete { ticket: t.clone() },
-            };
-            Ok(view(floor.on_ticket(&t, cmd, idem).await?))
-        }
-        "pause" | "resume" => {
-            floor.set_room_paused(room, action == "pause").await?;
-            Ok(None)
-        }
-        other => Err(ApiError::unprocessable("unknown_action", format!("unknown action {other:?}: call_next, recall, skip, complete, pause or resume"))),
-    }
 }
 
 #[cfg(test)]

@@ -283,6 +283,44 @@ async fn the_session_follows_a_transfer() {
     assert_eq!(called["room"], "c-304");
 }
 
+/// The count of one labelled sample in the Prometheus text (0 when absent).
+fn sample(metrics: &str, name_and_labels: &str) -> u64 {
+    metrics.lines().find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok()).unwrap_or(0)
+}
+
+/// A phone's feed comes from the committed stream: the journal is read once, when the session
+/// starts, and never again for the events that follow — through a transfer between queues, in
+/// order, each event once.
+#[tokio::test]
+async fn a_followed_ticket_is_read_from_the_journal_once_and_then_followed_live() {
+    let app = spawn_app().await;
+    let t = app.issue("surgery", "p1").await;
+    let id = t["id"].as_str().unwrap();
+    let mut ws = connect(&app, &t, None).await;
+    let snap = next_json(&mut ws).await;
+    let mut seq = snap["seq"].as_u64().unwrap();
+    let r = app.post(&format!("/api/v1/tickets/{id}/transfer"), serde_json::json!({"to": "orthopedics"})).await;
+    assert_eq!(r.status(), 200);
+    app.call_next("orthopedics", "c-304").await.unwrap();
+    app.post_empty(&format!("/api/v1/tickets/{id}/recall")).await;
+    app.post_empty(&format!("/api/v1/tickets/{id}/start")).await;
+    app.post_empty(&format!("/api/v1/tickets/{id}/complete")).await;
+    let mut kinds = Vec::new();
+    while kinds.last() != Some(&"completed".to_owned()) {
+        let v = next_json(&mut ws).await;
+        if v["type"] != "event" {
+            continue;
+        }
+        seq += 1;
+        assert_eq!(v["seq"].as_u64(), Some(seq), "each event once, in order: {v}");
+        kinds.push(v["event"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(kinds, ["transferred", "you_are_next", "called", "recalled", "started", "completed"]);
+    let m = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(sample(&m, r#"clinicflow_push_history_reads_total{why="start"}"#), 1, "one history read, when the phone came");
+    assert_eq!(sample(&m, r#"clinicflow_push_history_reads_total{why="resync"}"#), 0);
+}
+
 /// A connection that never answers pings is closed after the idle timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_closed_after_the_idle_timeout() {

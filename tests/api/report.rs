@@ -94,6 +94,20 @@ async fn the_report_of_a_morning_matches_the_journal() {
     assert!(lines.iter().all(|l| l.split(',').count() == lines[0].split(',').count()), "{text}");
     assert!(text.contains("queue,internal-medicine,6,6,4,5,3,1,0,1,"), "{text}");
 
+    // Today's report is kept as the commits go by; read from the journal after a restart (kill
+    // -9) it is the same, and asked for by date it is the same.
+    let day = report["day"].as_str().unwrap().to_owned();
+    assert_eq!(app.get_json(&format!("/api/v1/reports/day?date={day}")).await, report);
+    let mut app = app;
+    app.kill9();
+    let app = crate::helpers::start(&app.data.clone(), None);
+    assert_eq!(app.get_json("/api/v1/reports/day").await, report, "the live tally is what the journal says");
+    // And it goes on live from there: one more call shows at once.
+    app.call_next("internal-medicine", "c-101").await.unwrap();
+    let after = app.get_json("/api/v1/reports/day").await;
+    let calls = |r: &Value| r["queues"].as_array().unwrap().iter().find(|x| x["queue"] == "internal-medicine").unwrap()["calls"].as_u64().unwrap();
+    assert_eq!(calls(&after), calls(&report) + 1);
+
     // A day without events is an empty report; bad queries are refused.
     let empty = app.get_json("/api/v1/reports/day?date=2020-01-01").await;
     assert_eq!(empty["queues"], json!([]));

@@ -70,6 +70,7 @@ impl From<FloorError> for ApiError {
             FloorError::UnknownQueue(_) => Self::not_found("unknown_queue", e.to_string()),
             FloorError::UnknownTicket(_) => Self::not_found("unknown_ticket", e.to_string()),
             FloorError::UnknownRoom(_) => Self::not_found("unknown_room", e.to_string()),
+            FloorError::NoCurrentPatient(_) => Self::new(StatusCode::CONFLICT, "no_current_patient", e.to_string()),
             FloorError::Command(CommandError::Rejected(q)) => q.into(),
             FloorError::Command(CommandError::Unavailable(m)) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("cannot record the command now: {m}"))

@@ -41,8 +41,8 @@ pub struct AppState {
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     pub journal: JournalWriter,
-    /// The journal file, for reports read beside the writer.
-    pub journal_path: std::path::PathBuf,
+    /// The day's numbers (today's kept live from the committed stream).
+    pub reports: crate::actors::reports::ReportDesk,
     pub max_body_bytes: usize,
     /// The indoor maps (immutable snapshots, swapped whole on reload).
     pub maps: Arc<crate::map::store::MapStore>,
@@ -295,7 +295,7 @@ struct DayQuery {
     format: Option<String>,
 }
 
-/// The day's numbers per queue, room and doctor, computed from the journal.
+/// The day's numbers per queue, room and doctor (the [`ReportDesk`](crate::actors::reports::ReportDesk)'s).
 async fn day_report(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     state.auth.staff(&req, ALL_STAFF)?;
     let q: DayQuery = serde_urlencoded::from_str(req.query_string()).map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
@@ -306,17 +306,11 @@ async fn day_report(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiEr
     };
     let hospital = state.floor.hospital.clone();
     let day = q.date.unwrap_or_else(|| crate::clock::today(&hospital.tz));
-    let path = state.journal_path.clone();
-    let report = web::block(move || -> Result<_, crate::storage::StorageError> {
-        use crate::storage::JournalStore as _;
-        let (from, to) = crate::domain::report::day_bounds(hospital.tz, day);
-        let events = crate::storage::SqliteJournal::open(&path)?.events_between(from, to)?;
-        let events: Vec<_> = events.into_iter().map(|e| (e.queue, e.at, e.event)).collect();
-        Ok(crate::domain::report::day_report(&hospital, day, &events))
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?
-    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("reading the journal: {e}")))?;
+    let report = state
+        .reports
+        .day(day)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("reading the journal: {e}")))?;
     if csv {
         return Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")

@@ -18,12 +18,23 @@ const CLINICAL: &[crate::domain::config::Role] = super::auth::CLINICAL;
 
 impl From<GuideError> for ApiError {
     fn from(e: GuideError) -> Self {
-        match e {
-            GuideError::Floor(f) => f.into(),
-            GuideError::Resolve(r) => r.into(),
-            GuideError::Store(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("cannot record the orders now: {m}")),
-            GuideError::Refused(status, code, message) => ApiError::new(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), code, message),
-        }
+        use GuideError as G;
+        let (status, code) = match e {
+            G::Floor(f) => return f.into(),
+            G::Resolve(r) => return r.into(),
+            G::Store(_) | G::Unrecorded => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            G::UnknownPatient(_) => (StatusCode::NOT_FOUND, "unknown_patient"),
+            G::UnknownOrder { .. } => (StatusCode::NOT_FOUND, "unknown_order"),
+            G::WhereIsThePatient => (StatusCode::BAD_REQUEST, "missing_parameter"),
+            // The hospital's config and map disagree: the server's problem, not the caller's.
+            G::MapMismatch { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "map_mismatch"),
+            G::ContradictoryOrders(_) => (StatusCode::UNPROCESSABLE_ENTITY, "contradictory_orders"),
+            G::NoRoute { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no_route"),
+            G::NotPending(_) => (StatusCode::UNPROCESSABLE_ENTITY, "not_pending"),
+            G::InvalidName(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+            G::ResultsPending { .. } => (StatusCode::CONFLICT, "results_pending"),
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }
 
@@ -42,16 +53,7 @@ pub async fn post_orders(state: Data, req: HttpRequest, path: web::Path<String>,
     let body = read_body(&req, payload, state.max_body_bytes).await?;
     let v: serde_json::Value = parse_json(&body, false)?;
     let parsed = orders::parse(&v, p.as_str(), &state.floor.hospital).map_err(|e| ApiError::unprocessable(e.code, format!("{}: {}", e.field, e.message)))?;
-    let g = guide(&state);
-    g.known(&p).await?;
-    let (store, id) = (g.orders.clone(), p.as_str().to_owned());
-    let list = web::block(move || {
-        store.put(&id, &parsed, crate::clock::now_ms())?;
-        store.list(&id)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?
-    .map_err(|e| ApiError::from(GuideError::Store(e.to_string())))?;
+    let list = guide(&state).put_orders(&p, parsed).await?;
     Ok(HttpResponse::Ok().json(json!({"patient": p, "orders": list})))
 }
 
@@ -76,18 +78,7 @@ pub async fn order_action(state: Data, req: HttpRequest, path: web::Path<(String
         "results" => None,
         _ => return Err(ApiError::not_found("no_route", format!("no order action {action:?} (complete, cancel, results)"))),
     };
-    let (store, id, o) = (guide(&state).orders.clone(), p.as_str().to_owned(), order.clone());
-    let changed = web::block(move || match status {
-        Some(status) => store.set_status(&id, &o, status, crate::clock::now_ms()),
-        None => store.set_results(&id, &o, crate::clock::now_ms()),
-    })
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?
-        .map_err(|e| ApiError::from(GuideError::Store(e.to_string())))?;
-    match changed {
-        Some(o) => Ok(HttpResponse::Ok().json(o)),
-        None => Err(ApiError::not_found("unknown_order", format!("patient {p} has no order {order:?}"))),
-    }
+    Ok(HttpResponse::Ok().json(guide(&state).order_changed(&p, &order, status).await?))
 }
 
 #[derive(Deserialize)]
