@@ -51,6 +51,8 @@ pub struct Settings {
     /// `ADDR:PORT` to listen on; port 0 picks a free port (tests).
     pub http: String,
     pub hospital: Hospital,
+    /// The systems around it from the same file: HIS databases, webhooks, tokens, encodings.
+    pub site: crate::site::Site,
     /// The admin bearer token (`CLINICFLOW_STAFF_TOKEN`, or generated once and kept in the data dir).
     pub staff_token: Secret,
     /// Key for patient access tokens (generated once, kept in the data dir).
@@ -86,12 +88,12 @@ impl Settings {
     pub fn load(data_dir: &Path, http: &str, config: Option<&Path>, staff_token: Option<String>, mqtt: &MqttFlags, maps: &[PathBuf], radio: &[PathBuf], hl7: Option<&str>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
         ensure_writable(data_dir)?;
-        let hospital = match config {
+        let (hospital, site) = match config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-                Hospital::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+                crate::site::load(&text).with_context(|| format!("in {}", path.display()))?
             }
-            None => Hospital::demo(),
+            None => crate::site::demo(),
         };
         let staff_token = match staff_token.filter(|t| !t.is_empty()) {
             Some(t) => {
@@ -176,6 +178,7 @@ impl Settings {
             data_dir: data_dir.to_owned(),
             http: http.to_owned(),
             hospital,
+            site,
             staff_token: Secret(staff_token),
             patient_key: Secret(patient_key),
             device_key: Secret(device_key),

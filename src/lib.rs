@@ -35,6 +35,7 @@ pub mod his;
 pub mod map;
 pub mod plan;
 pub mod position;
+pub mod site;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -342,7 +342,7 @@ fn devices(
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let hospital = match config {
-        Some(p) => clinicflow::domain::config::Hospital::from_toml(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)?,
+        Some(p) => clinicflow::site::load(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)?.0,
         None => clinicflow::domain::config::Hospital::demo(),
     };
     let prefix = prefix.unwrap_or_else(|| format!("clinicflow/{}", hospital.site));
@@ -532,7 +532,7 @@ fn replay(
     use clinicflow::domain::config::{Hospital, QueuePolicy};
     use clinicflow::storage::{JournalStore as _, SqliteJournal};
     let hospital = match config {
-        Some(p) => Hospital::from_toml(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)?,
+        Some(p) => clinicflow::site::load(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)?.0,
         None => Hospital::demo(),
     };
     let text = std::fs::read_to_string(policy_file).with_context(|| format!("reading {}", policy_file.display()))?;

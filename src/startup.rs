@@ -127,13 +127,13 @@ impl Application {
         let reader = SqliteJournal::open(&path).context("opening the journal for reading")?;
         let guide = crate::actors::guide::Guide { floor: floor.clone(), orders, maps: maps.clone(), positions: positions.clone() };
         let hub = SessionHub::start(&floor, Box::new(reader), metrics.clone(), settings.limits.push, Some(guide.clone()));
-        crate::actors::webhooks::start(hospital.clone(), &floor, &path, &settings.data_dir, metrics.clone())?;
+        crate::actors::webhooks::start(hospital.clone(), &settings.site.webhooks, &floor, &path, &settings.data_dir, metrics.clone())?;
         
         let displays = crate::edges::mqtt::DisplayRegistry::new(&hospital);
         let desk = crate::actors::delivery::DeliveryDesk::start(hospital.delivery, hospital.displays.iter().map(|d| d.id.clone()).collect(), &metrics);
         let display_feed = crate::actors::displays::DisplayFeed::start(&floor, desk.clone()).await;
         if let Some(m) = settings.mqtt.clone() {
-            let ready = crate::edges::mqtt::start(m, floor.clone(), display_feed.clone(), displays.clone(), positions.clone(), metrics.clone());
+            let ready = crate::edges::mqtt::start(m, floor.clone(), display_feed.clone(), displays.clone(), positions.clone(), settings.site.encodings.clone(), metrics.clone());
             // Say "listening" only once devices can be heard; a broker that is down does not
             // hold the start (the edge keeps reconnecting, and devices resend until answered).
             if tokio::time::timeout(std::time::Duration::from_secs(10), ready).await.is_err() {
@@ -159,7 +159,7 @@ impl Application {
             }
         };
         let mut his_polls = std::collections::BTreeMap::new();
-        for p in &hospital.his.poll {
+        for p in &settings.site.his_poll {
             let url = p.resolve_url().map_err(anyhow::Error::msg)?;
             let handle = crate::edges::dbpoll::start(p.clone(), &url, his.clone()).with_context(|| format!("his.poll {}: the url", p.name))?;
             his_polls.insert(p.name.clone(), handle);
@@ -170,7 +170,7 @@ impl Application {
             displays,
             delivery: desk,
             floor: floor.clone(),
-            auth: Auth::new(settings.staff_token.expose(), &hospital.tokens, settings.patient_key.expose()),
+            auth: Auth::new(settings.staff_token.expose(), &settings.site.tokens, settings.patient_key.expose()),
             metrics,
             journal,
             reports: crate::actors::reports::ReportDesk::start(&floor, path.clone(), crate::clock::Clock::server()),

@@ -16,6 +16,13 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }
 
+/// What the embedded MQTT broker refused (`login`, `subscribe`, `publish`). Process-wide because
+/// the broker starts before the server's [`Metrics`], which register it for `/metrics`.
+pub static BROKER_REFUSED: std::sync::LazyLock<IntCounterVec> = std::sync::LazyLock::new(|| {
+    IntCounterVec::new(Opts::new("clinicflow_mqtt_broker_refused_total", "Logins, subscriptions and publishes the embedded MQTT broker refused"), &["action"])
+        .expect("valid metric")
+});
+
 /// Every metric the server exports. One per process, shared by `Arc`.
 pub struct Metrics {
     registry: Registry,
@@ -98,7 +105,7 @@ impl Metrics {
             Box::new(display_online.clone()),
             Box::new(mqtt_rejected.clone()),
             Box::new(mqtt_dropped.clone()),
-            Box::new(crate::edges::broker::REFUSED.clone()),
+            Box::new(BROKER_REFUSED.clone()),
             Box::new(journal_batch_events.clone()),
         ] {
             registry.register(c).expect("metric names are unique");

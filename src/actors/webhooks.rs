@@ -4,7 +4,8 @@
 //! endpoint delays only its own hook, never a queue.
 
 use super::Floor;
-use crate::domain::config::{Hospital, WebhookConfig};
+use crate::domain::config::Hospital;
+use crate::site::WebhookConfig;
 use crate::domain::feed::TicketFeed;
 use crate::domain::ids::TicketId;
 use crate::storage::{JournalStore, SqliteJournal, StoredEvent};
@@ -49,8 +50,8 @@ impl Cursors {
 }
 
 /// Start one delivery task per configured hook. Must run inside an actix system.
-pub fn start(hospital: Arc<Hospital>, floor: &Floor, journal_path: &Path, data_dir: &Path, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    if hospital.webhooks.is_empty() {
+pub fn start(hospital: Arc<Hospital>, hooks: &[WebhookConfig], floor: &Floor, journal_path: &Path, data_dir: &Path, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    if hooks.is_empty() {
         return Ok(());
     }
     let cursors = Arc::new(Cursors::open(&data_dir.join("webhooks.sqlite")).context("opening webhooks.sqlite")?);
@@ -66,7 +67,7 @@ pub fn start(hospital: Arc<Hospital>, floor: &Floor, journal_path: &Path, data_d
             }
         }
     });
-    for hook in hospital.webhooks.clone() {
+    for hook in hooks.iter().cloned() {
         let journal = SqliteJournal::open(journal_path).context("opening the journal for webhooks")?;
         let start = match cursors.get(&hook.id)? {
             Some(seq) => seq,

@@ -12,6 +12,10 @@ use std::sync::Arc;
 /// The demo hospital config that `clinicflow serve` uses when no `--config` is given.
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo-hospital.toml");
 
+/// The hospital's policy as its config file says it: places, queues and their rules, devices
+/// and the rooms they serve, services, planning. How clinicflow reaches the hospital's systems
+/// (databases, webhooks, tokens, payload encodings) is not here: `crate::site` takes those out
+/// of the same file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HospitalConfig {
@@ -31,12 +35,6 @@ pub struct HospitalConfig {
     #[serde(default)]
     pub rooms: Vec<RoomConfig>,
     pub queues: Vec<QueueConfig>,
-    /// Bearer tokens for staff and devices, beside the admin token from `CLINICFLOW_STAFF_TOKEN`.
-    #[serde(default)]
-    pub tokens: Vec<TokenConfig>,
-    /// Outbound notification hooks (a WeChat service account bridge, an SMS gateway).
-    #[serde(default)]
-    pub webhooks: Vec<WebhookConfig>,
     /// Wall displays (door and corridor screens) on MQTT.
     #[serde(default)]
     pub displays: Vec<DisplayConfig>,
@@ -70,56 +68,6 @@ pub struct HisMapping {
     /// The HIS's consulting-room codes, where they differ from clinicflow's room ids.
     #[serde(default)]
     pub rooms: BTreeMap<String, RoomId>,
-    /// Database views or intermediate tables of today's registrations, polled read-only.
-    #[serde(default)]
-    pub poll: Vec<HisPoll>,
-}
-
-/// One HIS database to poll (`[[his.poll]]`): see `src/his/table.rs` for the columns the queries
-/// return and the README for a worked example.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct HisPoll {
-    /// The adapter's name: in status, metrics, and on each ticket's HIS reference.
-    pub name: String,
-    /// `postgres://user:password@host:5432/db` or `mysql://…` (MariaDB too). Never shown.
-    #[serde(default, skip_serializing)]
-    pub url: Option<String>,
-    /// The environment variable holding the URL instead (keeps the password out of the file).
-    #[serde(default)]
-    pub url_env: Option<String>,
-    /// The incremental query: rows changed since `{cursor}` (the greatest `version` applied).
-    pub query: String,
-    /// The whole of today's registrations, for the reconciliation pass (and the first read).
-    pub snapshot: String,
-    #[serde(default = "HisPoll::default_interval_ms")]
-    pub interval_ms: u64,
-    #[serde(default = "HisPoll::default_reconcile_secs")]
-    pub reconcile_secs: u64,
-    /// A query (connection included) taking longer is abandoned and retried.
-    #[serde(default = "HisPoll::default_timeout_secs")]
-    pub timeout_secs: u64,
-}
-
-impl HisPoll {
-    fn default_interval_ms() -> u64 {
-        5000
-    }
-    fn default_reconcile_secs() -> u64 {
-        60
-    }
-    fn default_timeout_secs() -> u64 {
-        30
-    }
-
-    /// The connection URL: `url`, or the variable `url_env` names.
-    pub fn resolve_url(&self) -> Result<String, String> {
-        match (&self.url, &self.url_env) {
-            (Some(u), None) => Ok(u.clone()),
-            (None, Some(var)) => std::env::var(var).map_err(|_| format!("his.poll {}: the environment variable {var} (url_env) is not set", self.name)),
-            _ => Err(format!("his.poll {}: give exactly one of url and url_env", self.name)),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -226,19 +174,6 @@ pub struct DisplayConfig {
     /// Where it hangs, for staff ("1F corridor east").
     #[serde(default)]
     pub location: String,
-    /// Payload encoding: UTF-8, or GB2312 for LED controllers that cannot show UTF-8.
-    #[serde(default)]
-    pub encoding: PayloadEncoding,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PayloadEncoding {
-    #[default]
-    #[serde(rename = "utf-8")]
-    Utf8,
-    /// GB2312 as encoded by GBK (its superset); characters outside it become `&#NNNN;`.
-    Gb2312,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -247,64 +182,6 @@ pub struct KeypadConfig {
     pub id: String,
     /// Rooms this keypad may call for.
     pub rooms: Vec<RoomId>,
-}
-
-/// One outbound webhook: every matching ticket event is POSTed here, HMAC-signed, retried with
-/// backoff, at least once, with an idempotency id.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// Names the hook in logs, metrics and the idempotency ids.
-    pub id: String,
-    /// `http://` or `https://` URL.
-    pub url: String,
-    /// HMAC-SHA256 key, at least 16 characters.
-    pub secret: String,
-    /// Event kinds to send (`called`, `recalled`, `you_are_next`, `missed`, `completed`,
-    /// `transferred`, `issued`, `checked_in`, `started`, `cancelled`, `returned`); empty = all.
-    #[serde(default)]
-    pub events: Vec<String>,
-    /// Attempts per event before it is given up (counted in metrics, logged).
-    #[serde(default = "default_attempts")]
-    pub max_attempts: u32,
-    /// First retry delay; it doubles per attempt up to `retry_max_ms`.
-    #[serde(default = "default_retry_initial")]
-    pub retry_initial_ms: u64,
-    #[serde(default = "default_retry_max")]
-    pub retry_max_ms: u64,
-}
-
-fn default_retry_initial() -> u64 {
-    1_000
-}
-fn default_retry_max() -> u64 {
-    60_000
-}
-
-fn default_attempts() -> u32 {
-    12
-}
-
-/// What a bearer token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Everything.
-    Admin,
-    /// Issue, check in, call, recall, skip, complete, transfer, return, pause.
-    Nurse,
-    /// A caller keypad or kiosk: issue, check in, call, recall, skip, complete, pause.
-    Device,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Who holds it (logs only).
-    pub name: String,
-    pub role: Role,
-    /// At least 16 characters.
-    pub token: String,
 }
 
 fn default_tz() -> String {
@@ -641,8 +518,6 @@ pub struct Hospital {
     pub queues: BTreeMap<QueueId, Arc<QueueSpec>>,
     /// Which queues each room calls from (a room may serve several).
     pub room_queues: BTreeMap<RoomId, Vec<QueueId>>,
-    pub tokens: Vec<TokenConfig>,
-    pub webhooks: Vec<WebhookConfig>,
     pub displays: Vec<DisplayConfig>,
     pub keypads: Vec<KeypadConfig>,
     pub services: Vec<ServiceConfig>,
@@ -652,7 +527,7 @@ pub struct Hospital {
 }
 
 /// Device ids appear in MQTT topics: no `/`, `+`, `#` or spaces.
-fn valid_device_id(id: &str) -> bool {
+pub(crate) fn valid_device_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
@@ -672,9 +547,6 @@ impl Hospital {
         self.room_queues.get(id)?.first().and_then(|q| self.queues.get(q)).and_then(|q| q.rooms.get(id))
     }
 
-    pub fn demo() -> Self {
-        Self::from_toml(DEMO_CONFIG).expect("the embedded demo config is valid (tested)")
-    }
 
     pub fn from_config(cfg: HospitalConfig) -> Result<Self, ConfigError> {
         let err = |m: String| Err(ConfigError(m));
@@ -768,24 +640,6 @@ impl Hospital {
         if queues.is_empty() {
             return err("no queues".into());
         }
-        let mut hook_ids = BTreeSet::new();
-        for w in &cfg.webhooks {
-            if w.id.is_empty() || !w.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return err(format!("webhook id {:?}: letters, digits, '-' and '_' only", w.id));
-            }
-            if !hook_ids.insert(w.id.clone()) {
-                return err(format!("webhook {} defined twice", w.id));
-            }
-            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                return err(format!("webhook {}: url must start with http:// or https://", w.id));
-            }
-            if w.secret.len() < 16 {
-                return err(format!("webhook {}: secret must be at least 16 characters", w.id));
-            }
-            if w.max_attempts == 0 {
-                return err(format!("webhook {}: max_attempts must be at least 1", w.id));
-            }
-        }
         let mut device_ids = BTreeSet::new();
         for (id, rooms) in cfg.displays.iter().map(|d| (&d.id, &d.rooms)).chain(cfg.keypads.iter().map(|k| (&k.id, &k.rooms))) {
             if !valid_device_id(id) {
@@ -839,11 +693,6 @@ impl Hospital {
         if d.shown_within_secs == 0 || d.spoken_within_secs < d.shown_within_secs {
             return err("delivery: shown_within_secs must be at least 1 and spoken_within_secs at least shown_within_secs".into());
         }
-        for t in &cfg.tokens {
-            if t.token.len() < 16 || t.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return err(format!("token of {} must be at least 16 printable characters", t.name));
-            }
-        }
         for (code, q) in &cfg.his.departments {
             if !queues.contains_key(q) {
                 return err(format!("his.departments: {code:?} maps to unknown queue {q}"));
@@ -859,29 +708,6 @@ impl Hospital {
                 return err(format!("his.rooms: {code:?} maps to unknown room {r}"));
             }
         }
-        let mut poll_names = std::collections::BTreeSet::new();
-        for p in &cfg.his.poll {
-            if !valid_device_id(&p.name) || p.name == "hl7" || p.name == "soap" || !poll_names.insert(p.name.clone()) {
-                return err(format!("his.poll {:?}: the name must be unique, not hl7 or soap, and letters, digits, - _ . only", p.name));
-            }
-            if p.url.is_some() == p.url_env.is_some() {
-                return err(format!("his.poll {}: give exactly one of url and url_env", p.name));
-            }
-            if let Some(u) = &p.url {
-                if !["postgres://", "postgresql://", "mysql://", "mariadb://"].iter().any(|s| u.starts_with(s)) {
-                    return err(format!("his.poll {}: url must start with postgres://, postgresql://, mysql:// or mariadb://", p.name));
-                }
-            }
-            if !p.query.contains("{cursor}") {
-                return err(format!("his.poll {}: query must use {{cursor}} (rows changed since the last one read)", p.name));
-            }
-            if p.snapshot.contains("{cursor}") {
-                return err(format!("his.poll {}: snapshot reads all of today's registrations; it takes no {{cursor}}", p.name));
-            }
-            if p.interval_ms < 100 || p.reconcile_secs == 0 || p.timeout_secs == 0 {
-                return err(format!("his.poll {}: interval_ms at least 100, reconcile_secs and timeout_secs at least 1", p.name));
-            }
-        }
         Ok(Self {
             his: cfg.his,
             site: cfg.site,
@@ -891,8 +717,6 @@ impl Hospital {
             doctors: cfg.doctors,
             queues,
             room_queues,
-            tokens: cfg.tokens,
-            webhooks: cfg.webhooks,
             displays: cfg.displays,
             keypads: cfg.keypads,
             services: cfg.services,
@@ -911,34 +735,5 @@ mod tests {
         let h = Hospital::demo();
         assert!(h.queues.len() >= 10, "{} queues", h.queues.len());
         assert_eq!(h.tz, chrono_tz::Asia::Shanghai);
-    }
-
-    #[test]
-    fn broken_references_are_named() {
-        let bad = DEMO_CONFIG.replacen("rooms = [\"c-101\"", "rooms = [\"nope\"", 1);
-        let e = Hospital::from_toml(&bad).unwrap_err();
-        assert!(e.0.contains("unknown room nope"), "{e}");
-        assert!(Hospital::from_toml("site = 1").is_err());
-        let tz = DEMO_CONFIG.replacen("Asia/Shanghai", "Mars/Olympus", 1);
-        assert!(Hospital::from_toml(&tz).unwrap_err().0.contains("time zone"));
-    }
-
-    #[test]
-    fn a_his_poller_is_checked_at_start_and_its_url_never_shown() {
-        let poll = |body: &str| format!("{DEMO_CONFIG}\n[[his.poll]]\nname = \"his-db\"\n{body}\n");
-        let good = "url = \"postgres://ro:secret@db/his\"\nquery = \"SELECT * FROM v WHERE version >= {cursor}\"\nsnapshot = \"SELECT * FROM v\"";
-        let h = Hospital::from_toml(&poll(good)).unwrap();
-        assert_eq!((h.his.poll[0].interval_ms, h.his.poll[0].reconcile_secs), (5000, 60));
-        assert!(!serde_json::to_string(&h.his).unwrap().contains("secret"), "the password is never serialized");
-        for (bad, says) in [
-            (good.replace("{cursor}", "1"), "{cursor}"),
-            (good.replace("postgres://", "oracle://"), "url must start"),
-            (good.replace("url = ", "url_env = \"X\"\nurl = "), "exactly one"),
-            (format!("{good}\ninterval_ms = 10"), "interval_ms"),
-            (format!("{good}\nfrequency = 1"), "unknown field"),
-        ] {
-            let e = Hospital::from_toml(&poll(&bad)).unwrap_err();
-            assert!(e.0.contains(says), "{bad}: {e}");
-        }
     }
 }

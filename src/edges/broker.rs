@@ -23,16 +23,6 @@ pub const SERVER_USER: &str = "clinicflow-server";
 /// Largest MQTT packet the embedded broker accepts.
 const MAX_PACKET: usize = 64 * 1024;
 
-/// What the embedded broker refused (`login`, `subscribe`, `publish`). Process-wide because the
-/// broker starts before the server's metrics, which register this counter for `/metrics`.
-pub static REFUSED: std::sync::LazyLock<prometheus::IntCounterVec> = std::sync::LazyLock::new(|| {
-    prometheus::IntCounterVec::new(
-        prometheus::Opts::new("clinicflow_mqtt_broker_refused_total", "Logins, subscriptions and publishes the embedded MQTT broker refused"),
-        &["action"],
-    )
-    .expect("valid metric")
-});
-
 /// What one device may do on the broker, and how it logs in.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceCredential {
@@ -149,7 +139,7 @@ impl rmqtt::hook::Handler for Audit {
                 if known.is_none_or(|k| Some(k.as_bytes()) != given) {
                     let why = if user.is_none() { "no login" } else if known.is_none() { "unknown device" } else { "wrong password" };
                     tracing::warn!(device = user.as_deref().unwrap_or(""), client = %info.id().client_id, why, "MQTT login refused");
-                    REFUSED.with_label_values(&["login"]).inc();
+                    crate::telemetry::BROKER_REFUSED.with_label_values(&["login"]).inc();
                 }
                 return (true, acc);
             }
@@ -164,7 +154,7 @@ impl rmqtt::hook::Handler for Audit {
         let ok = self.allowed.get(user).is_some_and(|a| if index == 0 { &a.0 } else { &a.1 }.iter().any(|t| *t == topic));
         if !ok {
             tracing::warn!(device = user, action, topic = %topic, "MQTT {action} refused: the topic is not this device's");
-            REFUSED.with_label_values(&[action]).inc();
+            crate::telemetry::BROKER_REFUSED.with_label_values(&[action]).inc();
         }
         (true, acc)
     }

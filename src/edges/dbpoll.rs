@@ -16,7 +16,7 @@
 //!   server goes on.
 
 use crate::actors::his::{ApplyError, Applied, HisDesk};
-use crate::domain::config::HisPoll;
+use crate::site::HisPoll;
 use crate::his::table::{self, Cursor, Reconciliation, Row, Value};
 use crate::his::Fact;
 use serde::{Deserialize, Serialize};

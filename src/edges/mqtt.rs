@@ -6,9 +6,10 @@
 use crate::actors::displays::{DisplayFeed, DisplayMessage};
 use crate::actors::Floor;
 use crate::domain::command::Idempotency;
-use crate::domain::config::{DisplayConfig, Hospital};
+use crate::domain::config::Hospital;
 use crate::domain::ids::RoomId;
 use crate::domain::keypad::KeypadCommand;
+use crate::site::PayloadEncoding;
 use crate::edges::http::error::ApiError;
 use crate::telemetry::Metrics;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
@@ -26,10 +27,10 @@ pub use crate::domain::keypad::MAX_COMMAND_BYTES;
 const INCOMING: usize = 1_024;
 
 /// The bytes a display receives for a JSON payload, in its configured encoding.
-pub fn encode_for(display: &DisplayConfig, json: &str) -> Vec<u8> {
-    match display.encoding {
-        crate::domain::config::PayloadEncoding::Utf8 => json.as_bytes().to_vec(),
-        crate::domain::config::PayloadEncoding::Gb2312 => encoding_rs::GBK.encode(json).0.into_owned(),
+pub fn encode(encoding: PayloadEncoding, json: &str) -> Vec<u8> {
+    match encoding {
+        PayloadEncoding::Utf8 => json.as_bytes().to_vec(),
+        PayloadEncoding::Gb2312 => encoding_rs::GBK.encode(json).0.into_owned(),
     }
 }
 
@@ -170,6 +171,7 @@ pub fn start(
     feed: DisplayFeed,
     registry: DisplayRegistry,
     positions: crate::actors::positions::PositionDesk,
+    encodings: BTreeMap<String, PayloadEncoding>,
     metrics: Arc<Metrics>,
 ) -> tokio::sync::oneshot::Receiver<()> {
     let (ready_tx, ready) = tokio::sync::oneshot::channel();
@@ -246,7 +248,7 @@ pub fn start(
         });
     }
     actix_rt::spawn(handle_incoming(in_rx, client.clone(), prefix.clone(), floor, registry, feed.desk.clone(), positions, metrics.clone()));
-    actix_rt::spawn(publish_displays(client, prefix, feed, resync_rx));
+    actix_rt::spawn(publish_displays(client, prefix, feed, resync_rx, encodings));
     ready
 }
 
@@ -254,13 +256,10 @@ pub fn start(
 
 /// Publish what the display feed computes: each state retained, each announcement once. After a
 /// (re)connect or when this publisher fell behind, every display's latest state is published again.
-async fn publish_displays(client: AsyncClient, prefix: Arc<String>, feed: DisplayFeed, mut resync: mpsc::Receiver<()>) {
+async fn publish_displays(client: AsyncClient, prefix: Arc<String>, feed: DisplayFeed, mut resync: mpsc::Receiver<()>, encodings: BTreeMap<String, PayloadEncoding>) {
     let mut rx = feed.subscribe();
     let publish = |display: &str, topic: &str, retain: bool, payload: &Value| {
-        let bytes = match feed.display(display) {
-            Some(d) => encode_for(d, &payload.to_string()),
-            None => payload.to_string().into_bytes(),
-        };
+        let bytes = encode(encodings.get(display).copied().unwrap_or_default(), &payload.to_string());
         client.publish(format!("{prefix}/displays/{display}/{topic}"), QoS::AtLeastOnce, retain, bytes)
     };
     loop {

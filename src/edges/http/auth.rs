@@ -1,7 +1,7 @@
 //! Bearer tokens: staff and devices by role; a patient's access token opens one ticket only.
 
 use super::error::ApiError;
-use crate::domain::config::Role;
+use crate::site::Role;
 use crate::domain::ids::TicketId;
 use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
@@ -24,7 +24,7 @@ pub enum Principal {
 }
 
 impl Auth {
-    pub fn new(admin_token: &str, extra: &[crate::domain::config::TokenConfig], patient_key: &str) -> Self {
+    pub fn new(admin_token: &str, extra: &[crate::site::TokenConfig], patient_key: &str) -> Self {
         let mut staff = vec![(admin_token.to_owned(), Role::Admin, "admin".to_owned())];
         staff.extend(extra.iter().map(|t| (t.token.clone(), t.role, t.name.clone())));
         Self { staff, patient_key: patient_key.as_bytes().to_vec() }

@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use super::Data;
-use crate::domain::config::Role;
+use crate::site::Role;
 use crate::map::model::{Lang, PlaceKind, VenueMap};
 use crate::map::store::{Atlas, ResolveError};
 use crate::map::{Profile, RouteError};

@@ -157,7 +157,7 @@ async fn his_status(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiEr
 /// `POST /his/{adapter}/poll`: a database poller's pass now (after the one in progress), with
 /// `{"reconcile": true}` the whole snapshot, with `"force": true` past the mass-withdrawal check.
 async fn his_poll(state: Data, req: HttpRequest, path: web::Path<String>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
-    state.auth.staff(&req, &[crate::domain::config::Role::Admin])?;
+    state.auth.staff(&req, &[crate::site::Role::Admin])?;
     let poller = state.his_polls.get(path.as_str()).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_adapter", format!("no database poller named {:?} (see GET /api/v1/his)", path.as_str())))?;
     let body = read_body(&req, payload, state.max_body_bytes).await?;
     let ask: crate::edges::dbpoll::PollRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -280,7 +280,7 @@ async fn display_alarms(state: Data, req: HttpRequest) -> Result<HttpResponse, A
 
 /// Provisioning: every device's MQTT login and the topics the embedded broker lets it use.
 async fn device_credentials(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    state.auth.staff(&req, &[crate::domain::config::Role::Admin])?;
+    state.auth.staff(&req, &[crate::site::Role::Admin])?;
     Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(serde_json::json!({ "devices": *state.device_credentials })))
 }
 
@@ -351,7 +351,7 @@ async fn get_policy(state: Data, req: HttpRequest, path: web::Path<String>) -> R
 /// one that contradicts itself is refused naming the field, and the running policy stays. The
 /// change is journaled, so it survives a restart.
 async fn put_policy(state: Data, req: HttpRequest, path: web::Path<String>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
-    state.auth.staff(&req, &[crate::domain::config::Role::Admin])?;
+    state.auth.staff(&req, &[crate::site::Role::Admin])?;
     let q = queue_id(&path)?;
     state.floor.queue(&q)?;
     let body = read_body(&req, payload, state.max_body_bytes).await?;

@@ -14,7 +14,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-const CLINICAL: &[crate::domain::config::Role] = super::auth::CLINICAL;
+const CLINICAL: &[crate::site::Role] = super::auth::CLINICAL;
 
 impl From<GuideError> for ApiError {
     fn from(e: GuideError) -> Self {
