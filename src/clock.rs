@@ -110,6 +110,16 @@ impl Clock {
             Clock::Manual(t) => t.load(std::sync::atomic::Ordering::SeqCst),
         }
     }
+
+    /// Now in the hospital's time zone.
+    pub fn local(&self, tz: &chrono_tz::Tz) -> DateTime<chrono_tz::Tz> {
+        Utc.timestamp_millis_opt(self.now_ms()).single().unwrap_or_else(Utc::now).with_timezone(tz)
+    }
+
+    /// The hospital's service day now (its local date).
+    pub fn today(&self, tz: &chrono_tz::Tz) -> NaiveDate {
+        self.local(tz).date_naive()
+    }
 }
 
 #[cfg(test)]

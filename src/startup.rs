@@ -61,6 +61,7 @@ fn start_positioning(
     orders: &Arc<crate::storage::orders::OrderStore>,
     floor: &Floor,
     metrics: &Arc<Metrics>,
+    clock: &crate::clock::Clock,
 ) -> anyhow::Result<crate::actors::positions::PositionDesk> {
     use crate::position::radio::VenueRef;
     let atlas = maps.current();
@@ -75,10 +76,10 @@ fn start_positioning(
     }
     let tags_path = settings.data_dir.join("tags.sqlite");
     let tags = Arc::new(crate::storage::tags::TagStore::open(&tags_path).with_context(|| format!("opening {}", tags_path.display()))?);
-    let today = crate::clock::today(&settings.hospital.tz).to_string();
+    let today = clock.today(&settings.hospital.tz).to_string();
     let rules = crate::position::live::LiveRules { retention_ms: settings.position_retention.as_millis() as i64, ..Default::default() };
-    let desk = crate::actors::positions::PositionDesk::start(radios, tags, &today, rules, metrics)?;
-    crate::actors::positions::spawn_visit_sweeper(desk.clone(), floor.clone(), orders.clone(), settings.visit_idle, settings.visit_sweep);
+    let desk = crate::actors::positions::PositionDesk::start(radios, tags, &today, rules, metrics, clock.clone())?;
+    crate::actors::positions::spawn_visit_sweeper(desk.clone(), floor.clone(), orders.clone(), settings.visit_idle, settings.visit_sweep, clock.clone());
     Ok(desk)
 }
 
@@ -111,10 +112,13 @@ impl Application {
         let (journal, _thread) = JournalWriter::start(Box::new(store), settings.limits.journal, metrics.clone());
         let journal_failed = Box::pin(journal.failure());
 
+        // The one clock every actor reads: the server's (pinned by `serve --clock`, or the
+        // system's). Tests of the actors pass a manual one.
+        let clock = crate::clock::Clock::server();
         let (directory, stream) = (Directory::default(), crate::actors::CommitStream::default());
         let queues: BTreeMap<_, _> = states
             .into_iter()
-            .map(|(id, s)| (id, QueueHandle::start(s, journal.clone(), directory.clone(), stream.clone(), metrics.clone(), crate::clock::Clock::server())))
+            .map(|(id, s)| (id, QueueHandle::start(s, journal.clone(), directory.clone(), stream.clone(), metrics.clone(), clock.clone())))
             .collect();
         let hospital = Arc::new(settings.hospital.clone());
         let floor = Floor::new(hospital.clone(), queues, directory, stream);
@@ -123,14 +127,14 @@ impl Application {
             tracing::warn!(recovered, "interrupted transfers finished");
         }
 
-        let positions = start_positioning(&settings, &maps, &orders, &floor, &metrics)?;
+        let positions = start_positioning(&settings, &maps, &orders, &floor, &metrics, &clock)?;
         let reader = SqliteJournal::open(&path).context("opening the journal for reading")?;
-        let guide = crate::actors::guide::Guide { floor: floor.clone(), orders, maps: maps.clone(), positions: positions.clone() };
+        let guide = crate::actors::guide::Guide { floor: floor.clone(), orders, maps: maps.clone(), positions: positions.clone(), clock: clock.clone() };
         let hub = SessionHub::start(&floor, Box::new(reader), metrics.clone(), settings.limits.push, Some(guide.clone()));
         crate::actors::webhooks::start(hospital.clone(), &settings.site.webhooks, &floor, &path, &settings.data_dir, metrics.clone())?;
         
         let displays = crate::edges::mqtt::DisplayRegistry::new(&hospital);
-        let desk = crate::actors::delivery::DeliveryDesk::start(hospital.delivery, hospital.displays.iter().map(|d| d.id.clone()).collect(), &metrics);
+        let desk = crate::actors::delivery::DeliveryDesk::start(hospital.delivery, hospital.displays.iter().map(|d| d.id.clone()).collect(), &metrics, clock.clone());
         let display_feed = crate::actors::displays::DisplayFeed::start(&floor, desk.clone()).await;
         if let Some(m) = settings.mqtt.clone() {
             let ready = crate::edges::mqtt::start(m, floor.clone(), display_feed.clone(), displays.clone(), positions.clone(), settings.site.encodings.clone(), metrics.clone());
@@ -146,7 +150,7 @@ impl Application {
         let his = crate::actors::his::HisDesk::new(floor.clone(), {
             let p = settings.data_dir.join("his.sqlite");
             Arc::new(crate::storage::his::HisStore::open(&p).with_context(|| format!("opening {}", p.display()))?)
-        }, guide.orders.clone(), &metrics);
+        }, guide.orders.clone(), &metrics, clock.clone());
         let hl7 = match settings.hl7 {
             None => None,
             Some(a) => {
@@ -173,7 +177,7 @@ impl Application {
             auth: Auth::new(settings.staff_token.expose(), &settings.site.tokens, settings.patient_key.expose()),
             metrics,
             journal,
-            reports: crate::actors::reports::ReportDesk::start(&floor, path.clone(), crate::clock::Clock::server()),
+            reports: crate::actors::reports::ReportDesk::start(&floor, path.clone(), clock.clone()),
             max_body_bytes: settings.limits.max_body_bytes,
             maps,
             guide,

@@ -37,6 +37,8 @@ pub struct DeliveryView {
 #[derive(Clone)]
 pub struct DeliveryDesk {
     tx: mpsc::Sender<Note>,
+    /// Where the desk reads the time; the edges stamp acknowledgements with it too.
+    clock: crate::clock::Clock,
     view: Arc<RwLock<DeliveryView>>,
     metrics: Arc<DeliveryMetrics>,
 }
@@ -80,13 +82,18 @@ impl DeliveryMetrics {
 
 impl DeliveryDesk {
     /// Start the desk on the current tokio runtime.
-    pub fn start(rules: DeliveryRules, displays: Vec<String>, metrics: &Metrics) -> Self {
+    pub fn start(rules: DeliveryRules, displays: Vec<String>, metrics: &Metrics, clock: crate::clock::Clock) -> Self {
         let (tx, rx) = mpsc::channel(INBOX);
         let view = Arc::new(RwLock::new(DeliveryView::default()));
         let metrics = Arc::new(DeliveryMetrics::new(metrics));
         let book = Delivery::new(rules, displays);
-        tokio::spawn(run(book, rx, view.clone(), metrics.clone()));
-        Self { tx, view, metrics }
+        tokio::spawn(run(book, rx, view.clone(), metrics.clone(), clock.clone()));
+        Self { tx, clock, view, metrics }
+    }
+
+    /// Now, on the desk's clock: what acknowledgements and status changes are stamped with.
+    pub fn now_ms(&self) -> UnixMs {
+        self.clock.now_ms()
     }
 
     pub fn sent(&self, display: &str, seq: i64, number: &str, at: UnixMs) {
@@ -117,7 +124,7 @@ impl DeliveryDesk {
     }
 }
 
-async fn run(mut book: Delivery, mut rx: mpsc::Receiver<Note>, view: Arc<RwLock<DeliveryView>>, m: Arc<DeliveryMetrics>) {
+async fn run(mut book: Delivery, mut rx: mpsc::Receiver<Note>, view: Arc<RwLock<DeliveryView>>, m: Arc<DeliveryMetrics>, clock: crate::clock::Clock) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -138,7 +145,7 @@ async fn run(mut book: Delivery, mut rx: mpsc::Receiver<Note>, view: Arc<RwLock<
                 }
                 Some(Note::Status { display, online, at }) => book.status(&display, online, at),
             },
-            _ = tick.tick() => book.tick(crate::clock::now_ms()),
+            _ = tick.tick() => book.tick(clock.now_ms()),
         };
         for c in &changes {
             match c {

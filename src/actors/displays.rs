@@ -134,7 +134,7 @@ impl Worker {
             if self.sent.get(&d.id) == Some(&state) {
                 continue;
             }
-            let mut payload = json!({"v": PROTOCOL_VERSION, "display": d.id, "at": crate::clock::now_ms()});
+            let mut payload = json!({"v": PROTOCOL_VERSION, "display": d.id, "at": self.feed.desk.now_ms()});
             if let (Some(p), Value::Object(s)) = (payload.as_object_mut(), state.clone()) {
                 p.extend(s);
             }
@@ -157,7 +157,7 @@ impl Worker {
             let Some(t) = c.ticket(ticket) else { continue };
             let (zh, en) = self.hospital.room(room).map_or((room.to_string(), String::new()), |r| (r.name.clone(), r.name_en.clone()));
             let a = crate::domain::announce::call(&t.number, &t.masked_name, &zh, &en);
-            let now = crate::clock::now_ms();
+            let now = self.feed.desk.now_ms();
             for (d, _) in self.displays.iter().filter(|(d, _)| d.rooms.contains(room)) {
                 self.feed.desk.sent(&d.id, *seq, &t.number, now);
                 let payload = json!({

@@ -3,7 +3,7 @@
 //!
 //! Reads only (plus taking tickets on `accept`); the planning itself is the pure `plan` core.
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use super::{Floor, FloorError};
 use crate::domain::command::{Command, IssueTicket};
 use crate::domain::config::{parse_hours, Hospital, ServiceConfig, ServiceKind};
@@ -132,6 +132,8 @@ pub struct Guide {
     pub maps: Arc<MapStore>,
     /// Live positions: where a patient is when no place is given.
     pub positions: super::positions::PositionDesk,
+    /// Where the guide reads the time: opening hours, results due, a position's freshness.
+    pub clock: Clock,
 }
 
 
@@ -144,7 +146,7 @@ impl Guide {
     /// The patient's live position as a route start, when it is fresh.
     pub async fn live_here(&self, p: &PatientId, atlas: &crate::map::store::Atlas) -> Option<crate::map::store::Resolved> {
         let (loc, _) = self.positions.location(p.as_str()).await;
-        let loc = loc.filter(|l| now_ms() - l.t <= FRESH_POSITION_MS)?;
+        let loc = loc.filter(|l| self.clock.now_ms() - l.t <= FRESH_POSITION_MS)?;
         self.endpoint_at(atlas, &loc)
     }
 
@@ -190,7 +192,7 @@ impl Guide {
     pub fn fixed_point(&self, p: &PatientId, r: &crate::map::store::Resolved) {
         let Some(place) = r.endpoint.place.map(|i| &r.venue.places[i]).filter(|pl| pl.kind == crate::map::model::PlaceKind::Marker) else { return };
         let [x, y] = r.venue.to_local(place.lon, place.lat);
-        self.positions.fix(p.as_str(), &r.venue.id, place.level, x, y, now_ms());
+        self.positions.fix(p.as_str(), &r.venue.id, place.level, x, y, self.clock.now_ms());
     }
 
     fn hospital(&self) -> &Hospital {
@@ -224,7 +226,7 @@ impl Guide {
     /// Replace a patient's orders with `orders` (from the HIS), whole; the list as stored.
     pub async fn put_orders(&self, p: &PatientId, orders: Vec<crate::plan::orders::OrderIn>) -> Result<Vec<StoredOrder>, GuideError> {
         self.known(p).await?;
-        let (id, now) = (p.as_str().to_owned(), now_ms());
+        let (id, now) = (p.as_str().to_owned(), self.clock.now_ms());
         self.store(move |s| {
             s.put(&id, &orders, now)?;
             s.list(&id)
@@ -235,7 +237,7 @@ impl Guide {
     /// An order is done or cancelled (`Some(status)`), or its results are in (`None`: a return
     /// visit waiting for them may be taken now). The order as stored.
     pub async fn order_changed(&self, p: &PatientId, order: &str, status: Option<OrderStatus>) -> Result<StoredOrder, GuideError> {
-        let (id, o, now) = (p.as_str().to_owned(), order.to_owned(), now_ms());
+        let (id, o, now) = (p.as_str().to_owned(), order.to_owned(), self.clock.now_ms());
         let changed = self
             .store(move |s| match status {
                 Some(status) => s.set_status(&id, &o, status, now),
@@ -268,9 +270,8 @@ impl Guide {
         if done.is_empty() {
             return Ok(list);
         }
-        let id = p.as_str().to_owned();
+        let (id, now) = (p.as_str().to_owned(), self.clock.now_ms());
         self.store(move |s| {
-            let now = now_ms();
             for o in &done {
                 s.set_status(&id, o, OrderStatus::Done, now)?;
             }
@@ -348,7 +349,7 @@ impl Guide {
 
         // Live queues: the wait a new ticket would have, or the patient's own ticket's ETA.
         let hospital = self.hospital();
-        let local = crate::clock::local(&hospital.tz);
+        let local = self.clock.local(&hospital.tz);
         let now_s = local.num_seconds_from_midnight() as f64;
         let mut points = Vec::new();
         let mut ready_at = Vec::new();
@@ -429,7 +430,7 @@ impl Guide {
     /// unless the HIS has said the results of every order done in that queue are in.
     fn results_ready_s(&self, tickets: &[TicketView], orders: &[StoredOrder], now_s: f64) -> f64 {
         let hospital = self.hospital();
-        let midnight_ms = now_ms() - (now_s * 1000.0) as i64;
+        let midnight_ms = self.clock.now_ms() - (now_s * 1000.0) as i64;
         let queue_of = |o: &StoredOrder| hospital.services.iter().find(|s| s.id == o.service).and_then(|s| s.queue.as_ref());
         tickets
             .iter()
@@ -459,7 +460,7 @@ impl Guide {
             return Ok(Vec::new());
         }
         if t.service.kind == ServiceKind::Return {
-            let local = crate::clock::local(&self.hospital().tz);
+            let local = self.clock.local(&self.hospital().tz);
             let now_s = local.num_seconds_from_midnight() as f64;
             let ready = self.results_ready_s(&tickets, &list, now_s);
             if ready > now_s + RETURN_LEAD_S {
@@ -532,4 +533,92 @@ fn stops(todo: &[Pending]) -> Vec<Stop> {
             result_delay_s: t.service.result_minutes * 60.0,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::{CommitStream, Directory, QueueHandle};
+    use crate::domain::queue::QueueState;
+    use crate::storage::{JournalWriter, SqliteJournal, WriterLimits};
+    use crate::telemetry::Metrics;
+
+    /// 2026-12-07 10:00 in the demo hospital's zone (Asia/Shanghai).
+    const MONDAY_10: i64 = 1_796_608_800_000;
+    const MIN: i64 = 60_000;
+
+    /// The demo floor and a guide, every part on one manual clock.
+    fn guide(dir: &std::path::Path, clock: &Clock) -> Guide {
+        let hospital = Arc::new(Hospital::demo());
+        let metrics = Arc::new(Metrics::new());
+        let (journal, _) = JournalWriter::start(Box::new(SqliteJournal::open(&dir.join("journal.sqlite")).unwrap()), WriterLimits::default(), metrics.clone());
+        let (directory, stream) = (Directory::default(), CommitStream::default());
+        let queues = hospital
+            .queues
+            .iter()
+            .map(|(id, spec)| (id.clone(), QueueHandle::start(QueueState::new(spec.clone()), journal.clone(), directory.clone(), stream.clone(), metrics.clone(), clock.clone())))
+            .collect();
+        let floor = Floor::new(hospital, queues, directory, stream);
+        let tags = Arc::new(crate::storage::tags::TagStore::open(&dir.join("tags.sqlite")).unwrap());
+        let positions = super::super::positions::PositionDesk::start(Vec::new(), tags, "2026-12-07", Default::default(), &metrics, clock.clone()).unwrap();
+        Guide {
+            floor,
+            orders: Arc::new(OrderStore::open(&dir.join("orders.sqlite")).unwrap()),
+            maps: Arc::new(MapStore::new(crate::map::store::MapSource::Demo).unwrap()),
+            positions,
+            clock: clock.clone(),
+        }
+    }
+
+    async fn call(g: &Guide, queue: &str, room: &str) -> TicketView {
+        let q = QueueId::parse(queue).unwrap();
+        g.floor.execute(&q, Command::CallNext { room: crate::domain::ids::RoomId::parse(room).unwrap(), caller: "test".into() }, None).await.unwrap().ticket.unwrap()
+    }
+
+    async fn complete(g: &Guide, t: &TicketView) {
+        g.floor.on_ticket(&t.id, Command::Complete { ticket: t.id.clone() }, None).await.unwrap();
+    }
+
+    /// The return visit opens when the blood test's results are due, on the guide's clock: the
+    /// same morning replayed on a clock that only moves when the test says.
+    #[actix_rt::test]
+    async fn the_return_visit_opens_when_the_results_are_due_on_the_guides_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(MONDAY_10);
+        let g = guide(dir.path(), &clock);
+        let p = PatientId::parse("p-1").unwrap();
+        let first = g.floor.execute(&QueueId::parse("internal-medicine").unwrap(), Command::Issue(IssueTicket::walk_in(TicketId::parse("t-im").unwrap(), p.clone(), DisplayName::parse("张三丰").unwrap(), PriorityClass::parse("normal").unwrap())), None).await.unwrap();
+        let doctor = first.ticket.unwrap();
+        // The doctor calls the patient and writes the orders during the consultation.
+        clock.advance(MIN);
+        assert_eq!(call(&g, "internal-medicine", "c-101").await.id, doctor.id);
+        clock.advance(4 * MIN);
+        let orders = crate::plan::orders::parse(&json!({"orders": [{"id": "o-lab", "code": "LAB-CBC"}, {"id": "o-ret", "code": "RETURN-IM"}]}), "p-1", &g.floor.hospital).unwrap();
+        g.put_orders(&p, orders).await.unwrap();
+        clock.advance(MIN);
+        complete(&g, &doctor).await;
+
+        // The blood test, taken at 10:06 and done at 10:20; the lab's results take up to 40
+        // minutes.
+        let taken = g.accept(&p, "blood").await.unwrap();
+        assert_eq!(taken.len(), 1, "no return ticket while the blood test is pending");
+        clock.advance(14 * MIN);
+        let lab = call(&g, "lab", "lab-1").await;
+        complete(&g, &lab).await;
+        let plan = g.next_stop(&p, Some("K-A-L1"), Profile::Default, Lang::En).await.unwrap();
+        assert_eq!(plan.next.as_ref().unwrap().service, "return-internal-medicine");
+        let planned = plan.planned.unwrap();
+        assert_eq!(planned.results_expected_at.as_deref(), Some("2026-12-07T11:00:00+08:00"), "from the guide's clock, not the machine's");
+        assert!(planned.hold.is_empty());
+        // Eleven minutes before the results: too early, and it says when they are due.
+        clock.advance(29 * MIN);
+        match g.accept(&p, "return-internal-medicine").await {
+            Err(GuideError::ResultsPending { at }) => assert_eq!(at, "11:00"),
+            other => panic!("{other:?}"),
+        }
+        // From ten minutes before: the doctor's own ticket, back in line.
+        clock.advance(MIN);
+        let back = g.accept(&p, "return-internal-medicine").await.unwrap();
+        assert_eq!((back[0].1.id.clone(), back[0].1.status), (doctor.id, Status::Waiting));
+    }
 }

@@ -8,6 +8,7 @@
 //! restart.
 
 use super::{CommandError, Floor, FloorError};
+use crate::clock::Clock;
 use crate::domain::command::Command;
 use crate::domain::error::QueueError;
 use crate::his::{lifecycle, plan, ticket_of, Fact, FactError, Lifecycle, Planned};
@@ -58,10 +59,10 @@ pub struct AdapterStatus {
 }
 
 impl AdapterStatus {
-    fn failed(&mut self, error: &str) {
+    fn failed(&mut self, error: &str, at: i64) {
         self.errors += 1;
         self.last_error = Some(error.to_owned());
-        self.last_error_at = Some(crate::clock::now_ms());
+        self.last_error_at = Some(at);
     }
 }
 
@@ -79,10 +80,12 @@ pub struct HisDesk {
     store: Arc<HisStore>,
     status: Arc<RwLock<BTreeMap<String, AdapterStatus>>>,
     metrics: Arc<HisMetrics>,
+    /// Where the desk reads the time (re-registrations, withdrawals, adapter status).
+    clock: Clock,
 }
 
 impl HisDesk {
-    pub fn new(floor: Floor, store: Arc<HisStore>, orders: Arc<crate::storage::orders::OrderStore>, metrics: &Metrics) -> HisDesk {
+    pub fn new(floor: Floor, store: Arc<HisStore>, orders: Arc<crate::storage::orders::OrderStore>, metrics: &Metrics, clock: Clock) -> HisDesk {
         let messages = IntCounterVec::new(
             Opts::new("clinicflow_his_messages_total", "HIS messages and facts by adapter and result (applied, repeat, error, rejected)"),
             &["adapter", "result"],
@@ -93,7 +96,7 @@ impl HisDesk {
         metrics.register(Box::new(messages.clone()));
         metrics.register(Box::new(polls.clone()));
         metrics.register(Box::new(last_success.clone()));
-        HisDesk { floor, orders, store, status: Arc::new(RwLock::new(BTreeMap::new())), metrics: Arc::new(HisMetrics { messages, polls, last_success }) }
+        HisDesk { floor, orders, store, status: Arc::new(RwLock::new(BTreeMap::new())), metrics: Arc::new(HisMetrics { messages, polls, last_success }), clock }
     }
 
     /// Runs `f` on the HIS store off the async threads.
@@ -134,12 +137,12 @@ impl HisDesk {
                 if let Some(rev) = reregister {
                     // Written first: a crash before the ticket is issued leaves a re-registration
                     // whose ticket the next delivery of the same fact issues.
-                    let (h, now) = (r.his.clone(), crate::clock::now_ms());
+                    let (h, now) = (r.his.clone(), self.clock.now_ms());
                     self.db(move |s| s.reregister(&h, generation, rev, now)).await?;
                 } else if let Some(rev) = r.revision.filter(|&rev| state.is_none_or(|s| s.revision.is_none_or(|old| rev > old))) {
                     // Its newest revision, so a withdrawal older than it (late, or resent) is
                     // stale. Once per revision: a resend or a reconciliation writes nothing.
-                    let (h, now) = (r.his.clone(), crate::clock::now_ms());
+                    let (h, now) = (r.his.clone(), self.clock.now_ms());
                     self.db(move |s| s.registered(&h, generation, rev, now)).await?;
                 }
                 // Issued before (today, in any queue): the directory knows it, no queue asked.
@@ -158,7 +161,7 @@ impl HisDesk {
                 // cancel itself is always tried: a crash may have come between the two.
                 let known = state.is_some_and(|s| s.withdrawn && s.generation == generation && (revision.is_none() || s.revision >= *revision));
                 if !known {
-                    let (h, rev, now) = (his.clone(), *revision, crate::clock::now_ms());
+                    let (h, rev, now) = (his.clone(), *revision, self.clock.now_ms());
                     self.db(move |s| s.withdraw(&h, generation, rev, now)).await?;
                 }
                 match self.floor.on_ticket(&ticket, cmd, None).await {
@@ -180,12 +183,12 @@ impl HisDesk {
             (Fact::Ordered { .. }, Planned::Orders { patient, orders }) => {
                 // Orders are for a patient clinicflow knows today: a ticket, or orders already.
                 let known = !self.floor.patient_tickets(&patient).await.map_err(unavailable)?.is_empty();
-                let (store, p) = (self.orders.clone(), patient.as_str().to_owned());
+                let (store, p, now) = (self.orders.clone(), patient.as_str().to_owned(), self.clock.now_ms());
                 let result = tokio::task::spawn_blocking(move || -> rusqlite::Result<bool> {
                     if !known && !store.has_patient(&p)? {
                         return Ok(false);
                     }
-                    store.put(&p, &orders, crate::clock::now_ms())?;
+                    store.put(&p, &orders, now)?;
                     Ok(true)
                 })
                 .await;
@@ -197,11 +200,10 @@ impl HisDesk {
                 }
             }
             (Fact::ResultsIn { .. }, Planned::Results { patient, orders }) => {
-                let (store, p) = (self.orders.clone(), patient.as_str().to_owned());
+                let (store, p, now) = (self.orders.clone(), patient.as_str().to_owned(), self.clock.now_ms());
                 let result = tokio::task::spawn_blocking(move || -> rusqlite::Result<bool> {
                     let held: Vec<_> = store.list(&p)?.into_iter().filter(|o| orders.contains(&o.id)).collect();
                     let fresh = held.iter().any(|o| o.results_ms.is_none());
-                    let now = crate::clock::now_ms();
                     for o in held.iter().filter(|o| o.results_ms.is_none()) {
                         store.set_results(&p, &o.id, now)?;
                     }
@@ -224,10 +226,11 @@ impl HisDesk {
     /// error, rejected).
     pub fn note(&self, adapter: &str, result: &str, error: Option<String>) {
         self.metrics.messages.with_label_values(&[adapter, result]).inc();
+        let now = self.clock.now_ms();
         self.with_status(adapter, |s| {
             s.messages += 1;
             if let Some(e) = &error {
-                s.failed(e);
+                s.failed(e, now);
             }
         });
         if error.is_none() {
@@ -239,16 +242,17 @@ impl HisDesk {
     pub fn polled(&self, adapter: &str, outcome: Result<(Option<String>, bool), String>) {
         let ok = outcome.is_ok();
         self.metrics.polls.with_label_values(&[adapter, if ok { "ok" } else { "error" }]).inc();
+        let now = self.clock.now_ms();
         self.with_status(adapter, |s| {
             *s.polls.get_or_insert(0) += 1;
             match &outcome {
                 Ok((cursor, reconciled)) => {
                     s.cursor = cursor.clone();
                     if *reconciled {
-                        s.last_reconcile = Some(crate::clock::now_ms());
+                        s.last_reconcile = Some(now);
                     }
                 }
-                Err(e) => s.failed(e),
+                Err(e) => s.failed(e, now),
             }
         });
         if ok {
@@ -257,7 +261,7 @@ impl HisDesk {
     }
 
     fn succeeded(&self, adapter: &str) {
-        let now = crate::clock::now_ms();
+        let now = self.clock.now_ms();
         self.with_status(adapter, |s| s.last_success = Some(now));
         self.metrics.last_success.with_label_values(&[adapter]).set(now / 1000);
     }
@@ -285,7 +289,7 @@ impl HisDesk {
     }
 
     pub fn status(&self) -> Vec<AdapterStatus> {
-        let now = crate::clock::now_ms();
+        let now = self.clock.now_ms();
         let mut all: Vec<AdapterStatus> = self.status.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         for s in &mut all {
             s.lag_secs = s.last_success.map(|t| (now - t).max(0) as f64 / 1000.0);

@@ -12,6 +12,7 @@ use crate::map::VenueMap;
 use crate::position::live::{BindError, Dropped, LiveRules, Moved, Positioning};
 use crate::position::{Estimate, RadioMap};
 use crate::storage::tags::{Bound, TagStore};
+use crate::clock::Clock;
 use crate::telemetry::Metrics;
 use prometheus::{IntCounterVec, IntGauge, Opts};
 use serde::Serialize;
@@ -105,12 +106,14 @@ pub struct PositionDesk {
     gateways: Arc<std::collections::HashSet<String>>,
     metrics: Arc<DeskMetrics>,
     day: Arc<RwLock<String>>,
+    /// Where the desk reads the time (bindings, forgetting old positions).
+    clock: Clock,
 }
 
 impl PositionDesk {
     /// Start the desk with the radio maps (each built against its venue map) and today's
     /// bindings from `store`. Must run inside a tokio runtime.
-    pub fn start(radios: Vec<(Arc<RadioMap>, Arc<VenueMap>)>, store: Arc<TagStore>, today: &str, rules: LiveRules, metrics: &Metrics) -> anyhow::Result<Self> {
+    pub fn start(radios: Vec<(Arc<RadioMap>, Arc<VenueMap>)>, store: Arc<TagStore>, today: &str, rules: LiveRules, metrics: &Metrics, clock: Clock) -> anyhow::Result<Self> {
         let readings = IntCounterVec::new(Opts::new("clinicflow_position_readings_total", "BLE readings by result: accepted, or why they were dropped"), &["result"]).expect("valid metric");
         let bound = IntGauge::new("clinicflow_position_tags_bound", "BLE tags (wristbands and phones) bound to a visit").expect("valid metric");
         for r in ["accepted", "overloaded"].into_iter().chain(Dropped::ALL.iter().map(|d| d.label())) {
@@ -138,9 +141,10 @@ impl PositionDesk {
             gateways: Arc::new(gateways),
             metrics: Arc::new(DeskMetrics { readings, bound }),
             day: Arc::new(RwLock::new(today.to_owned())),
+            clock: clock.clone(),
         };
         if !venues.is_empty() {
-            tokio::spawn(run(venues, rx, located, desk.metrics.clone()));
+            tokio::spawn(run(venues, rx, located, desk.metrics.clone(), clock));
         }
         Ok(desk)
     }
@@ -245,7 +249,8 @@ impl PositionDesk {
             return Err(BindError::BadTag.into());
         }
         let (store, t, p, day) = (self.store.clone(), tag.to_owned(), patient.to_owned(), self.today());
-        let bound = blocking(move || store.bind(&t, &p, &day, crate::clock::now_ms())).await?;
+        let now = self.clock.now_ms();
+        let bound = blocking(move || store.bind(&t, &p, &day, now)).await?;
         match bound {
             Bound::InUse { .. } => Err(TagError::InUse { tag: tag.to_owned() }),
             Bound::Ok { new } => {
@@ -382,7 +387,7 @@ fn export(venues: &[Venue], seen: &mut Seen, m: &DeskMetrics) {
     m.bound.set(venues.first().map_or(0, |v| v.live.bound_tags()) as i64);
 }
 
-async fn run(mut venues: Vec<Venue>, mut rx: mpsc::Receiver<Note>, out: broadcast::Sender<Arc<Located>>, m: Arc<DeskMetrics>) {
+async fn run(mut venues: Vec<Venue>, mut rx: mpsc::Receiver<Note>, out: broadcast::Sender<Arc<Located>>, m: Arc<DeskMetrics>, clock: Clock) {
     let by_gateway: HashMap<String, usize> = venues.iter().enumerate().flat_map(|(i, v)| v.live.radio().anchor_ids.keys().map(move |g| (g.clone(), i))).collect();
     let mut seen: Seen = vec![(0, [0; 6]); venues.len()];
     let mut last_push: HashMap<String, i64> = HashMap::new();
@@ -392,7 +397,7 @@ async fn run(mut venues: Vec<Venue>, mut rx: mpsc::Receiver<Note>, out: broadcas
         let note = tokio::select! {
             n = rx.recv() => match n { Some(n) => n, None => return },
             _ = purge.tick() => {
-                let now = crate::clock::now_ms();
+                let now = clock.now_ms();
                 for v in &mut venues { v.live.purge(now); }
                 last_push.retain(|_, t| *t > now - 60_000);
                 continue;
@@ -487,51 +492,106 @@ async fn run(mut venues: Vec<Venue>, mut rx: mpsc::Receiver<Note>, out: broadcas
     }
 }
 
+/// Which visits are over: a visit idle — its patient holding no open ticket and no active
+/// order — for `idle_ms` on end. Pure: the sweeper feeds it what it sees and the time.
+#[derive(Debug, Default)]
+pub struct IdleVisits {
+    /// Since when each visit has been idle.
+    since: HashMap<String, i64>,
+}
+
+impl IdleVisits {
+    /// One look at `visits` (each with whether it is busy) at `now`: the visits to end now.
+    pub fn sweep(&mut self, now: i64, idle_ms: i64, visits: impl IntoIterator<Item = (String, bool)>) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut over = Vec::new();
+        for (v, busy) in visits {
+            seen.insert(v.clone());
+            if busy {
+                self.since.remove(&v);
+                continue;
+            }
+            let since = *self.since.entry(v.clone()).or_insert(now);
+            if now - since >= idle_ms {
+                self.since.remove(&v);
+                over.push(v);
+            }
+        }
+        self.since.retain(|v, _| seen.contains(v));
+        over
+    }
+
+    /// A new day: every visit ended anyway.
+    pub fn clear(&mut self) {
+        self.since.clear();
+    }
+}
+
 /// Ends visits that are over: the patient holds no open ticket and no active order for `idle`
-/// (the wristband was not handed back at the exit), and every visit at the day's end.
-pub fn spawn_visit_sweeper(desk: PositionDesk, floor: super::Floor, orders: Arc<crate::storage::orders::OrderStore>, idle: std::time::Duration, every: std::time::Duration) {
+/// (the wristband was not handed back at the exit), and every visit at the day's end — both on
+/// `clock`.
+pub fn spawn_visit_sweeper(desk: PositionDesk, floor: super::Floor, orders: Arc<crate::storage::orders::OrderStore>, idle: std::time::Duration, every: std::time::Duration, clock: Clock) {
     use crate::domain::queue::Status;
     if !desk.enabled() {
         return;
     }
     actix_rt::spawn(async move {
-        let mut idle_since: HashMap<String, tokio::time::Instant> = HashMap::new();
+        let mut idle_visits = IdleVisits::default();
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tick.tick().await;
-            let today = crate::clock::today(&floor.hospital.tz).to_string();
+            let today = clock.today(&floor.hospital.tz).to_string();
             if today != desk.today() {
                 tracing::info!(day = %today, "a new day: every visit's tags are free");
                 let _ = desk.new_day(&today).await;
-                idle_since.clear();
+                idle_visits.clear();
                 continue;
             }
             let visits = desk.visits().await;
-            idle_since.retain(|v, _| visits.contains(v));
             let active = {
                 let o = orders.clone();
                 tokio::task::spawn_blocking(move || o.patients_with_active()).await.ok().and_then(Result::ok).unwrap_or_default()
             };
+            let mut seen = Vec::with_capacity(visits.len());
             for v in visits {
-                let Ok(p) = crate::domain::ids::PatientId::parse(&v) else { continue };
-                let open = match floor.patient_tickets(&p).await {
-                    Ok(ts) => ts.iter().any(|t| matches!(t.status, Status::Booked | Status::Waiting | Status::Called | Status::InService | Status::Missed)),
+                let busy = match crate::domain::ids::PatientId::parse(&v) {
                     Err(_) => true,
+                    Ok(p) => match floor.patient_tickets(&p).await {
+                        Ok(ts) => ts.iter().any(|t| matches!(t.status, Status::Booked | Status::Waiting | Status::Called | Status::InService | Status::Missed)),
+                        Err(_) => true,
+                    },
                 };
-                if open || active.contains(&v) {
-                    idle_since.remove(&v);
-                    continue;
-                }
-                let since = *idle_since.entry(v.clone()).or_insert_with(tokio::time::Instant::now);
-                if since.elapsed() >= idle {
-                    match desk.end_visit(&v).await {
-                        Ok(tags) => tracing::info!(patient = %v, tags = tags.len(), "visit over: tags unbound, positions forgotten"),
-                        Err(e) => tracing::warn!(patient = %v, error = %e, "ending a visit"),
-                    }
-                    idle_since.remove(&v);
+                seen.push((v.clone(), busy || active.contains(&v)));
+            }
+            for v in idle_visits.sweep(clock.now_ms(), idle.as_millis() as i64, seen) {
+                match desk.end_visit(&v).await {
+                    Ok(tags) => tracing::info!(patient = %v, tags = tags.len(), "visit over: tags unbound, positions forgotten"),
+                    Err(e) => tracing::warn!(patient = %v, error = %e, "ending a visit"),
                 }
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdleVisits;
+
+    #[test]
+    fn a_visit_ends_after_being_idle_for_the_whole_idle_time() {
+        let (t0, idle) = (1_796_608_800_000, 30 * 60_000);
+        let mut v = IdleVisits::default();
+        let look = |v: &mut IdleVisits, at: i64, busy: bool| v.sweep(at, idle, [("p1".to_owned(), busy), ("p2".to_owned(), true)]);
+        assert!(look(&mut v, t0, false).is_empty(), "idle from now");
+        assert!(look(&mut v, t0 + idle - 1, false).is_empty());
+        // Busy again in between (a new ticket): the idle time starts over.
+        assert!(look(&mut v, t0 + idle - 1, true).is_empty());
+        assert!(look(&mut v, t0 + idle, false).is_empty());
+        assert!(look(&mut v, t0 + 2 * idle - 1, false).is_empty());
+        assert_eq!(look(&mut v, t0 + 2 * idle, false), ["p1"], "over once idle for the whole time");
+        // A busy visit never ends; a visit no longer seen is forgotten.
+        assert!(v.sweep(t0 + 10 * idle, idle, [("p2".to_owned(), true)]).is_empty());
+        assert!(v.since.is_empty());
+    }
 }

@@ -312,7 +312,7 @@ async fn handle_incoming(
             ["gateways", gw, "scan"] => positions.report(gw, &p.payload, crate::clock::now_ms()),
             ["displays", id, "status"] => display_status(&p, id, &registry, &desk, &metrics),
             ["displays", id, "ack"] => match crate::domain::delivery::AckMessage::parse(&p.payload) {
-                Some(a) => desk.ack(id, a.seq, a.stage, crate::clock::now_ms()),
+                Some(a) => desk.ack(id, a.seq, a.stage, desk.now_ms()),
                 None => {
                     desk.invalid();
                     metrics.mqtt_rejected.with_label_values(&["bad_ack"]).inc();
@@ -409,7 +409,7 @@ fn display_status(p: &rumqttc::Publish, id: &str, registry: &DisplayRegistry, de
             return;
         }
     };
-    let now = crate::clock::now_ms();
+    let now = desk.now_ms();
     if registry.set(id, online, now) {
         desk.status(id, online, now);
         metrics.display_online.with_label_values(&[id]).set(i64::from(online));

@@ -301,7 +301,7 @@ async fn run_display(
             frame = stream.next() => {
                 if let Some(Ok(actix_ws::Message::Text(t))) = &frame {
                     match crate::domain::delivery::AckMessage::parse(t.as_bytes()) {
-                        Some(a) => feed.desk.ack(&id, a.seq, a.stage, crate::clock::now_ms()),
+                        Some(a) => feed.desk.ack(&id, a.seq, a.stage, feed.desk.now_ms()),
                         None => feed.desk.invalid(),
                     }
                 }
