@@ -669,7 +669,7 @@ fn journal_verify(data: &std::path::Path) -> anyhow::Result<bool> {
     let path = data.join("journal.sqlite");
     anyhow::ensure!(path.exists(), "no journal at {}", path.display());
     let mut j = clinicflow::storage::SqliteJournal::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    match j.verify(&path)? {
+    match j.verify(&path, clinicflow::storage::Walk::Whole)? {
         Ok(v) => {
             let witnessed = v.witnessed.map_or("no witness file".to_owned(), |w| format!("committed up to event {w}"));
             say!("journal {}: whole — {} events up to {}, {} from before chains; {}", path.display(), v.events, v.last_seq, v.unchained, witnessed);

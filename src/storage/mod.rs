@@ -20,7 +20,7 @@ pub fn open_durable(path: &std::path::Path, schema: &str) -> rusqlite::Result<ru
     Ok(conn)
 }
 
-pub use sqlite::{witness_path, Damage, SqliteJournal, Verified};
+pub use sqlite::{mark_path, witness_path, Damage, SqliteJournal, Verified, Walk};
 pub use writer::{AppendReceipt, AppendSlot, JournalWriter, WriterLimits};
 
 use crate::domain::event::{Event, UnixMs};

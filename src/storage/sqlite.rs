@@ -28,10 +28,22 @@ pub struct SqliteJournal {
     witness: Option<PathBuf>,
 }
 
+/// How much of the journal [`SqliteJournal::verify`] walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk {
+    /// Every event (`clinicflow journal verify`).
+    Whole,
+    /// The events after the last verified one (`journal.sqlite-verified`), when that one is
+    /// still there with the chain it had; the whole journal otherwise (`serve` at start).
+    SinceMark,
+}
+
 /// What [`SqliteJournal::verify`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
-    /// Events in the journal.
+    /// The walk started after this event (0: the whole journal).
+    pub from: i64,
+    /// Events walked.
     pub events: i64,
     /// The newest position.
     pub last_seq: i64,
@@ -65,12 +77,32 @@ fn chain(prev: &Chain, seq: i64, queue: &str, ticket: Option<&str>, at: i64, kin
 
 /// The witness file beside a journal.
 pub fn witness_path(journal: &Path) -> PathBuf {
+    beside(journal, "-head")
+}
+
+/// The mark of the last verified event beside a journal.
+pub fn mark_path(journal: &Path) -> PathBuf {
+    beside(journal, "-verified")
+}
+
+fn beside(journal: &Path, suffix: &str) -> PathBuf {
     let mut name = journal.file_name().unwrap_or_default().to_os_string();
-    name.push("-head");
+    name.push(suffix);
     journal.with_file_name(name)
 }
 
 /// The witness: `seq chain-hex` on one line. Unreadable is `None` (and said by the caller).
+/// Notes the newest verified event (written whole, then renamed into place). A mark that cannot
+/// be written is logged: the next start walks more.
+fn write_mark(path: &Path, seq: i64, chain: &Chain) {
+    let tmp = beside(path, ".tmp");
+    let result = std::fs::write(&tmp, format!("{seq:020} {}\n", hex::encode(chain))).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "could not note the verified journal; the next start walks it whole");
+    }
+}
+
+/// A `seq chain` line (the witness and the verification mark).
 fn read_witness(path: &Path) -> Result<Option<(i64, Chain)>, String> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -140,14 +172,20 @@ impl SqliteJournal {
         Ok(j)
     }
 
-    /// Walks the whole chain and holds the journal against its witness (see the module doc).
+    /// Walks the chain (all of it, or what came after the last verification) and holds the
+    /// journal against its witness (see the module doc). A walk that finds nothing wrong marks
+    /// the newest event verified, so the next start walks only what came after it.
     #[tracing::instrument(skip_all)]
-    pub fn verify(&mut self, journal_path: &Path) -> Result<Result<Verified, Damage>, StorageError> {
-        let mut stmt = self.conn.prepare("SELECT seq, queue, ticket, at_ms, kind, body, chain FROM events ORDER BY seq")?;
-        let mut rows = stmt.query([])?;
-        let mut prev: Chain = [0; 32];
-        let (mut events, mut unchained, mut last_seq, mut chained_from) = (0i64, 0i64, 0i64, None::<i64>);
-        let mut at_witness: Option<Chain> = None;
+    pub fn verify(&mut self, journal_path: &Path, walk: Walk) -> Result<Result<Verified, Damage>, StorageError> {
+        let mark = match walk {
+            Walk::Whole => None,
+            Walk::SinceMark => self.valid_mark(journal_path)?,
+        };
+        let from = mark.map_or(0, |(seq, _)| seq);
+        let mut stmt = self.conn.prepare("SELECT seq, queue, ticket, at_ms, kind, body, chain FROM events WHERE seq > ?1 ORDER BY seq")?;
+        let mut rows = stmt.query([from])?;
+        let mut prev: Chain = mark.map_or([0; 32], |(_, c)| c);
+        let (mut events, mut unchained, mut last_seq, mut chained_from) = (0i64, 0i64, from, mark.map(|(seq, _)| seq));
         let witness = read_witness(&witness_path(journal_path));
         let witnessed = match &witness {
             Ok(w) => *w,
@@ -156,6 +194,7 @@ impl SqliteJournal {
                 None
             }
         };
+        let mut at_witness: Option<Chain> = mark.filter(|(seq, _)| witnessed.is_some_and(|(w, _)| w == *seq)).map(|(_, c)| c);
         while let Some(r) = rows.next()? {
             let (seq, queue, ticket, at, kind, body, stored): (i64, String, Option<String>, i64, String, String, Option<Vec<u8>>) =
                 (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
@@ -194,7 +233,30 @@ impl SqliteJournal {
                 return Ok(Err(Damage::Event { seq: w, reason: "does not match what was committed there (journal.sqlite-head): the journal was rewritten or restored without its witness".into() }));
             }
         }
-        Ok(Ok(Verified { events, last_seq, unchained, witnessed: witnessed.map(|w| w.0) }))
+        if chained_from.is_some() {
+            write_mark(&mark_path(journal_path), last_seq, &prev);
+        }
+        Ok(Ok(Verified { from, events, last_seq, unchained, witnessed: witnessed.map(|w| w.0) }))
+    }
+
+    /// The last verified event, when it is still in the journal with the chain it had then.
+    fn valid_mark(&self, journal_path: &Path) -> Result<Option<(i64, Chain)>, StorageError> {
+        let path = mark_path(journal_path);
+        let (seq, want) = match read_witness(&path) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "the journal's verification mark is unreadable; walking the whole journal");
+                return Ok(None);
+            }
+        };
+        let stored: Option<Vec<u8>> = self.conn.query_row("SELECT chain FROM events WHERE seq = ?1", [seq], |r| r.get(0)).optional()?.flatten();
+        if stored.as_deref() == Some(want.as_slice()) {
+            Ok(Some((seq, want)))
+        } else {
+            tracing::warn!(seq, "the last verified event is not there as it was; walking the whole journal");
+            Ok(None)
+        }
     }
 
     /// A damaged journal is left exactly as found: closing the last connection would otherwise
@@ -329,14 +391,45 @@ mod tests {
     }
 
     fn verify(path: &Path) -> Result<Verified, Damage> {
-        SqliteJournal::open(path).unwrap().verify(path).unwrap()
+        SqliteJournal::open(path).unwrap().verify(path, Walk::Whole).unwrap()
+    }
+
+    fn verify_tail(path: &Path) -> Result<Verified, Damage> {
+        SqliteJournal::open(path).unwrap().verify(path, Walk::SinceMark).unwrap()
+    }
+
+    #[test]
+    fn a_start_walks_only_what_came_since_the_last_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = journal(dir.path(), 20);
+        assert_eq!(verify_tail(&path).map(|v| (v.from, v.events)), Ok((0, 20)), "no mark yet: the whole journal");
+        SqliteJournal::open_writer(&path).unwrap().append(&[issued(20), issued(21)]).unwrap();
+        assert_eq!(verify_tail(&path), Ok(Verified { from: 20, events: 2, last_seq: 22, unchained: 0, witnessed: Some(22) }));
+        assert_eq!(verify_tail(&path).map(|v| (v.from, v.events)), Ok((22, 0)), "nothing new");
+
+        // Damage after the mark is found by the next start.
+        SqliteJournal::open_writer(&path).unwrap().append(&[issued(22), issued(23), issued(24)]).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("UPDATE events SET at_ms = at_ms + 1 WHERE seq = 24", []).unwrap();
+        assert!(matches!(verify_tail(&path), Err(Damage::Event { seq: 24, .. })));
+        conn.execute("UPDATE events SET at_ms = at_ms - 1 WHERE seq = 24", []).unwrap();
+        assert_eq!(verify_tail(&path).map(|v| v.from), Ok(22));
+
+        // Damage before the mark is for the whole walk (`journal verify`) to find …
+        conn.execute("UPDATE events SET at_ms = at_ms + 1 WHERE seq = 3", []).unwrap();
+        assert_eq!(verify_tail(&path).map(|v| v.from), Ok(25));
+        assert!(matches!(verify(&path), Err(Damage::Event { seq: 3, .. })));
+        conn.execute("UPDATE events SET at_ms = at_ms - 1 WHERE seq = 3", []).unwrap();
+        // … and a marked event that is not as it was sends the start back to the whole walk.
+        conn.execute("UPDATE events SET chain = zeroblob(32) WHERE seq = 25", []).unwrap();
+        assert!(matches!(verify_tail(&path), Err(Damage::Event { seq: 25, .. })), "the whole walk names it");
     }
 
     #[test]
     fn a_whole_journal_verifies_against_its_witness() {
         let dir = tempfile::tempdir().unwrap();
         let path = journal(dir.path(), 20);
-        assert_eq!(verify(&path), Ok(Verified { events: 20, last_seq: 20, unchained: 0, witnessed: Some(20) }));
+        assert_eq!(verify(&path), Ok(Verified { from: 0, events: 20, last_seq: 20, unchained: 0, witnessed: Some(20) }));
         // Reopened, the chain goes on from its head.
         SqliteJournal::open_writer(&path).unwrap().append(&[issued(20), issued(21)]).unwrap();
         assert_eq!(verify(&path).map(|v| (v.last_seq, v.witnessed)), Ok((22, Some(22))));
@@ -390,7 +483,7 @@ mod tests {
             }
         }
         SqliteJournal::open_writer(&path).unwrap().append(&[issued(3), issued(4)]).unwrap();
-        assert_eq!(verify(&path), Ok(Verified { events: 5, last_seq: 5, unchained: 3, witnessed: Some(5) }));
+        assert_eq!(verify(&path), Ok(Verified { from: 0, events: 5, last_seq: 5, unchained: 3, witnessed: Some(5) }));
         assert_eq!(SqliteJournal::open(&path).unwrap().events_after(0, 10).unwrap().len(), 5);
     }
 
