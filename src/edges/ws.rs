@@ -14,7 +14,7 @@ use crate::edges::http::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
 use futures_util::StreamExt;
-use std::time::Instant;
+use tokio::time::Instant;
 use tokio::sync::mpsc;
 
 /// Largest frame a phone may send (it only sends pings and small JSON).
@@ -188,6 +188,8 @@ enum Step {
 /// Client frames and the heartbeat, the same for every kind of connection: pings are answered,
 /// any frame counts as a sign of life, binary frames and protocol errors end the connection, and
 /// a client silent for longer than the idle timeout is closed.
+///
+/// On tokio's clock (its `Instant`, its timer), so the rule is tested on paused time.
 struct Liveness {
     heartbeat: tokio::time::Interval,
     last_heard: Instant,
@@ -226,9 +228,14 @@ impl Liveness {
         }
     }
 
+    /// Silent for longer than the idle timeout.
+    fn silent(&self) -> bool {
+        self.last_heard.elapsed() > self.idle_timeout
+    }
+
     /// A heartbeat tick: close a silent client, ping the others.
     async fn beat(&mut self, session: &mut actix_ws::Session) -> Step {
-        if self.last_heard.elapsed() > self.idle_timeout {
+        if self.silent() {
             return Step::End(CloseReason { code: CloseCode::Other(close::IDLE), description: Some("idle timeout".into()) }, "idle");
         }
         if session.ping(b"").await.is_err() {
@@ -317,4 +324,33 @@ async fn run_display(
         }
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), session.close(reason)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The heartbeat and the idle rule on paused time: a ping every 15 s, and a client is closed
+    /// at the first beat after 45 s without a frame from it — not before.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_is_idle_only_after_the_whole_timeout_without_a_frame() {
+        let limits = PushLimits { heartbeat: Duration::from_secs(15), idle_timeout: Duration::from_secs(45), ..PushLimits::default() };
+        let start = Instant::now();
+        let mut l = Liveness::start(limits).await;
+        async fn beat(l: &mut Liveness, start: Instant) -> (u64, bool) {
+            l.heartbeat.tick().await;
+            ((Instant::now() - start).as_secs(), l.silent())
+        }
+        assert_eq!(beat(&mut l, start).await, (15, false));
+        assert_eq!(beat(&mut l, start).await, (30, false));
+        assert_eq!(beat(&mut l, start).await, (45, false), "45 s of silence is not more than 45 s");
+        assert_eq!(beat(&mut l, start).await, (60, true));
+        // A frame (a pong, a scan) keeps it alive from then on.
+        l.last_heard = Instant::now();
+        assert_eq!(beat(&mut l, start).await, (75, false));
+        assert_eq!(beat(&mut l, start).await, (90, false));
+        assert_eq!(beat(&mut l, start).await, (105, false));
+        assert_eq!(beat(&mut l, start).await, (120, true));
+    }
 }
