@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a page may take to show what a test waits for. Generous: CI machines are slow and
 /// Chromium's first start is slower still. A wait ends as soon as the condition holds.
@@ -55,17 +55,11 @@ impl Driver {
             .spawn()
             .expect("start chromedriver");
         let url = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
         let http = reqwest::Client::new();
-        loop {
-            if let Ok(r) = http.get(format!("{url}/status")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(started.elapsed() < WAIT, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let (http, status) = (&http, format!("{url}/status"));
+        let status = &status;
+        let up = crate::helpers::poll(WAIT, move || async move { http.get(status).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }).await;
+        assert!(up.is_some(), "chromedriver did not start");
         Driver { child, url, _profiles: tempfile::tempdir().expect("temp dir") }
     }
 
@@ -112,16 +106,11 @@ impl Driver {
 /// the page's text if it never is.
 pub async fn until(page: &Client, condition: &str, what: &str) {
     let script = format!("try {{ return !!({condition}); }} catch (e) {{ return false; }}");
-    let started = Instant::now();
-    loop {
-        if page.execute(&script, vec![]).await.ok() == Some(Value::Bool(true)) {
-            return;
-        }
-        if started.elapsed() > WAIT {
-            let text = page.execute("return document.body ? document.body.innerText : ''", vec![]).await.unwrap_or_default();
-            panic!("{what}: not seen within {WAIT:?}; the page shows:\n{}", text.as_str().unwrap_or(""));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let script = &script;
+    let seen = crate::helpers::poll(WAIT, move || async move { (page.execute(script, vec![]).await.ok() == Some(Value::Bool(true))).then_some(()) }).await;
+    if seen.is_none() {
+        let text = page.execute("return document.body ? document.body.innerText : ''", vec![]).await.unwrap_or_default();
+        panic!("{what}: not seen within {WAIT:?}; the page shows:\n{}", text.as_str().unwrap_or(""));
     }
 }
 

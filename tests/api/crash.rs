@@ -55,10 +55,8 @@ async fn acknowledged_commands_survive_kill_9() {
         }));
     }
     // Kill in the middle of the burst: once a good number of commands were acknowledged.
-    while acked.load(Ordering::Relaxed) < 1500 {
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let midway = crate::helpers::poll(std::time::Duration::from_secs(120), || std::future::ready((acked.load(Ordering::Relaxed) >= 1500).then_some(()))).await;
+    assert!(midway.is_some(), "1,500 commands acknowledged within two minutes");
     app.kill9();
     let mut acks = Vec::new();
     for w in workers {
@@ -125,17 +123,14 @@ async fn a_closed_stdout_does_not_stop_the_server() {
     let child = &mut child.0;
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/api/v1/queues/internal-medicine/tickets");
-    let mut issued = None;
-    for _ in 0..300 {
+    let (client, url) = (&client, &url);
+    let issued = crate::helpers::poll(std::time::Duration::from_secs(30), || {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("clinicflow exited with {status} when its stdout was closed");
         }
-        if let Ok(r) = client.post(&url).bearer_auth(TOKEN).json(&serde_json::json!({"patient_id": "p-1", "name": "张三"})).send().await {
-            issued = Some(r.status().as_u16());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        async move { client.post(url).bearer_auth(TOKEN).json(&serde_json::json!({"patient_id": "p-1", "name": "张三"})).send().await.ok().map(|r| r.status().as_u16()) }
+    })
+    .await;
     assert_eq!(issued, Some(201), "the server answers while its stdout is closed");
     assert!(child.try_wait().unwrap().is_none(), "still running after printing its banner");
 }

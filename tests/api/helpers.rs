@@ -198,18 +198,28 @@ impl TestApp {
     }
 }
 
-/// Waits (bounded) for `child` to end by itself; its exit status, `None` if it still runs.
-pub async fn exited_within(child: &mut Child, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+/// Asks `probe` every 50 ms until it answers, for at most `limit`: the answer, or `None` when
+/// time ran out. The one way the suite waits for what it cannot be told about (a child process,
+/// a broker, a read model over HTTP, a browser page); everything else waits on events.
+pub async fn poll<T, Fut>(limit: std::time::Duration, mut probe: impl FnMut() -> Fut) -> Option<T>
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
     let deadline = Instant::now() + limit;
     loop {
-        if let Some(s) = child.try_wait().expect("child status") {
-            return Some(s);
+        if let Some(v) = probe().await {
+            return Some(v);
         }
-        if Instant::now() > deadline {
+        if Instant::now() >= deadline {
             return None;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Waits (bounded) for `child` to end by itself; its exit status, `None` if it still runs.
+pub async fn exited_within(child: &mut Child, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+    poll(limit, || std::future::ready(child.try_wait().expect("child status"))).await
 }
 
 /// The body of an error response: `(status, code)`.

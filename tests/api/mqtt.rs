@@ -103,17 +103,17 @@ async fn start_mosquitto(tls: bool) -> Mosquitto {
     std::fs::write(&conf, text).unwrap();
     let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap_or("mosquitto");
     let child = Command::new(bin).arg("-c").arg(&conf).spawn().expect("mosquitto (scripts/test installs it)");
-    for _ in 0..100 {
-        let tls_up = match &tls_listener {
-            Some((p, _)) => tokio::net::TcpStream::connect(("127.0.0.1", *p)).await.is_ok(),
+    let tls_port = tls_listener.as_ref().map(|(p, _)| *p);
+    let up = crate::helpers::poll(Duration::from_secs(5), move || async move {
+        let tls_up = match tls_port {
+            Some(p) => tokio::net::TcpStream::connect(("127.0.0.1", p)).await.is_ok(),
             None => true,
         };
-        if tls_up && tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Mosquitto { child, port, tls: tls_listener, _dir: dir };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("mosquitto did not start");
+        (tls_up && tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()).then_some(())
+    })
+    .await;
+    assert!(up.is_some(), "mosquitto did not start");
+    Mosquitto { child, port, tls: tls_listener, _dir: dir }
 }
 
 /// Device logins by device id: from the provisioning API for the embedded broker; none (anonymous)
@@ -332,26 +332,10 @@ async fn display_lifecycle(app: &TestApp, port: u16, logins: &Logins) {
     let d = device(port, logins, "door-c-204", "door-c-204", Some(will), &[]).await;
     d.client.publish(&status, QoS::AtLeastOnce, true, "online").await.unwrap();
     let find = |v: &Value| v["displays"].as_array().unwrap().iter().find(|x| x["id"] == "door-c-204").cloned().unwrap();
-    let mut online = Value::Null;
-    for _ in 0..100 {
-        online = find(&app.get_json("/api/v1/displays").await)["online"].clone();
-        if online == true {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(online, true);
+    poll(app, "/api/v1/displays", |v| find(v)["online"] == true).await;
     d.task.abort(); // the connection drops without DISCONNECT
     drop(d.client);
-    let mut last = Value::Null;
-    for _ in 0..300 {
-        last = app.get_json("/api/v1/displays").await;
-        if find(&last)["online"] == false {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(find(&last)["online"], false, "{last}");
+    let last = poll(app, "/api/v1/displays", |v| find(v)["online"] == false).await;
     assert_eq!(last["offline"], 1);
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("clinicflow_display_online{display=\"door-c-204\"} 0"), "{metrics}");
@@ -565,13 +549,9 @@ async fn a_display_that_stops_acknowledging_raises_an_alarm() {
 
 /// GET `path` until `pred` holds (bounded: 15 s).
 async fn poll(app: &TestApp, path: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let v = app.get_json(path).await;
-        if pred(&v) {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{path} never satisfied the condition: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let pred = &pred;
+    match crate::helpers::poll(Duration::from_secs(15), move || async move { Some(app.get_json(path).await).filter(|v| pred(v)) }).await {
+        Some(v) => v,
+        None => panic!("{path} never satisfied the condition: {}", app.get_json(path).await),
     }
 }

@@ -97,18 +97,13 @@ async fn the_corridor_display_speaks_two_calls_in_order_and_fits_the_screen() {
     assert!(pos(&a) < pos(&b), "spoken in call order: {spoken:?}");
     assert_eq!(spoken.iter().filter(|s| s.contains(&a)).count(), 2, "the first call spoken whole (zh + en), not cut: {spoken:?}");
     // The display told the server: both shown, both spoken, no alarm.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let v = app.get_json("/api/v1/displays").await;
-        let d = v["displays"].as_array().unwrap().iter().find(|d| d["id"] == "corridor-1f").unwrap().clone();
-        if d["delivery"]["spoken"] == 2 {
-            assert_eq!(d["delivery"]["shown"], 2);
-            assert_eq!(d["alarms"], serde_json::json!([]));
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the display acknowledged both calls: {d}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let corridor = |v: serde_json::Value| v["displays"].as_array().unwrap().iter().find(|d| d["id"] == "corridor-1f").unwrap().clone();
+    let app_ref = &app;
+    let d = crate::helpers::poll(std::time::Duration::from_secs(15), move || async move { Some(corridor(app_ref.get_json("/api/v1/displays").await)).filter(|d| d["delivery"]["spoken"] == 2) })
+        .await
+        .unwrap_or_else(|| panic!("the display did not acknowledge both calls as spoken within 15 s"));
+    assert_eq!(d["delivery"]["shown"], 2);
+    assert_eq!(d["alarms"], serde_json::json!([]));
     until(&display, FITS, "fits 1366x768").await;
     screenshot(&display, "display-corridor-1366x768").await;
     display.close().await.unwrap();

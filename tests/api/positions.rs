@@ -113,18 +113,11 @@ async fn expect_all(ws: &mut Ws, wanted: &[(&str, &dyn Fn(&Value) -> bool)]) -> 
 /// reach the server in no fixed order, so the test waits for the count it expects (bounded)
 /// instead of reading it once.
 async fn metrics_when(app: &TestApp, done: impl Fn(&str) -> bool) -> String {
-    let wait = async {
-        loop {
-            let m = app.get("/metrics").await.text().await.unwrap();
-            if done(&m) {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    match tokio::time::timeout(Duration::from_secs(20), wait).await {
-        Ok(m) => m,
-        Err(_) => {
+    let done = &done;
+    let seen = crate::helpers::poll(Duration::from_secs(20), move || async move { Some(app.get("/metrics").await.text().await.unwrap()).filter(|m| done(m)) }).await;
+    match seen {
+        Some(m) => m,
+        None => {
             let m = app.get("/metrics").await.text().await.unwrap();
             panic!("the counters never got there:\n{}", m.lines().filter(|l| l.contains("position")).collect::<Vec<_>>().join("\n"))
         }

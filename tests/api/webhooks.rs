@@ -94,16 +94,12 @@ fn config_with_hook(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
 
 /// Wait until `pred` holds for the receiver's hits (bounded).
 async fn until(r: &Receiver, what: &str, pred: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
-    for _ in 0..600 {
-        {
-            let hits = r.hits.lock().unwrap();
-            if pred(&hits) {
-                return hits.clone();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}: {:?}", r.hits.lock().unwrap());
+    let seen = crate::helpers::poll(Duration::from_secs(30), || {
+        let hits = r.hits.lock().unwrap();
+        std::future::ready(pred(&hits).then(|| hits.clone()))
+    })
+    .await;
+    seen.unwrap_or_else(|| panic!("timed out waiting for {what}: {:?}", r.hits.lock().unwrap()))
 }
 
 fn verify(hit: &Hit) {
