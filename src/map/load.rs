@@ -522,8 +522,11 @@ pub fn parse_files(files: &[(String, String)]) -> Result<VenueMap, MapIssues> {
     if entrances.is_empty() {
         b.issue("navigation.geojson", None, "no node of kind \"entrance\": patients need a way in");
     }
+    let index = super::route::RouteIndex::new(&graph);
+    // The landmarks A* uses, built with the map (not on its first route).
+    index.prepare();
     let map = VenueMap {
-        index: super::route::RouteIndex::new(&graph),
+        index,
         id: venue.id.clone(),
         name: labels(venue.props.get("name")).unwrap_or(Labels { zh: venue.id.clone(), en: venue.id.clone() }),
         buildings,

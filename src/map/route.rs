@@ -2,7 +2,11 @@
 //!
 //! Dijkstra with dense per-query arrays (the graph is a petgraph `DiGraph`, so node indices are
 //! `0..n`), stopping at the first goal settled; a department or "the nearest toilet" is a set of
-//! goals. Deterministic: ties break on node index.
+//! goals. One place to one place — what `/route` and the guide ask — is A* with landmarks (ALT):
+//! for a few nodes spread over the graph every node's cost from and to them is kept per profile
+//! (O(N) memory: 16 landmarks), and the triangle inequality bounds what is left of any route, so
+//! the search heads for the goal instead of spreading in every direction. Same costs as
+//! Dijkstra (a property test holds them equal). Deterministic: ties break on node index.
 
 use super::model::{EdgeKind, Endpoint, NavEdge, VenueMap};
 use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
@@ -120,6 +124,50 @@ pub struct RouteIndex {
     /// (for the backward half of a two-sided search).
     rev_offsets: Vec<u32>,
     rev_slot: Vec<u32>,
+    /// Landmark costs for A*, built on first use (or by [`RouteIndex::prepare`]).
+    landmarks: std::sync::OnceLock<Landmarks>,
+}
+
+/// How many landmarks A* keeps (fewer on a smaller graph).
+const LANDMARKS: usize = 16;
+
+/// Every node's cost from and to each landmark, per profile (f32, ∞ where there is no way).
+#[derive(Debug, Clone, Default)]
+struct Landmarks {
+    count: usize,
+    /// `from[p][l * n + v]`: cost of landmark `l` → `v` under profile `p`.
+    from: [Vec<f32>; 3],
+    /// `to[p][l * n + v]`: cost of `v` → landmark `l`.
+    to: [Vec<f32>; 3],
+}
+
+impl Landmarks {
+    /// A lower bound on the cost `v` → `t` under profile slot `p` (the triangle inequality over
+    /// every landmark, both ways). `INFINITY`: `v` cannot reach `t` at all.
+    fn bound(&self, p: usize, n: usize, v: usize, t: usize) -> f64 {
+        let (from, to) = (&self.from[p], &self.to[p]);
+        let mut best = 0.0f32;
+        for l in 0..self.count {
+            // L → t ≤ L → v + v → t: so v → t ≥ (L → t) − (L → v).
+            let (lv, lt) = (from[l * n + v], from[l * n + t]);
+            if lv.is_finite() {
+                if lt.is_infinite() {
+                    return f64::INFINITY; // L reaches v but not t: neither can v
+                }
+                best = best.max(lt - lv);
+            }
+            // v → L ≤ v → t + t → L: so v → t ≥ (v → L) − (t → L).
+            let (vl, tl) = (to[l * n + v], to[l * n + t]);
+            if tl.is_finite() {
+                if vl.is_infinite() {
+                    return f64::INFINITY; // t reaches L but v does not: v cannot reach t
+                }
+                best = best.max(vl - tl);
+            }
+        }
+        // f32 rounding must never make the bound exceed the truth.
+        (f64::from(best) * (1.0 - 1e-6) - 1e-3).max(0.0)
+    }
 }
 
 fn profile_slot(p: Profile) -> usize {
@@ -170,7 +218,6 @@ impl Scratch {
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
-    static TWO_SIDED: std::cell::RefCell<(Scratch, Scratch)> = std::cell::RefCell::new(Default::default());
 }
 
 /// Costs and predecessors of a finished search.
@@ -215,6 +262,153 @@ impl RouteIndex {
             *at += 1;
         }
         ix
+    }
+
+    /// Bytes the index holds: its search arrays and, once built, the landmark costs.
+    pub fn memory_bytes(&self) -> usize {
+        let csr = self.offsets.len() * 4 + self.target.len() * 4 * 2 + self.edge.len() * std::mem::size_of::<EdgeIndex>() + self.length_m.len() * 8;
+        let costs: usize = self.cost.iter().map(|c| c.len() * 8).sum();
+        let rev = (self.rev_offsets.len() + self.rev_slot.len()) * 4;
+        let lm = self.landmarks.get().map_or(0, |l| l.from.iter().chain(l.to.iter()).map(|v| v.len() * 4).sum());
+        csr + costs + rev + lm
+    }
+
+    /// Build the landmark costs now (a map being loaded), not on the first single-pair route.
+    pub fn prepare(&self) {
+        self.landmarks();
+    }
+
+    fn landmarks(&self) -> &Landmarks {
+        self.landmarks.get_or_init(|| self.build_landmarks())
+    }
+
+    /// Landmarks by farthest insertion (each the node farthest, at the default pace, from those
+    /// chosen), then each one's costs from and to every node under every profile.
+    fn build_landmarks(&self) -> Landmarks {
+        let n = self.node_count();
+        let count = LANDMARKS.min(n);
+        if count == 0 {
+            return Landmarks::default();
+        }
+        let mut chosen: Vec<usize> = Vec::with_capacity(count);
+        // Start from the node farthest from node 0, then keep adding the farthest from all.
+        let mut nearest = self.fill(&[0], Profile::Default, false);
+        while chosen.len() < count {
+            let next = (0..n).filter(|v| nearest[*v].is_finite() && !chosen.contains(v)).max_by(|a, b| nearest[*a].total_cmp(&nearest[*b]).then(b.cmp(a)));
+            // Nodes not reached from those chosen (another part of the graph): start there.
+            let next = next.or_else(|| (0..n).find(|v| !chosen.contains(v)));
+            let Some(next) = next else { break };
+            chosen.push(next);
+            let d = self.fill(&[next], Profile::Default, false);
+            for v in 0..n {
+                if chosen.len() == 1 {
+                    nearest[v] = d[v];
+                } else {
+                    nearest[v] = nearest[v].min(d[v]);
+                }
+            }
+        }
+        let mut lm = Landmarks { count: chosen.len(), ..Default::default() };
+        for p in Profile::ALL {
+            let slot = profile_slot(p);
+            for &l in &chosen {
+                lm.from[slot].extend(self.fill(&[l], p, false).iter().map(|&d| d as f32));
+                lm.to[slot].extend(self.fill(&[l], p, true).iter().map(|&d| d as f32));
+            }
+        }
+        lm
+    }
+
+    /// Every node's cost from `sources` (or, `backward`, to them) under `profile`.
+    fn fill(&self, sources: &[usize], profile: Profile, backward: bool) -> Vec<f64> {
+        let n = self.node_count();
+        let cost = &self.cost[profile_slot(profile)];
+        let mut dist = vec![f64::INFINITY; n];
+        let mut heap = BinaryHeap::new();
+        for &x in sources {
+            dist[x] = 0.0;
+            heap.push(Item { cost: 0.0, node: x as u32 });
+        }
+        while let Some(Item { cost: c, node }) = heap.pop() {
+            let u = node as usize;
+            if c > dist[u] {
+                continue;
+            }
+            let (lo, hi) = if backward { (self.rev_offsets[u], self.rev_offsets[u + 1]) } else { (self.offsets[u], self.offsets[u + 1]) };
+            for j in lo as usize..hi as usize {
+                let k = if backward { self.rev_slot[j] as usize } else { j };
+                let v = if backward { self.source[k] } else { self.target[k] } as usize;
+                let nd = c + cost[k];
+                if nd < dist[v] {
+                    dist[v] = nd;
+                    heap.push(Item { cost: nd, node: v as u32 });
+                }
+            }
+        }
+        dist
+    }
+
+    /// One source, one target: A* guided by the landmarks. Returns the cost and the path's CSR
+    /// slots. The bound is admissible, so the first time `t` leaves the heap its cost is the
+    /// least; a node found cheaper after it was expanded is expanded again.
+    fn alt(&self, sc: &mut Scratch, s: usize, t: usize, profile: Profile) -> Option<(f64, Vec<u32>)> {
+        let n = self.node_count();
+        if s >= n || t >= n {
+            return None;
+        }
+        sc.reset(n);
+        if s == t {
+            return Some((0.0, Vec::new()));
+        }
+        let lm = self.landmarks();
+        let slot = profile_slot(profile);
+        let cost = &self.cost[slot];
+        let h0 = lm.bound(slot, n, s, t);
+        if h0.is_infinite() {
+            return None;
+        }
+        sc.dist[s] = 0.0;
+        sc.touched.push(s as u32);
+        sc.heap.push(Item { cost: h0, node: s as u32 });
+        while let Some(Item { cost: f, node }) = sc.heap.pop() {
+            let u = node as usize;
+            if u == t {
+                break;
+            }
+            let g = sc.dist[u];
+            // Stale: u was reached cheaper since this entry was pushed.
+            if f > g + lm.bound(slot, n, u, t) + 1e-9 {
+                continue;
+            }
+            for k in self.offsets[u] as usize..self.offsets[u + 1] as usize {
+                let v = self.target[k] as usize;
+                let nd = g + cost[k];
+                if nd < sc.dist[v] {
+                    let h = lm.bound(slot, n, v, t);
+                    if h.is_infinite() {
+                        continue;
+                    }
+                    if sc.dist[v].is_infinite() {
+                        sc.touched.push(v as u32);
+                    }
+                    sc.dist[v] = nd;
+                    sc.via[v] = k as u32;
+                    sc.heap.push(Item { cost: nd + h, node: v as u32 });
+                }
+            }
+        }
+        if sc.dist[t].is_infinite() {
+            return None;
+        }
+        let mut slots = Vec::new();
+        let mut at = t;
+        while sc.via[at] != NONE {
+            let k = sc.via[at];
+            slots.push(k);
+            at = self.source[k as usize] as usize;
+        }
+        slots.reverse();
+        Some((sc.dist[t], slots))
     }
 
     /// The same graph with every edge turned round ("who can reach this node?").
@@ -262,78 +456,12 @@ impl RouteIndex {
         Settled { via: s.via.iter().map(|&k| (k != NONE).then(|| self.edge[k as usize])).collect(), dist: s.dist }
     }
 
-    /// One source, one target: Dijkstra from both ends at once, meeting in the middle (it settles
-    /// about half the nodes a one-sided search does). Returns the path's CSR slots.
-    fn two_sided(&self, f: &mut Scratch, b: &mut Scratch, s: usize, t: usize, profile: Profile) -> Option<(f64, Vec<u32>)> {
-        let n = self.node_count();
-        if s >= n || t >= n {
-            return None;
-        }
-        f.reset(n);
-        b.reset(n);
-        if s == t {
-            return Some((0.0, Vec::new()));
-        }
-        let cost = &self.cost[profile_slot(profile)];
-        for (sc, x) in [(&mut *f, s), (&mut *b, t)] {
-            sc.dist[x] = 0.0;
-            sc.touched.push(x as u32);
-            sc.heap.push(Item { cost: 0.0, node: x as u32 });
-        }
-        let mut best = f64::INFINITY;
-        let mut meet = NONE;
-        loop {
-            let (tf, tb) = (f.heap.peek().map(|i| i.cost), b.heap.peek().map(|i| i.cost));
-            let (Some(tf), Some(tb)) = (tf, tb) else { break };
-            if tf + tb >= best {
-                break;
-            }
-            let forward = tf <= tb;
-            let (me, other) = if forward { (&mut *f, &*b) } else { (&mut *b, &*f) };
-            let Item { cost: c, node } = me.heap.pop().expect("peeked");
-            let u = node as usize;
-            if c > me.dist[u] {
-                continue;
-            }
-            let (lo, hi) = if forward { (self.offsets[u], self.offsets[u + 1]) } else { (self.rev_offsets[u], self.rev_offsets[u + 1]) };
-            for j in lo as usize..hi as usize {
-                let k = if forward { j } else { self.rev_slot[j] as usize };
-                let v = if forward { self.target[k] } else { self.source[k] } as usize;
-                me.relax(v, c + cost[k], k);
-                let through = me.dist[v] + other.dist[v];
-                if through < best {
-                    best = through;
-                    meet = v as u32;
-                }
-            }
-        }
-        if meet == NONE {
-            return None;
-        }
-        // s … meet by the forward tree, then meet … t by the backward one.
-        let mut slots = Vec::new();
-        let mut at = meet as usize;
-        while f.via[at] != NONE {
-            let k = f.via[at];
-            slots.push(k);
-            at = self.source[k as usize] as usize;
-        }
-        slots.reverse();
-        let mut at = meet as usize;
-        while b.via[at] != NONE {
-            let k = b.via[at];
-            slots.push(k);
-            at = self.target[k as usize] as usize;
-        }
-        Some((best, slots))
-    }
-
     /// The fastest path from any of `from` to the nearest of `to`.
     pub fn shortest(&self, from: &[NodeIndex], to: &[NodeIndex], profile: Profile) -> Result<Route, RouteError> {
         if let ([s], [t]) = (from, to) {
-            return TWO_SIDED.with(|cell| {
-                let (f, b) = &mut *cell.borrow_mut();
-                let (seconds, slots) = self.two_sided(f, b, s.index(), t.index(), profile).ok_or(RouteError::Unreachable { profile })?;
+            return SCRATCH.with(|cell| {
+                let sc = &mut *cell.borrow_mut();
+                let (seconds, slots) = self.alt(sc, s.index(), t.index(), profile).ok_or(RouteError::Unreachable { profile })?;
                 let mut nodes = vec![*s];
                 nodes.extend(slots.iter().map(|&k| NodeIndex::new(self.target[k as usize] as usize)));
                 let edges = slots.iter().map(|&k| self.edge[k as usize]).collect();

@@ -117,10 +117,10 @@ proptest! {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(500))]
-    /// The two-sided search finds exactly the cost of a plain one-sided Dijkstra, and its path is
-    /// a real chain of edges from one end to the other with that cost.
+    /// The single-pair search (A* with landmarks) finds exactly the cost of a plain Dijkstra,
+    /// and its path is a real chain of edges from one end to the other with that cost.
     #[test]
-    fn two_sided_search_agrees_with_one_sided(a in 0usize..10_000, b in 0usize..10_000, p in 0usize..3) {
+    fn the_single_pair_search_agrees_with_dijkstra(a in 0usize..10_000, b in 0usize..10_000, p in 0usize..3) {
         let m = demo_map();
         let n = m.graph.node_count();
         let (s, t) = (petgraph::graph::NodeIndex::new(a % n), petgraph::graph::NodeIndex::new(b % n));
@@ -140,6 +140,65 @@ proptest! {
                 prop_assert!((sum - r.seconds).abs() < 1e-6);
             }
             Err(_) => prop_assert!(one.is_infinite()),
+        }
+    }
+}
+
+/// A random graph: `n` nodes, each edge one-way or both ways, some stairs (closed to the
+/// accessible profile), some lifts with a wait, some links not accessible — and parts that
+/// cannot reach each other.
+fn random_graph(n: usize, edges: &[(usize, usize, u8, u16)]) -> petgraph::graph::DiGraph<(), crate::map::model::NavEdge> {
+    use crate::map::model::NavEdge;
+    let mut g = petgraph::graph::DiGraph::new();
+    let nodes: Vec<_> = (0..n).map(|_| g.add_node(())).collect();
+    for &(a, b, kind, len) in edges {
+        let (a, b) = (nodes[a % n], nodes[b % n]);
+        let kind_of = [EdgeKind::Corridor, EdgeKind::Corridor, EdgeKind::Door, EdgeKind::Stairs, EdgeKind::Elevator, EdgeKind::Ramp][kind as usize % 6];
+        let e = NavEdge {
+            id: String::new(),
+            kind: kind_of,
+            accessible: kind_of != EdgeKind::Stairs && kind % 7 != 0,
+            length_m: f64::from(len) / 10.0,
+            seconds: if matches!(kind_of, EdgeKind::Stairs | EdgeKind::Elevator) { 5.0 + f64::from(len % 30) } else { 0.0 },
+            wait_seconds: if kind_of == EdgeKind::Elevator { 20.0 } else { 0.0 },
+            name: None,
+            coords: Vec::new(),
+        };
+        g.add_edge(a, b, e.clone());
+        if kind % 3 != 0 {
+            g.add_edge(b, a, e);
+        }
+    }
+    g
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// On random graphs (one-way links, links a profile may not use, unreachable parts), A* with
+    /// landmarks finds Dijkstra's cost between every pair asked, or no route where there is none.
+    #[test]
+    fn landmark_search_equals_dijkstra_on_random_graphs(
+        n in 2usize..120,
+        edges in proptest::collection::vec((0usize..1000, 0usize..1000, 0u8..42, 1u16..2000), 1..400),
+        pairs in proptest::collection::vec((0usize..1000, 0usize..1000), 1..20),
+    ) {
+        let g = random_graph(n, &edges);
+        let ix = crate::map::route::RouteIndex::new(&g);
+        for (a, b) in pairs {
+            for profile in Profile::ALL {
+                let (s, t) = (petgraph::graph::NodeIndex::new(a % n), petgraph::graph::NodeIndex::new(b % n));
+                let want = ix.search(&[s], profile, |_| false).dist[t.index()];
+                match ix.shortest(&[s], &[t], profile) {
+                    Ok(r) => {
+                        prop_assert!((r.seconds - want).abs() < 1e-6, "{} vs {} ({profile:?})", r.seconds, want);
+                        let sum: f64 = r.edges.iter().map(|&e| profile.cost(&g[e]).unwrap()).sum();
+                        prop_assert!((sum - r.seconds).abs() < 1e-6);
+                        prop_assert_eq!(r.nodes.first(), Some(&s));
+                        prop_assert_eq!(r.nodes.last(), Some(&t));
+                    }
+                    Err(_) => prop_assert!(want.is_infinite(), "no route found, Dijkstra has {want}"),
+                }
+            }
         }
     }
 }
