@@ -52,12 +52,15 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let result = rt.block_on(async {
         let total = rate * secs;
-        // Enough waiting patients for every press.
+        // A waiting patient for every press, in the queue of the room it presses for (with more
+        // rooms than presses, only the first rooms are pressed), and one more in every queue.
         let http = reqwest::Client::new();
         let queues = rooms.div_ceil(ROOMS_PER_QUEUE);
+        let queue_of_press = |k: usize| (k % rooms) / ROOMS_PER_QUEUE;
         for i in 0..total + queues {
+            let q = if i < total { queue_of_press(i) } else { i - total };
             let r = http
-                .post(format!("{base}/api/v1/queues/q{}/tickets", i % queues))
+                .post(format!("{base}/api/v1/queues/q{q}/tickets"))
                 .bearer_auth(TOKEN)
                 .json(&serde_json::json!({"patient_id": format!("p{i}"), "name": "张三丰"}))
                 .send()
