@@ -103,8 +103,8 @@ struct Guidance {
 const LEAVE_CHECK_MS: i64 = 10_000;
 
 impl PatientSession {
-    /// Bring the feed up to date from the journal (at start, and when the ticket has new
-    /// commits), then hand `then` the new frames. The read runs on a blocking thread, never on
+    /// Bring the feed up to date from the journal (when the session starts, and after the router
+    /// fell behind the committed stream), then hand `then` the new frames. The read runs on a blocking thread, never on
     /// the thread all sessions share; this session handles nothing else meanwhile (`ctx.wait`),
     /// so its feed and its frames stay in journal order, while the other sessions go on.
     fn catch_up(&mut self, ctx: &mut Context<Self>, why: &'static str, then: fn(&mut Self, Vec<String>)) {
