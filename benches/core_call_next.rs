@@ -1,5 +1,7 @@
-//! Core-only queue operations: no IO, no actors. How many call-next decisions per second the
-//! pure state machine makes with a realistic line in front of it.
+//! Core-only queue operations: no IO, no actors. How many issue + call-next pairs per second the
+//! pure state machine makes with a realistic line in front of it, alone and with the views the
+//! queue actor builds per commit (the touched tickets' places in line, the displays' board):
+//! the cost per command should not grow with the line.
 
 use clinicflow::domain::command::{Command, IssueTicket};
 use clinicflow::domain::config::Hospital;
@@ -40,6 +42,22 @@ fn bench(c: &mut Criterion) {
                     let room = rooms[(n as usize) % rooms.len()].clone();
                     let d = s.execute(&Command::CallNext { room, caller: "bench".into() }, now).unwrap();
                     assert!(d.subject.is_some());
+                })
+            });
+            // What the queue actor does per commit besides: the views of the tickets the commands
+            // touched (the issued one's place in line, at the back) and the displays' board.
+            group.bench_function(BenchmarkId::new(format!("{label}_with_views"), waiting), |b| {
+                b.iter(|| {
+                    n += 1;
+                    now += 1;
+                    let issued = s.execute(&issue(n), now).unwrap().subject.unwrap();
+                    let view = s.ticket_view(&issued, now).unwrap();
+                    assert!(view.position.is_some());
+                    std::hint::black_box(s.board(now));
+                    let room = rooms[(n as usize) % rooms.len()].clone();
+                    let called = s.execute(&Command::CallNext { room, caller: "bench".into() }, now).unwrap().subject.unwrap();
+                    std::hint::black_box(s.ticket_view(&called, now));
+                    std::hint::black_box(s.board(now));
                 })
             });
         }

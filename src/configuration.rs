@@ -60,6 +60,8 @@ pub struct Settings {
     /// Derives the embedded broker's device and server passwords (`DIR/device-key`).
     pub device_key: Secret,
     pub http_workers: usize,
+    /// Threads the queue actors run on (`CLINICFLOW_QUEUE_THREADS`; half the cores by default).
+    pub queue_threads: usize,
     pub limits: Limits,
     /// The MQTT broker for displays and keypads; `None`: MQTT off.
     pub mqtt: Option<crate::edges::mqtt::MqttSettings>,
@@ -118,7 +120,12 @@ impl Settings {
         if let Some(n) = env_number("CLINICFLOW_WS_IDLE_SECS")? {
             limits.push.idle_timeout = std::time::Duration::from_secs(n.max(1));
         }
-        let http_workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let http_workers = cores.clamp(1, 8);
+        let queue_threads = match env_number("CLINICFLOW_QUEUE_THREADS")? {
+            Some(n) => (n as usize).clamp(1, 64),
+            None => (cores / 2).clamp(1, 8),
+        };
         let prefix = mqtt.prefix.clone().unwrap_or_else(|| format!("clinicflow/{}", hospital.site));
         anyhow::ensure!(
             !prefix.is_empty() && !prefix.ends_with('/') && !prefix.contains(['+', '#']),
@@ -183,6 +190,7 @@ impl Settings {
             patient_key: Secret(patient_key),
             device_key: Secret(device_key),
             http_workers,
+            queue_threads,
             limits,
         })
     }

@@ -117,9 +117,17 @@ impl Application {
         // system's). Tests of the actors pass a manual one.
         let clock = crate::clock::Clock::server();
         let (directory, stream) = (Directory::default(), crate::actors::CommitStream::default());
+        // The queues run on threads of their own, apart from the HTTP workers and from the
+        // followers of the committed stream (displays, phones, reports) on this one; each queue
+        // stays on one thread (its actor), queues are dealt round the threads.
+        let threads: Vec<actix_rt::Arbiter> = (0..settings.queue_threads.max(1)).map(|_| actix_rt::Arbiter::new()).collect();
         let queues: BTreeMap<_, _> = states
             .into_iter()
-            .map(|(id, s)| (id, QueueHandle::start(s, journal.clone(), directory.clone(), stream.clone(), metrics.clone(), clock.clone())))
+            .enumerate()
+            .map(|(i, (id, s))| {
+                let on = threads[i % threads.len()].handle();
+                (id, QueueHandle::start_on(&on, s, journal.clone(), directory.clone(), stream.clone(), metrics.clone(), clock.clone()))
+            })
             .collect();
         let hospital = Arc::new(settings.hospital.clone());
         let floor = Floor::new(hospital.clone(), queues, directory, stream);

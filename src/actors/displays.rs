@@ -5,7 +5,7 @@
 
 use super::{Committed, Floor};
 use crate::domain::config::{DisplayConfig, Hospital};
-use crate::domain::display::{display_state, queues_of, Board};
+use crate::domain::display::{display_state, queues_of, Board, DisplayState};
 use crate::domain::event::Event;
 use crate::domain::ids::QueueId;
 use serde_json::{json, Value};
@@ -84,8 +84,8 @@ struct Worker {
     displays: Vec<(DisplayConfig, Vec<QueueId>)>,
     /// The latest board of each queue, from its last commit.
     boards: BTreeMap<QueueId, Arc<Board>>,
-    /// The last state sent per display, without the envelope: unchanged states are not re-sent.
-    sent: HashMap<String, Value>,
+    /// The last state sent per display: unchanged states are not re-sent.
+    sent: HashMap<String, DisplayState>,
 }
 
 impl Worker {
@@ -100,8 +100,12 @@ impl Worker {
             match commits.recv().await {
                 Ok(c) => {
                     self.announce(&c);
-                    self.boards.insert(c.queue.clone(), c.board.clone());
-                    self.refresh(&[c.queue.clone()]);
+                    // Most commits leave the board as it was (a ticket issued behind the first
+                    // few, a patient started): no display changes then.
+                    if self.boards.get(&c.queue).is_none_or(|b| **b != *c.board) {
+                        self.boards.insert(c.queue.clone(), c.board.clone());
+                        self.refresh(&[c.queue.clone()]);
+                    }
                 }
                 // Missed commits: take every queue's board as it is now. The calls missed are
                 // not spoken (a call that old is no longer worth speaking).
@@ -130,12 +134,12 @@ impl Worker {
         let affected: Vec<usize> = (0..self.displays.len()).filter(|&i| self.displays[i].1.iter().any(|q| dirty.contains(q))).collect();
         for i in affected {
             let d = &self.displays[i].0;
-            let state = serde_json::to_value(display_state(d, &self.hospital, &self.boards)).unwrap_or_default();
+            let state = display_state(d, &self.hospital, &self.boards);
             if self.sent.get(&d.id) == Some(&state) {
                 continue;
             }
             let mut payload = json!({"v": PROTOCOL_VERSION, "display": d.id, "at": self.feed.desk.now_ms()});
-            if let (Some(p), Value::Object(s)) = (payload.as_object_mut(), state.clone()) {
+            if let (Some(p), Ok(Value::Object(s))) = (payload.as_object_mut(), serde_json::to_value(&state)) {
                 p.extend(s);
             }
             let payload = Arc::new(payload);

@@ -347,6 +347,7 @@ impl ClinicQueue {
                 return;
             }
         };
+        let mut answer_view = None;
         if !e.events.is_empty() {
             // On a new service day yesterday's tickets leave the index; remember which they were.
             let yesterday: Vec<TicketId> = if e.events.iter().any(|ev| matches!(ev, Event::DayStarted { .. })) {
@@ -370,12 +371,14 @@ impl ClinicQueue {
                     touched.push(t);
                 }
             }
-            let tickets = touched.into_iter().filter_map(|t| self.state.ticket_view(t, e.at)).collect();
+            let tickets: Vec<TicketView> = touched.into_iter().filter_map(|t| self.state.ticket_view(t, e.at)).collect();
+            // The subject's view is among the touched ones: not computed twice.
+            answer_view = subject.as_ref().and_then(|s| tickets.iter().find(|t| &t.id == s)).cloned();
             let board = Arc::new(self.state.board(e.at));
             self.stream.publish(Committed { queue: self.state.id().clone(), at: e.at, seqs, events: e.events, tickets, board });
         }
         self.metrics.commands.with_label_values(&[name, "ok"]).inc();
-        let ticket = subject.as_ref().and_then(|t| self.state.ticket_view(t, e.at));
+        let ticket = answer_view.or_else(|| subject.as_ref().and_then(|t| self.state.ticket_view(t, e.at)));
         let transferred = e.transfer_out.as_ref().and_then(|t| self.state.ticket(t)).map(|t| t.data.clone());
         let _ = e.answer.send(Ok(Outcome { ticket, transferred, replayed }));
     }
@@ -445,6 +448,20 @@ impl QueueHandle {
     /// Start the actor on the current actix arbiter with a state rebuilt from the journal,
     /// publishing its commits on `stream` and reading the time from `clock`.
     pub fn start(state: QueueState, journal: JournalWriter, directory: Directory, stream: CommitStream, metrics: Arc<Metrics>, clock: Clock) -> Self {
+        Self::start_on(&actix_rt::Arbiter::current(), state, journal, directory, stream, metrics, clock)
+    }
+
+    /// The same, on `arbiter`'s thread: the server runs its queues on threads of their own, so
+    /// commands are never held up behind the followers of the committed stream.
+    pub fn start_on(
+        arbiter: &actix_rt::ArbiterHandle,
+        state: QueueState,
+        journal: JournalWriter,
+        directory: Directory,
+        stream: CommitStream,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+    ) -> Self {
         let id = state.id().clone();
         // A transferred ticket's tombstone stays here; the directory points to where it went.
         for t in state.tickets().filter(|t| t.status != crate::domain::queue::Status::Transferred) {
@@ -452,7 +469,7 @@ impl QueueHandle {
         }
         metrics.queue_waiting.with_label_values(&[id.as_str()]).set(state.counts().waiting as i64);
         let actor = ClinicQueue { ahead: state.clone(), state, inflight: VecDeque::new(), next_id: 0, clock, journal, directory, metrics, stream };
-        Self { id, addr: actor.start() }
+        Self { id, addr: ClinicQueue::start_in_arbiter(arbiter, move |_| actor) }
     }
 
     pub fn id(&self) -> &QueueId {

@@ -155,7 +155,7 @@ struct Projection<'a, 'e> {
     /// arrival position `overtakes - picked earlier arrivals` (see `take`). Empty without a cap.
     arrival_rank: Vec<usize>,
     by_arrival: Vec<usize>,
-    cap: Option<MaxTree>,
+    cap: Option<CapTree>,
     /// Non-urgent picks so far.
     picked: i64,
     streak: u32,
@@ -190,8 +190,8 @@ impl<'a, 'e> Projection<'a, 'e> {
                 arrival_rank[i] = r;
             }
             let values: Vec<i64> =
-                by_arrival.iter().map(|&i| if chooser.is_urgent(entries[i]) { MaxTree::GONE } else { i64::from(entries[i].overtakes) }).collect();
-            cap = Some(MaxTree::new(&values));
+                by_arrival.iter().map(|&i| if chooser.is_urgent(entries[i]) { CapTree::GONE } else { i64::from(entries[i].overtakes) }).collect();
+            cap = Some(CapTree::new(&values));
         }
         Projection { chooser, entries, picked_already: vec![false; n], lanes, urgent, urgent_cursor: 0, arrival_rank, by_arrival, cap, picked: 0, streak }
     }
@@ -223,9 +223,7 @@ impl<'a, 'e> Projection<'a, 'e> {
         // Kept as `value = overtakes - picked earlier arrivals`, so "at the cap" is
         // `value >= cap - picked`, and one pick changes only the values after it.
         if let Some(tree) = self.cap.as_mut() {
-            let r = self.arrival_rank[i];
-            tree.set(r, MaxTree::GONE);
-            tree.add_from(r + 1, -1);
+            tree.pick(self.arrival_rank[i]);
         }
     }
 }
@@ -265,95 +263,89 @@ impl<'e> Iterator for Projection<'_, 'e> {
     }
 }
 
-/// A max segment tree with range add: the leftmost position whose value is at least `t`.
-struct MaxTree {
-    n: usize,
-    max: Vec<i64>,
-    lazy: Vec<i64>,
+/// The cap's segment tree over arrival positions: each position has a value (its overtakes;
+/// `GONE` once picked, or for an urgent entry) and a picked flag. What is asked is the leftmost
+/// position whose value less the picks before it is at least `t`. Each node keeps the picks
+/// under it and its best "value less the picks before it within the node", so a pick is one
+/// walk up and a search one walk down, both without recursion.
+struct CapTree {
+    /// Leaves at `size..2 * size`.
+    size: usize,
+    best: Vec<i64>,
+    picked: Vec<u32>,
 }
 
-impl MaxTree {
+impl CapTree {
     /// A removed position: never at the cap.
     const GONE: i64 = i64::MIN / 4;
 
     fn new(values: &[i64]) -> Self {
-        let n = values.len().max(1);
-        let mut t = MaxTree { n, max: vec![Self::GONE; 4 * n], lazy: vec![0; 4 * n] };
-        t.build(1, 0, n - 1, values);
+        let size = values.len().max(1).next_power_of_two();
+        let mut best = vec![Self::GONE; 2 * size];
+        best[size..size + values.len()].copy_from_slice(values);
+        let mut t = CapTree { size, best, picked: vec![0; 2 * size] };
+        for node in (1..size).rev() {
+            t.pull(node);
+        }
         t
     }
 
-    fn build(&mut self, node: usize, lo: usize, hi: usize, v: &[i64]) {
-        if lo == hi {
-            self.max[node] = v.get(lo).copied().unwrap_or(Self::GONE);
+    fn pull(&mut self, node: usize) {
+        let (l, r) = (2 * node, 2 * node + 1);
+        self.best[node] = self.best[l].max(self.best[r] - i64::from(self.picked[l]));
+        self.picked[node] = self.picked[l] + self.picked[r];
+    }
+
+    /// Position `at` is picked: gone, and one more pick before everything after it.
+    fn pick(&mut self, at: usize) {
+        let mut node = self.size + at;
+        if node >= self.best.len() {
             return;
         }
-        let mid = (lo + hi) / 2;
-        self.build(2 * node, lo, mid, v);
-        self.build(2 * node + 1, mid + 1, hi, v);
-        self.max[node] = self.max[2 * node].max(self.max[2 * node + 1]);
-    }
-
-    fn push(&mut self, node: usize) {
-        let d = self.lazy[node];
-        if d != 0 {
-            for c in [2 * node, 2 * node + 1] {
-                self.max[c] += d;
-                self.lazy[c] += d;
-            }
-            self.lazy[node] = 0;
+        self.best[node] = Self::GONE;
+        self.picked[node] = 1;
+        while node > 1 {
+            node /= 2;
+            self.pull(node);
         }
     }
 
-    fn update(&mut self, node: usize, lo: usize, hi: usize, from: usize, to: usize, op: &dyn Fn(i64) -> Option<i64>, d: i64) {
-        if to < lo || hi < from {
-            return;
-        }
-        if from <= lo && hi <= to && op(0).is_none() {
-            self.max[node] += d;
-            self.lazy[node] += d;
-            return;
-        }
-        if lo == hi {
-            match op(self.max[node]) {
-                Some(v) => self.max[node] = v,
-                None => self.max[node] += d,
-            }
-            return;
-        }
-        self.push(node);
-        let mid = (lo + hi) / 2;
-        self.update(2 * node, lo, mid, from, to, op, d);
-        self.update(2 * node + 1, mid + 1, hi, from, to, op, d);
-        self.max[node] = self.max[2 * node].max(self.max[2 * node + 1]);
-    }
-
-    /// Add `d` to every position from `from` on.
-    fn add_from(&mut self, from: usize, d: i64) {
-        if from < self.n {
-            self.update(1, 0, self.n - 1, from, self.n - 1, &|_| None, d);
-        }
-    }
-
-    fn set(&mut self, at: usize, v: i64) {
-        if at < self.n {
-            self.update(1, 0, self.n - 1, at, at, &|_| Some(v), 0);
-        }
-    }
-
-    fn leftmost_at_least(&mut self, t: i64) -> Option<usize> {
-        self.find(1, 0, self.n - 1, t)
-    }
-
-    fn find(&mut self, node: usize, lo: usize, hi: usize, t: i64) -> Option<usize> {
-        if self.max[node] < t {
+    /// The leftmost position whose value less the picks before it is at least `t`.
+    fn leftmost_at_least(&self, t: i64) -> Option<usize> {
+        if self.best[1] < t {
             return None;
         }
-        if lo == hi {
-            return Some(lo);
+        let (mut node, mut before) = (1usize, 0i64);
+        while node < self.size {
+            let l = 2 * node;
+            if self.best[l] - before >= t {
+                node = l;
+            } else {
+                before += i64::from(self.picked[l]);
+                node = l + 1;
+            }
         }
-        self.push(node);
-        let mid = (lo + hi) / 2;
-        self.find(2 * node, lo, mid, t).or_else(|| self.find(2 * node + 1, mid + 1, hi, t))
+        Some(node - self.size)
+    }
+}
+
+#[cfg(test)]
+mod cap_tree_tests {
+    use super::CapTree;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The tree answers as a plain scan of `value - picks before it` does, pick after pick.
+        #[test]
+        fn the_tree_answers_as_a_scan(values in proptest::collection::vec(0i64..8, 1..200), picks in proptest::collection::vec(0usize..200, 0..60), t in -4i64..10) {
+            let mut tree = CapTree::new(&values);
+            let mut gone = vec![false; values.len()];
+            for p in picks.into_iter().map(|p| p % values.len()) {
+                tree.pick(p);
+                gone[p] = true;
+                let scan = (0..values.len()).find(|&i| !gone[i] && values[i] - gone[..i].iter().filter(|g| **g).count() as i64 >= t);
+                prop_assert_eq!(tree.leftmost_at_least(t), scan);
+            }
+        }
     }
 }

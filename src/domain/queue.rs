@@ -288,23 +288,32 @@ impl QueueState {
     /// Place in line and ETA of a waiting ticket.
     pub fn standing(&self, id: &TicketId, now: UnixMs) -> Option<Standing> {
         let t = self.tickets.get(id).filter(|t| t.status == Status::Waiting)?;
-        // Walks the calling order only as far as this ticket.
-        self.standing_iter(now).find(|(u, _)| u.placement == t.placement).map(|(_, s)| s)
+        // Walks the calling order only as far as this ticket, looking at nothing but the line's
+        // entries on the way (the ticket and its ETA are read once, at the end).
+        let (e, ahead, priority_ahead) = self.places(now).find(|(u, _, _)| u.placement == t.placement)?;
+        Some(self.standing_of(t, e, ahead, priority_ahead, now))
     }
 
     /// Every waiting ticket's standing, in calling order, from one projection of the line.
     pub fn standings(&self, now: UnixMs) -> Vec<(&Ticket, Standing)> {
-        self.standing_iter(now).collect()
+        self.places(now)
+            .filter_map(|(e, ahead, prio)| self.tickets.get(&e.id).map(|t| (t, self.standing_of(t, e, ahead, prio, now))))
+            .collect()
     }
 
-    fn standing_iter(&self, now: UnixMs) -> impl Iterator<Item = (&Ticket, Standing)> + '_ {
-        let chooser = self.chooser(now);
+    fn standing_of(&self, t: &Ticket, e: &Entry, ahead: usize, priority_ahead: usize, now: UnixMs) -> Standing {
+        let aged = self.chooser(now).effective_rank(e) < e.pos.rank;
+        Standing { ahead, priority_ahead, eta_secs: self.eta_secs(t, ahead), passed_over: e.overtakes, aged }
+    }
+
+    /// The calling order with, for each entry, the patients ahead of it and how many of those
+    /// are of a priority or urgent class (counted like `ahead`: everyone before a pooled ticket;
+    /// the pooled ones and the same doctor's before a doctor-bound one).
+    fn places(&self, now: UnixMs) -> impl Iterator<Item = (&Entry, usize, usize)> + '_ {
         let normal = self.spec.ranks.normal;
-        // Priority patients ahead, counted like `ahead`: everyone before a pooled ticket; the
-        // pooled ones and the same doctor's before a doctor-bound one.
         let (mut prio_total, mut prio_pooled) = (0usize, 0usize);
         let mut prio_by_doctor: BTreeMap<&DoctorId, usize> = BTreeMap::new();
-        line::with_ahead(self.calling_order(now)).filter_map(move |(e, ahead)| {
+        line::with_ahead(self.calling_order(now)).map(move |(e, ahead)| {
             let priority_ahead = match &e.doctor {
                 None => prio_total,
                 Some(d) => prio_pooled + prio_by_doctor.get(d).copied().unwrap_or(0),
@@ -316,9 +325,7 @@ impl QueueState {
                     Some(d) => *prio_by_doctor.entry(d).or_default() += 1,
                 }
             }
-            let t = self.tickets.get(&e.id)?;
-            let aged = chooser.effective_rank(e) < e.pos.rank;
-            Some((t, Standing { ahead, priority_ahead, eta_secs: self.eta_secs(t, ahead), passed_over: e.overtakes, aged }))
+            (e, ahead, priority_ahead)
         })
     }
 

@@ -25,7 +25,13 @@ pub struct SqliteJournal {
     /// The newest event's position and chain (0 and zeros when empty).
     head: (i64, Chain),
     /// Where the witness of the newest commit is written (the writer's copy only).
-    witness: Option<PathBuf>,
+    witness: Option<Witness>,
+}
+
+/// The witness file, kept open by the writer (one write per commit, no open/close).
+struct Witness {
+    path: PathBuf,
+    file: Option<std::fs::File>,
 }
 
 /// How much of the journal [`SqliteJournal::verify`] walks.
@@ -128,9 +134,14 @@ CREATE TABLE IF NOT EXISTS events (
     body   TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_queue ON events(queue, seq);
-CREATE INDEX IF NOT EXISTS events_queue_kind ON events(queue, kind, seq);
 CREATE INDEX IF NOT EXISTS events_ticket ON events(ticket, seq);
 CREATE INDEX IF NOT EXISTS events_at ON events(at_ms);
+-- Where each queue's day starts and its policy changes: partial, so the rare rows they hold
+-- are the only ones a commit adds to them (an index of every row by kind cost a quarter of
+-- the writer's time).
+CREATE INDEX IF NOT EXISTS events_day_started ON events(queue, seq) WHERE kind = 'day_started';
+CREATE INDEX IF NOT EXISTS events_policy_changed ON events(queue, seq) WHERE kind = 'policy_changed';
+DROP INDEX IF EXISTS events_queue_kind;
 ";
 
 /// `PRAGMA user_version` of a journal whose events carry `chain`.
@@ -168,7 +179,7 @@ impl SqliteJournal {
     /// witness file beside it.
     pub fn open_writer(path: &Path) -> Result<Self, StorageError> {
         let mut j = Self::open(path)?;
-        j.witness = Some(witness_path(path));
+        j.witness = Some(Witness { path: witness_path(path), file: None });
         Ok(j)
     }
 
@@ -269,15 +280,23 @@ impl SqliteJournal {
 
     /// Notes the newest commit in the witness file (no fsync: see the module doc). A witness
     /// that cannot be written is logged, not fatal: the journal itself is durable.
-    fn witness_commit(&self) {
-        let Some(path) = &self.witness else { return };
+    fn witness_commit(&mut self) {
+        let Some(w) = self.witness.as_mut() else { return };
         let line = format!("{:020} {}\n", self.head.0, hex::encode(self.head.1));
-        let result = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path).and_then(|f| {
-            use std::os::unix::fs::FileExt as _;
-            f.write_all_at(line.as_bytes(), 0)
-        });
-        if let Err(e) = result {
-            tracing::warn!(path = %path.display(), error = %e, "writing the journal's witness");
+        if w.file.is_none() {
+            match std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&w.path) {
+                Ok(f) => w.file = Some(f),
+                Err(e) => {
+                    tracing::warn!(path = %w.path.display(), error = %e, "opening the journal's witness");
+                    return;
+                }
+            }
+        }
+        use std::os::unix::fs::FileExt as _;
+        if let Some(Err(e)) = w.file.as_ref().map(|f| f.write_all_at(line.as_bytes(), 0)) {
+            tracing::warn!(path = %w.path.display(), error = %e, "writing the journal's witness");
+            // Opened again on the next commit.
+            w.file = None;
         }
     }
 }
