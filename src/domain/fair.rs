@@ -183,14 +183,15 @@ impl<'a, 'e> Projection<'a, 'e> {
         }
         let (mut arrival_rank, mut by_arrival, mut cap) = (Vec::new(), Vec::new(), None);
         if chooser.rules.max_overtakes.is_some() {
-            by_arrival = (0..n).collect();
-            by_arrival.sort_unstable_by_key(|&i| entries[i].arrival());
+            by_arrival = arrival_order(&entries, &lanes, &urgent);
             arrival_rank = vec![0; n];
             for (r, &i) in by_arrival.iter().enumerate() {
                 arrival_rank[i] = r;
             }
-            let values: Vec<i64> =
-                by_arrival.iter().map(|&i| if chooser.is_urgent(entries[i]) { CapTree::GONE } else { i64::from(entries[i].overtakes) }).collect();
+            let mut values: Vec<i32> = by_arrival.iter().map(|&i| i32::try_from(entries[i].overtakes).unwrap_or(i32::MAX / 4)).collect();
+            for &u in &urgent {
+                values[arrival_rank[u]] = CapTree::GONE;
+            }
             cap = Some(CapTree::new(&values));
         }
         Projection { chooser, entries, picked_already: vec![false; n], lanes, urgent, urgent_cursor: 0, arrival_rank, by_arrival, cap, picked: 0, streak }
@@ -226,6 +227,35 @@ impl<'a, 'e> Projection<'a, 'e> {
             tree.pick(self.arrival_rank[i]);
         }
     }
+}
+
+/// The entries (indexes into the plain order) by arrival, without sorting the line: each lane's
+/// walk-ins are in arrival order already (the line is kept by rank, then key), so they are
+/// merged; only the few urgent entries and started appointments are sorted first.
+fn arrival_order(entries: &[&Entry], lanes: &[Lane], urgent: &[usize]) -> Vec<usize> {
+    let mut others: Vec<usize> = urgent.iter().chain(lanes.iter().flat_map(|l| l.started.iter())).copied().collect();
+    others.sort_unstable_by_key(|&i| entries[i].arrival());
+    let mut runs: Vec<&[usize]> = lanes.iter().map(|l| l.walk.as_slice()).filter(|r| !r.is_empty()).collect();
+    if !others.is_empty() {
+        runs.push(&others);
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    let mut at = vec![0usize; runs.len()];
+    loop {
+        let mut best: Option<(usize, (i64, u64))> = None;
+        for (r, run) in runs.iter().enumerate() {
+            if let Some(&i) = run.get(at[r]) {
+                let a = entries[i].arrival();
+                if best.is_none_or(|(_, b)| a < b) {
+                    best = Some((r, a));
+                }
+            }
+        }
+        let Some((r, _)) = best else { break };
+        out.push(runs[r][at[r]]);
+        at[r] += 1;
+    }
+    out
 }
 
 impl<'e> Iterator for Projection<'_, 'e> {
@@ -271,15 +301,15 @@ impl<'e> Iterator for Projection<'_, 'e> {
 struct CapTree {
     /// Leaves at `size..2 * size`.
     size: usize,
-    best: Vec<i64>,
+    best: Vec<i32>,
     picked: Vec<u32>,
 }
 
 impl CapTree {
     /// A removed position: never at the cap.
-    const GONE: i64 = i64::MIN / 4;
+    const GONE: i32 = i32::MIN / 4;
 
-    fn new(values: &[i64]) -> Self {
+    fn new(values: &[i32]) -> Self {
         let size = values.len().max(1).next_power_of_two();
         let mut best = vec![Self::GONE; 2 * size];
         best[size..size + values.len()].copy_from_slice(values);
@@ -292,7 +322,7 @@ impl CapTree {
 
     fn pull(&mut self, node: usize) {
         let (l, r) = (2 * node, 2 * node + 1);
-        self.best[node] = self.best[l].max(self.best[r] - i64::from(self.picked[l]));
+        self.best[node] = self.best[l].max(self.best[r].saturating_sub(self.picked[l] as i32));
         self.picked[node] = self.picked[l] + self.picked[r];
     }
 
@@ -312,16 +342,17 @@ impl CapTree {
 
     /// The leftmost position whose value less the picks before it is at least `t`.
     fn leftmost_at_least(&self, t: i64) -> Option<usize> {
+        let t = t.clamp(i64::from(i32::MIN / 2), i64::from(i32::MAX / 2)) as i32;
         if self.best[1] < t {
             return None;
         }
-        let (mut node, mut before) = (1usize, 0i64);
+        let (mut node, mut before) = (1usize, 0i32);
         while node < self.size {
             let l = 2 * node;
             if self.best[l] - before >= t {
                 node = l;
             } else {
-                before += i64::from(self.picked[l]);
+                before += self.picked[l] as i32;
                 node = l + 1;
             }
         }
@@ -337,13 +368,13 @@ mod cap_tree_tests {
     proptest! {
         /// The tree answers as a plain scan of `value - picks before it` does, pick after pick.
         #[test]
-        fn the_tree_answers_as_a_scan(values in proptest::collection::vec(0i64..8, 1..200), picks in proptest::collection::vec(0usize..200, 0..60), t in -4i64..10) {
+        fn the_tree_answers_as_a_scan(values in proptest::collection::vec(0i32..8, 1..200), picks in proptest::collection::vec(0usize..200, 0..60), t in -4i64..10) {
             let mut tree = CapTree::new(&values);
             let mut gone = vec![false; values.len()];
             for p in picks.into_iter().map(|p| p % values.len()) {
                 tree.pick(p);
                 gone[p] = true;
-                let scan = (0..values.len()).find(|&i| !gone[i] && values[i] - gone[..i].iter().filter(|g| **g).count() as i64 >= t);
+                let scan = (0..values.len()).find(|&i| !gone[i] && i64::from(values[i]) - gone[..i].iter().filter(|g| **g).count() as i64 >= t);
                 prop_assert_eq!(tree.leftmost_at_least(t), scan);
             }
         }

@@ -47,6 +47,10 @@ pub struct Line {
     walk: BTreeMap<(u8, i64, u64), Entry>,
     /// Index of the entries with a slot: `(rank, slot start, key, placement)`.
     slotted: BTreeMap<(u8, i64, i64, u64), ()>,
+    /// At least the most any waiting entry has been passed over (exact after each
+    /// `passed_over_by`, an upper bound after removals): when it is below what the overtake cap
+    /// needs, the head of the calling order can be projected from the front of the line alone.
+    most_overtakes: u32,
 }
 
 impl Line {
@@ -80,11 +84,51 @@ impl Line {
     /// `called` was called by a room with `doctor`: every ticket that arrived before it and that
     /// room could have called has been passed over once more.
     pub fn passed_over_by(&mut self, called: (i64, u64), doctor: Option<&DoctorId>) {
+        let mut most = 0;
         for e in self.walk.values_mut() {
             if e.arrival() < called && e.callable_by(doctor) {
                 e.overtakes = e.overtakes.saturating_add(1);
             }
+            most = most.max(e.overtakes);
         }
+        self.most_overtakes = most;
+    }
+
+    /// What the first `k` picks of the calling order (of the entries `keep` keeps) can come
+    /// from, in plain order: per rank, the appointments whose slot has started and the first `k`
+    /// others; and, when some entry may reach `cap_from` overtakes, every entry that has (the
+    /// cap can call it however far back it waits). Everyone else is behind at least `k` entries
+    /// that are not.
+    pub fn front(&self, now: UnixMs, k: usize, cap_from: Option<u32>, keep: impl Fn(&Entry) -> bool) -> Vec<&Entry> {
+        let deep = cap_from.filter(|&c| self.most_overtakes >= c);
+        let mut out = Vec::new();
+        for r in self.ranks() {
+            let started = self
+                .slotted
+                .range((r, i64::MIN, i64::MIN, 0)..=(r, now, i64::MAX, u64::MAX))
+                .filter_map(|((rank, _, key, placement), _)| self.walk.get(&(*rank, *key, *placement)))
+                .filter(|e| keep(e));
+            out.extend(started);
+            let rest = self
+                .walk
+                .range((r, i64::MIN, 0)..=(r, i64::MAX, u64::MAX))
+                .map(|(_, e)| e)
+                .filter(|e| !e.pos.slot_start.is_some_and(|s| s <= now) && keep(e));
+            let mut taken = 0usize;
+            for e in rest {
+                if taken < k {
+                    taken += 1;
+                    out.push(e);
+                } else {
+                    match deep {
+                        Some(c) if e.overtakes >= c => out.push(e),
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Ranks present, most urgent first.

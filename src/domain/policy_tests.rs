@@ -278,6 +278,8 @@ enum Op {
     Skip,
     Complete,
     Wait(u16),
+    /// A missed patient checks in again (reinserted near the front, passed over by nobody yet).
+    Back(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -287,6 +289,18 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Recall),
         1 => Just(Op::Skip),
         1 => Just(Op::Complete),
+        2 => (1u16..600).prop_map(Op::Wait),
+    ]
+}
+
+/// A morning where the line grows: twice as many arrivals as calls.
+fn busy_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0u8..8).prop_map(Op::Issue),
+        4 => (0u8..3).prop_map(Op::Call),
+        2 => Just(Op::Skip),
+        1 => Just(Op::Complete),
+        2 => (0u8..8).prop_map(Op::Back),
         2 => (1u16..600).prop_map(Op::Wait),
     ]
 }
@@ -366,6 +380,13 @@ impl Morning {
                 }
             }
             Op::Wait(secs) => self.now += i64::from(secs) * SEC,
+            Op::Back(i) => {
+                let missed: Vec<TicketId> = self.s.tickets().filter(|t| t.status == super::queue::Status::Missed).map(|t| t.data.id.clone()).collect();
+                if !missed.is_empty() {
+                    let t = missed[i as usize % missed.len()].clone();
+                    let _ = self.exec(Command::CheckIn { ticket: t, at: None });
+                }
+            }
         }
         for t in self.s.overdue(self.now) {
             let _ = self.exec(Command::AutoMiss { ticket: t });
@@ -474,6 +495,38 @@ proptest! {
             m.s.execute(&Command::Complete { ticket: t }, m.now).unwrap();
         }
         prop_assert_eq!(projected, called);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The head projection (displays, "you are next": from the front of the line and the tickets
+    /// the cap may reach, whatever the line's length) is the whole line's projection, at every
+    /// step of random busy mornings (more arrivals than calls: long lines, many passed over)
+    /// under random rules, however many of it are taken.
+    #[test]
+    fn the_head_projection_is_the_whole_lines(
+        ops in proptest::collection::vec(busy_op(), 20..300),
+        interleave in proptest::option::of(1u32..4),
+        ageing in proptest::option::of(60u32..1800),
+        cap in proptest::option::of(1u32..6),
+        k in 1usize..5,
+    ) {
+        let mut m = Morning::new(fair(Fairness { interleave, ageing_secs: ageing, max_overtakes: cap }));
+        for o in &ops {
+            m.step(o);
+            let whole: Vec<u64> = m.s.calling_order(m.now).map(|e| e.placement).collect();
+            let head: Vec<u64> = m.s.calling_head(m.now, k).map(|e| e.placement).collect();
+            prop_assert_eq!(&head, &whole);
+            let first: Vec<u64> = m.s.calling_head(m.now, k).take(k).map(|e| e.placement).collect();
+            prop_assert_eq!(&first[..], &whole[..whole.len().min(k)]);
+            // Each room's next pick, from the front's candidates and from everyone it may call.
+            for doctor in [None, Some(super::ids::DoctorId::parse("d1").unwrap())] {
+                let fast = m.s.next_for(doctor.as_ref(), m.now, false).map(|e| e.placement);
+                prop_assert_eq!(fast, m.s.next_for(doctor.as_ref(), m.now, true).map(|e| e.placement));
+            }
+        }
     }
 }
 

@@ -154,6 +154,10 @@ pub struct Standing {
     pub aged: bool,
 }
 
+/// How many picks of the calling order the head projection makes before it falls back to
+/// projecting the whole line (enough for every display's list and the pre-call position).
+const HEAD: usize = 8;
+
 /// The fingerprint of a policy (which config policy a journaled change replaced).
 pub fn policy_fingerprint(p: &QueuePolicy) -> String {
     use sha2::{Digest, Sha256};
@@ -199,12 +203,28 @@ impl QueueState {
 
     /// Waiting entries in the order they will be called (the fairness rules applied to the
     /// plain order), as if rooms that can call anyone kept calling now.
-    fn calling_order(&self, now: UnixMs) -> Box<dyn Iterator<Item = &Entry> + '_> {
+    pub(super) fn calling_order(&self, now: UnixMs) -> Box<dyn Iterator<Item = &Entry> + '_> {
         if !self.spec.policy.fairness.active() {
             return Box::new(self.line.iter(now));
         }
         let plain: Vec<&Entry> = self.line.iter(now).collect();
         self.chooser(now).project(plain, self.streak)
+    }
+
+    /// The calling order when only its head is wanted: the first `k` from a projection of the
+    /// line's front ([`Line::front`]: the first `k` per rank, and the tickets the overtake cap
+    /// may reach), which does not grow with the line; further ones, if asked for, from the
+    /// whole line's (the same order: a property test holds the two equal).
+    pub(super) fn calling_head(&self, now: UnixMs, k: usize) -> Box<dyn Iterator<Item = &Entry> + '_> {
+        let fairness = &self.spec.policy.fairness;
+        if !fairness.active() {
+            return Box::new(self.line.iter(now));
+        }
+        // Within `k` picks a ticket is passed over at most `k - 1` more times.
+        let cap_from = fairness.max_overtakes.map(|c| c.saturating_sub(k.saturating_sub(1) as u32));
+        let front = self.line.front(now, k, cap_from, |_| true);
+        let head = self.chooser(now).project(front, self.streak).take(k);
+        Box::new(head.chain(std::iter::once(()).flat_map(move |()| self.calling_order(now).skip(k))))
     }
 
     pub fn spec(&self) -> &Arc<QueueSpec> {
@@ -249,6 +269,25 @@ impl QueueState {
     /// Waiting tickets in calling order at `now`, one at a time (to take only the head).
     pub fn calling(&self, now: UnixMs) -> impl Iterator<Item = &Ticket> + '_ {
         self.calling_order(now).filter_map(|e| self.tickets.get(&e.id))
+    }
+
+    /// Whom a room with `doctor` calls next at `now`: the front of what it may call, or the
+    /// fairness rules' pick among the candidates [`Line::front`] gives for one pick (or, with
+    /// `whole`, among everyone it may call: the reference the property tests hold it to).
+    pub(super) fn next_for(&self, doctor: Option<&DoctorId>, now: UnixMs, whole: bool) -> Option<&Entry> {
+        let callable = |e: &Entry| e.callable_by(doctor);
+        let fairness = &self.spec.policy.fairness;
+        if !fairness.active() {
+            return self.line.iter(now).find(|e| callable(e)); // the front of the line
+        }
+        let cands: Vec<&Entry> = if whole { self.line.iter(now).filter(|e| callable(e)).collect() } else { self.line.front(now, 1, fairness.max_overtakes, callable) };
+        self.chooser(now).pick(&cands, self.streak, |i| cands[i].overtakes).map(|(i, _)| cands[i])
+    }
+
+    /// The head of the calling order, for those who look at the first few only (displays,
+    /// "you are next"): its cost does not grow with the line (see [`QueueState::calling_head`]).
+    pub fn calling_front(&self, now: UnixMs) -> impl Iterator<Item = &Ticket> + '_ {
+        self.calling_head(now, HEAD).filter_map(|e| self.tickets.get(&e.id))
     }
 
     /// The number the next call or recall of the day gets.
@@ -619,14 +658,7 @@ impl QueueState {
                     return Ok(None); // yesterday's line is closed
                 }
                 let doctor = self.spec.rooms.get(room).and_then(|r| r.doctor.as_ref());
-                let mut callable = self.line.iter(now).filter(|e| e.callable_by(doctor));
-                let next = if self.spec.policy.fairness.active() {
-                    let cands: Vec<&Entry> = callable.collect();
-                    self.chooser(now).pick(&cands, self.streak, |i| cands[i].overtakes).map(|(i, _)| cands[i])
-                } else {
-                    callable.next() // the front of the line: no need to look further
-                };
-                let Some(next) = next.and_then(|e| self.tickets.get(&e.id)) else { return Ok(None) };
+                let Some(next) = self.next_for(doctor, now, false).and_then(|e| self.tickets.get(&e.id)) else { return Ok(None) };
                 // Pressing "next" finishes whoever the room was seeing.
                 if let Some(cur) = rs.current.as_ref().and_then(|c| self.tickets.get(c)) {
                     if matches!(cur.status, Called | InService) {
@@ -789,7 +821,7 @@ impl QueueState {
         if k == 0 {
             return vec![];
         }
-        line::within(self.calling_order(now), k)
+        line::within(self.calling_head(now, HEAD), k)
             .filter(|(_, ahead)| *ahead < k)
             .filter_map(|(e, _)| self.tickets.get(&e.id))
             .filter(|t| !t.precalled)

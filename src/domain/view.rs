@@ -226,7 +226,7 @@ impl QueueState {
     pub fn board(&self, now: UnixMs) -> Board {
         let spec = self.spec();
         let rooms = self.room_views();
-        let order = self.calling(now).map(|t| Waiting { number: t.data.number.clone(), masked_name: t.data.name.masked(), doctor: t.data.doctor.clone() });
+        let order = self.calling_front(now).map(|t| Waiting { number: t.data.number.clone(), masked_name: t.data.name.masked(), doctor: t.data.doctor.clone() });
         let head = Board::head(&rooms, order);
         Board { id: spec.id.clone(), name: spec.name.clone(), name_en: spec.name_en.clone(), rooms, head }
     }
