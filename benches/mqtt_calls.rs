@@ -138,7 +138,9 @@ fn main() {
             pads.push(pad);
         }
         let _ = ready.acquire_many(rooms as u32).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // How long the floor is left to settle after every device subscribed (BENCH_SETTLE_MS).
+        let settle = std::env::var("BENCH_SETTLE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+        tokio::time::sleep(Duration::from_millis(settle)).await;
         let mut pressed: HashMap<String, (usize, Instant)> = HashMap::new();
         let start = Instant::now();
         for k in 0..total {

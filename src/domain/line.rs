@@ -51,6 +51,43 @@ pub struct Line {
     /// `passed_over_by`, an upper bound after removals): when it is below what the overtake cap
     /// needs, the head of the calling order can be projected from the front of the line alone.
     most_overtakes: u32,
+    /// Entries per rank, pooled and per doctor: the place of the last arrival of a rank in the
+    /// plain order is counted from them, without walking the line.
+    counts: BTreeMap<u8, RankCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+struct RankCount {
+    pooled: usize,
+    by_doctor: BTreeMap<DoctorId, usize>,
+}
+
+impl RankCount {
+    fn add(&mut self, doctor: Option<&DoctorId>, d: isize) {
+        let n = match doctor {
+            None => &mut self.pooled,
+            Some(doc) => self.by_doctor.entry(doc.clone()).or_default(),
+        };
+        *n = n.saturating_add_signed(d);
+        if let Some(doc) = doctor {
+            if self.by_doctor.get(doc) == Some(&0) {
+                self.by_doctor.remove(doc);
+            }
+        }
+    }
+
+    /// Entries a ticket with `doctor` waits behind: everyone for a pooled ticket; the pooled and
+    /// its doctor's for a doctor-bound one.
+    fn ahead_of(&self, doctor: Option<&DoctorId>) -> usize {
+        match doctor {
+            None => self.pooled + self.by_doctor.values().sum::<usize>(),
+            Some(d) => self.pooled + self.by_doctor.get(d).copied().unwrap_or(0),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pooled == 0 && self.by_doctor.is_empty()
+    }
 }
 
 impl Line {
@@ -67,14 +104,49 @@ impl Line {
         if let Some(s) = pos.slot_start {
             self.slotted.insert((pos.rank, s, pos.key, entry.placement), ());
         }
-        self.walk.insert((pos.rank, pos.key, entry.placement), entry);
+        let counts = self.counts.entry(pos.rank).or_default();
+        counts.add(entry.doctor.as_ref(), 1);
+        if let Some(old) = self.walk.insert((pos.rank, pos.key, entry.placement), entry) {
+            self.counts.entry(pos.rank).or_default().add(old.doctor.as_ref(), -1);
+        }
     }
 
     pub fn remove(&mut self, pos: Pos, placement: u64) -> Option<Entry> {
         if let Some(s) = pos.slot_start {
             self.slotted.remove(&(pos.rank, s, pos.key, placement));
         }
-        self.walk.remove(&(pos.rank, pos.key, placement))
+        let gone = self.walk.remove(&(pos.rank, pos.key, placement))?;
+        if let Some(c) = self.counts.get_mut(&pos.rank) {
+            c.add(gone.doctor.as_ref(), -1);
+            if c.is_empty() {
+                self.counts.remove(&pos.rank);
+            }
+        }
+        Some(gone)
+    }
+
+    /// The place in plain order of the entry at `pos`, counted rather than walked, when it is
+    /// the last of its rank and not an appointment whose slot has started (a walk-in just
+    /// issued, typically): everyone of a better rank and of its own is ahead of it, nobody of a
+    /// worse one. `(ahead, of those of a rank better than `normal`)`; `None` otherwise.
+    pub fn counted_place(&self, pos: Pos, placement: u64, doctor: Option<&DoctorId>, normal: u8, now: UnixMs) -> Option<(usize, usize)> {
+        if pos.slot_start.is_some_and(|s| s <= now) {
+            return None;
+        }
+        let (last, _) = self.walk.range((pos.rank, i64::MIN, 0)..=(pos.rank, i64::MAX, u64::MAX)).next_back()?;
+        if *last != (pos.rank, pos.key, placement) {
+            return None;
+        }
+        let (mut ahead, mut priority) = (0usize, 0usize);
+        for (rank, c) in self.counts.range(..=pos.rank) {
+            let n = c.ahead_of(doctor);
+            ahead += n;
+            if *rank < normal {
+                priority += n;
+            }
+        }
+        // Not itself.
+        Some((ahead.saturating_sub(1), if pos.rank < normal { priority.saturating_sub(1) } else { priority }))
     }
 
     pub fn get(&self, pos: Pos, placement: u64) -> Option<&Entry> {

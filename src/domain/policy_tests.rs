@@ -530,6 +530,35 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Without fairness rules a ticket's place is counted when it is the last of its rank (the
+    /// ticket just issued): always what walking the calling order to it gives, pooled or bound
+    /// to a doctor, at every step of random busy mornings.
+    #[test]
+    fn a_counted_place_is_the_walked_one(ops in proptest::collection::vec((busy_op(), proptest::bool::weighted(0.3)), 20..300)) {
+        let mut m = Morning::new(QueuePolicy::default());
+        for (o, bound) in &ops {
+            if let (Op::Issue(c), true) = (o, bound) {
+                // A walk-in for doctor d1's room.
+                m.classes.push(class(*c));
+                let mut cmd = issue(m.issued, class(*c));
+                if let Command::Issue(i) = &mut cmd {
+                    i.doctor = Some(DoctorId::parse("d1").unwrap());
+                }
+                let _ = m.exec(cmd);
+                m.issued += 1;
+            } else {
+                m.step(o);
+            }
+            for t in m.s.tickets().filter(|t| t.status == Status::Waiting) {
+                prop_assert_eq!(m.s.standing(&t.data.id, m.now), m.s.standing_walked(t, m.now), "ticket {}", t.data.id);
+            }
+        }
+    }
+}
+
 // ---- replay ---------------------------------------------------------------------------------
 
 /// A recorded morning: many elderly patients, a few normal ones, one room calling every 4

@@ -327,8 +327,21 @@ impl QueueState {
     /// Place in line and ETA of a waiting ticket.
     pub fn standing(&self, id: &TicketId, now: UnixMs) -> Option<Standing> {
         let t = self.tickets.get(id).filter(|t| t.status == Status::Waiting)?;
-        // Walks the calling order only as far as this ticket, looking at nothing but the line's
-        // entries on the way (the ticket and its ETA are read once, at the end).
+        // Without fairness rules the calling order is the plain order: the last of a rank (the
+        // ticket just issued, usually) is counted, not walked to.
+        if !self.spec.policy.fairness.active() {
+            let pos = t.pos?;
+            if let Some((ahead, priority_ahead)) = self.line.counted_place(pos, t.placement, t.data.doctor.as_ref(), self.spec.ranks.normal, now) {
+                let e = self.line.get(pos, t.placement)?;
+                return Some(self.standing_of(t, e, ahead, priority_ahead, now));
+            }
+        }
+        self.standing_walked(t, now)
+    }
+
+    /// The standing found by walking the calling order as far as the ticket, looking at nothing
+    /// but the line's entries on the way (the ticket and its ETA are read once, at the end).
+    pub(super) fn standing_walked(&self, t: &Ticket, now: UnixMs) -> Option<Standing> {
         let (e, ahead, priority_ahead) = self.places(now).find(|(u, _, _)| u.placement == t.placement)?;
         Some(self.standing_of(t, e, ahead, priority_ahead, now))
     }

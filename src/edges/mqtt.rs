@@ -189,8 +189,16 @@ pub fn start(
     if let Some(tls) = &settings.tls {
         opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls.clone())));
     }
+    // Display states and announcements go over a connection of their own: thousands of states
+    // after a burst of calls never queue ahead of a keypad's answer on this one.
+    let mut display_opts = opts.clone();
+    display_opts.set_client_id(format!("clinicflow-{}-displays", std::process::id()));
+    display_opts.set_manual_acks(false);
     let (client, mut eventloop) = AsyncClient::new(opts, 1_024);
     no_delay(&mut eventloop);
+    // A short request queue: states wait in the publisher (the latest per display), not here.
+    let (display_client, mut display_events) = AsyncClient::new(display_opts, DISPLAY_QUEUE);
+    no_delay(&mut display_events);
     let prefix = Arc::new(settings.prefix.clone());
     let (in_tx, in_rx) = mpsc::channel::<rumqttc::Publish>(INCOMING);
     let (resync_tx, resync_rx) = mpsc::channel::<()>(1);
@@ -217,7 +225,6 @@ pub fn start(
                             // Scans are many and soon stale: at most once is right for them.
                             granting += usize::from(client.try_subscribe(format!("{prefix}/gateways/+/scan"), QoS::AtMostOnce).is_ok());
                         }
-                        let _ = resync_tx.try_send(());
                     }
                     Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
                         granting = granting.saturating_sub(1);
@@ -247,40 +254,116 @@ pub fn start(
             }
         });
     }
+    // The displays' connection: nothing to receive; on each (re)connect every state again.
+    actix_rt::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match display_events.poll().await {
+                Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                    backoff = Duration::from_millis(200);
+                    let _ = resync_tx.try_send(());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT connection for displays lost; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    });
     actix_rt::spawn(handle_incoming(in_rx, client.clone(), prefix.clone(), floor, registry, feed.desk.clone(), positions, metrics.clone()));
-    actix_rt::spawn(publish_displays(client, prefix, feed, resync_rx, encodings));
+    actix_rt::spawn(publish_displays(display_client, prefix, feed, resync_rx, encodings));
     ready
 }
 
+/// Requests the displays' MQTT client holds before the publisher waits.
+const DISPLAY_QUEUE: usize = 32;
+
 // ---- displays -------------------------------------------------------------------------------
 
-/// Publish what the display feed computes: each state retained, each announcement once. After a
-/// (re)connect or when this publisher fell behind, every display's latest state is published again.
+/// Publish what the display feed computes: each announcement once, as it comes; each state
+/// retained, coalesced: a display's state not yet sent when a newer one comes is replaced by it,
+/// so after a burst every display gets its latest state once, and announcements never wait
+/// behind a backlog of states. After a (re)connect or when this publisher fell behind, every
+/// display's latest state is published again.
 async fn publish_displays(client: AsyncClient, prefix: Arc<String>, feed: DisplayFeed, mut resync: mpsc::Receiver<()>, encodings: BTreeMap<String, PayloadEncoding>) {
     let mut rx = feed.subscribe();
     let publish = |display: &str, topic: &str, retain: bool, payload: &Value| {
         let bytes = encode(encodings.get(display).copied().unwrap_or_default(), &payload.to_string());
         client.publish(format!("{prefix}/displays/{display}/{topic}"), QoS::AtLeastOnce, retain, bytes)
     };
+    let mut pending = Pending::default();
     loop {
-        let all = tokio::select! {
-            Some(()) = resync.recv() => true,
+        // Everything that has come: announcements out now, states into `pending`.
+        loop {
+            match rx.try_recv() {
+                Ok(DisplayMessage::State { display, payload }) => pending.put(display, payload),
+                Ok(DisplayMessage::Announce { display, payload }) => {
+                    let _ = publish(&display, "announce", false, &payload).await;
+                }
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "the MQTT display publisher fell behind; republishing every state");
+                    pending.all(&feed);
+                }
+                Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::broadcast::error::TryRecvError::Closed) => return,
+            }
+        }
+        if resync.try_recv().is_ok() {
+            pending.all(&feed);
+        }
+        // One state out (the longest waiting), then look again.
+        if let Some((display, payload)) = pending.take() {
+            let _ = publish(&display, "state", true, &payload).await;
+            continue;
+        }
+        // Nothing to send: wait for something.
+        tokio::select! {
+            r = resync.recv() => match r {
+                Some(()) => pending.all(&feed),
+                None => return,
+            },
             m = rx.recv() => match m {
-                Ok(DisplayMessage::State { display, payload }) => { let _ = publish(&display, "state", true, &payload).await; false }
-                Ok(DisplayMessage::Announce { display, payload }) => { let _ = publish(&display, "announce", false, &payload).await; false }
+                Ok(DisplayMessage::State { display, payload }) => pending.put(display, payload),
+                Ok(DisplayMessage::Announce { display, payload }) => {
+                    let _ = publish(&display, "announce", false, &payload).await;
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "the MQTT display publisher fell behind; republishing every state");
-                    true
+                    pending.all(&feed);
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
-            else => return,
-        };
-        if all {
-            for (display, payload) in feed.all_latest() {
-                let _ = publish(&display, "state", true, &payload).await;
-            }
         }
+    }
+}
+
+/// States waiting to be published: the latest per display, in the order displays first waited.
+#[derive(Default)]
+struct Pending {
+    latest: std::collections::HashMap<String, Arc<Value>>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Pending {
+    fn put(&mut self, display: String, payload: Arc<Value>) {
+        if self.latest.insert(display.clone(), payload).is_none() {
+            self.order.push_back(display);
+        }
+    }
+
+    /// Every display's latest state (after a reconnect or a lag).
+    fn all(&mut self, feed: &DisplayFeed) {
+        for (display, payload) in feed.all_latest() {
+            self.put(display, payload);
+        }
+    }
+
+    fn take(&mut self) -> Option<(String, Arc<Value>)> {
+        let display = self.order.pop_front()?;
+        let payload = self.latest.remove(&display)?;
+        Some((display, payload))
     }
 }
 
