@@ -175,17 +175,9 @@ impl Line {
         let deep = cap_from.filter(|&c| self.most_overtakes >= c);
         let mut out = Vec::new();
         for r in self.ranks() {
-            let started = self
-                .slotted
-                .range((r, i64::MIN, i64::MIN, 0)..=(r, now, i64::MAX, u64::MAX))
-                .filter_map(|((rank, _, key, placement), _)| self.walk.get(&(*rank, *key, *placement)))
-                .filter(|e| keep(e));
-            out.extend(started);
-            let rest = self
-                .walk
-                .range((r, i64::MIN, 0)..=(r, i64::MAX, u64::MAX))
-                .map(|(_, e)| e)
-                .filter(|e| !e.pos.slot_start.is_some_and(|s| s <= now) && keep(e));
+            let (started, rest) = self.rank(r, now);
+            out.extend(started.filter(|e| keep(e)));
+            let rest = rest.filter(|e| keep(e));
             let mut taken = 0usize;
             for e in rest {
                 if taken < k {
@@ -222,17 +214,20 @@ impl Line {
     /// The waiting tickets in plain order at `now`.
     pub fn iter(&self, now: UnixMs) -> impl Iterator<Item = &Entry> + '_ {
         self.ranks().into_iter().flat_map(move |r| {
-            let started = self
-                .slotted
-                .range((r, i64::MIN, i64::MIN, 0)..=(r, now, i64::MAX, u64::MAX))
-                .filter_map(|((rank, _, key, placement), _)| self.walk.get(&(*rank, *key, *placement)));
-            let rest = self
-                .walk
-                .range((r, i64::MIN, 0)..=(r, i64::MAX, u64::MAX))
-                .map(|(_, e)| e)
-                .filter(move |e| !e.pos.slot_start.is_some_and(|s| s <= now));
+            let (started, rest) = self.rank(r, now);
             started.chain(rest)
         })
+    }
+
+    /// One rank's entries in plain order, in two parts: the appointments whose slot has started
+    /// at `now` (by slot), then the others (by key).
+    fn rank(&self, r: u8, now: UnixMs) -> (impl Iterator<Item = &Entry> + '_, impl Iterator<Item = &Entry> + '_) {
+        let started = self
+            .slotted
+            .range((r, i64::MIN, i64::MIN, 0)..=(r, now, i64::MAX, u64::MAX))
+            .filter_map(|((rank, _, key, placement), _)| self.walk.get(&(*rank, *key, *placement)));
+        let rest = self.walk.range((r, i64::MIN, 0)..=(r, i64::MAX, u64::MAX)).map(|(_, e)| e).filter(move |e| !e.pos.slot_start.is_some_and(|s| s <= now));
+        (started, rest)
     }
 }
 

@@ -295,20 +295,36 @@ async fn publish_displays(client: AsyncClient, prefix: Arc<String>, feed: Displa
     };
     let mut pending = Pending::default();
     loop {
+        // Wait only when no state is waiting to go out.
+        let mut got = if pending.is_empty() {
+            tokio::select! {
+                r = resync.recv() => match r {
+                    Some(()) => {
+                        pending.all(&feed);
+                        Got::Nothing
+                    }
+                    None => return,
+                },
+                m = rx.recv() => Got::from(m),
+            }
+        } else {
+            Got::from(rx.try_recv())
+        };
         // Everything that has come: announcements out now, states into `pending`.
         loop {
-            match rx.try_recv() {
-                Ok(DisplayMessage::State { display, payload }) => pending.put(display, payload),
-                Ok(DisplayMessage::Announce { display, payload }) => {
+            match got {
+                Got::Message(DisplayMessage::State { display, payload }) => pending.put(display, payload),
+                Got::Message(DisplayMessage::Announce { display, payload }) => {
                     let _ = publish(&display, "announce", false, &payload).await;
                 }
-                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                Got::Lagged(n) => {
                     tracing::warn!(missed = n, "the MQTT display publisher fell behind; republishing every state");
                     pending.all(&feed);
                 }
-                Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
-                Err(tokio::sync::broadcast::error::TryRecvError::Closed) => return,
+                Got::Nothing => break,
+                Got::Closed => return,
             }
+            got = Got::from(rx.try_recv());
         }
         if resync.try_recv().is_ok() {
             pending.all(&feed);
@@ -316,25 +332,37 @@ async fn publish_displays(client: AsyncClient, prefix: Arc<String>, feed: Displa
         // One state out (the longest waiting), then look again.
         if let Some((display, payload)) = pending.take() {
             let _ = publish(&display, "state", true, &payload).await;
-            continue;
         }
-        // Nothing to send: wait for something.
-        tokio::select! {
-            r = resync.recv() => match r {
-                Some(()) => pending.all(&feed),
-                None => return,
-            },
-            m = rx.recv() => match m {
-                Ok(DisplayMessage::State { display, payload }) => pending.put(display, payload),
-                Ok(DisplayMessage::Announce { display, payload }) => {
-                    let _ = publish(&display, "announce", false, &payload).await;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "the MQTT display publisher fell behind; republishing every state");
-                    pending.all(&feed);
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
+    }
+}
+
+/// What the display feed gave, waited for or not.
+enum Got {
+    Message(DisplayMessage),
+    Lagged(u64),
+    Nothing,
+    Closed,
+}
+
+impl From<Result<DisplayMessage, tokio::sync::broadcast::error::RecvError>> for Got {
+    fn from(r: Result<DisplayMessage, tokio::sync::broadcast::error::RecvError>) -> Self {
+        use tokio::sync::broadcast::error::RecvError;
+        match r {
+            Ok(m) => Got::Message(m),
+            Err(RecvError::Lagged(n)) => Got::Lagged(n),
+            Err(RecvError::Closed) => Got::Closed,
+        }
+    }
+}
+
+impl From<Result<DisplayMessage, tokio::sync::broadcast::error::TryRecvError>> for Got {
+    fn from(r: Result<DisplayMessage, tokio::sync::broadcast::error::TryRecvError>) -> Self {
+        use tokio::sync::broadcast::error::TryRecvError;
+        match r {
+            Ok(m) => Got::Message(m),
+            Err(TryRecvError::Lagged(n)) => Got::Lagged(n),
+            Err(TryRecvError::Empty) => Got::Nothing,
+            Err(TryRecvError::Closed) => Got::Closed,
         }
     }
 }
@@ -358,6 +386,10 @@ impl Pending {
         for (display, payload) in feed.all_latest() {
             self.put(display, payload);
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
     }
 
     fn take(&mut self) -> Option<(String, Arc<Value>)> {
