@@ -88,7 +88,12 @@ pub struct Settings {
 impl Settings {
     /// Resolve settings from the `serve` flags. Creates the data dir and its secrets if missing.
     pub fn load(data_dir: &Path, http: &str, config: Option<&Path>, staff_token: Option<String>, mqtt: &MqttFlags, maps: &[PathBuf], radio: &[PathBuf], hl7: Option<&str>) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            // Only its own user reads a data dir: it holds the journal and the secrets.
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+        }
+        crate::storage::schema::check_dir(data_dir)?;
         ensure_writable(data_dir)?;
         let (hospital, site) = match config {
             Some(path) => {
@@ -194,6 +199,30 @@ impl Settings {
             limits,
         })
     }
+}
+
+/// What `serve` checks of the hospital's files before it starts — the config (every problem of
+/// it) and the venue maps (every problem of each) — one line per problem, empty when it would
+/// start. `clinicflow config check` prints the same lines, so a config that passes the check
+/// is one `serve` takes, and one `serve` refuses is refused by the check with the same words.
+pub fn check_files(config: Option<&Path>, maps: &[PathBuf]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(path) = config {
+        match std::fs::read_to_string(path) {
+            Err(e) => problems.push(format!("{}: cannot be read: {e}", path.display())),
+            Ok(text) => {
+                if let Err(e) = crate::site::load(&text) {
+                    problems.extend(e.problems().into_iter().map(|p| format!("{}: {p}", path.display())));
+                }
+            }
+        }
+    }
+    if !maps.is_empty() {
+        if let Err(issues) = crate::map::store::Atlas::load(&crate::map::store::MapSource::Dirs(maps.to_vec())) {
+            problems.extend(issues.0.iter().map(|i| i.to_string()));
+        }
+    }
+    problems
 }
 
 impl Settings {

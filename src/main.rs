@@ -100,6 +100,31 @@ enum Cmd {
         #[command(subcommand)]
         command: PositionCmd,
     },
+    /// The hospital config: check it (with its maps) before a restart.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCmd,
+    },
+    /// A consistent copy of every store of a data dir (journal, HIS, orders, tags, webhooks,
+    /// secrets) into one file, while the server runs (SQLite's online backup). The file holds
+    /// the secrets: it is written 0600; keep it as safe as the data dir.
+    Backup {
+        /// The server's data directory.
+        #[arg(long, default_value = "./data", env = "CLINICFLOW_DATA")]
+        data: PathBuf,
+        /// The backup file to write (a gzip'd tar; replaced whole, never left half-written).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into an empty (or new) data dir; every file is checked first.
+    Restore {
+        /// The backup file (from `clinicflow backup`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The data directory to restore into: empty or absent.
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// The journal: check it offline.
     Journal {
         #[command(subcommand)]
@@ -151,6 +176,21 @@ enum Cmd {
         /// Never in production: a pinned clock is reported by /healthz.
         #[arg(long, env = "CLINICFLOW_CLOCK")]
         clock: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Check a hospital config (TOML) and the venue maps it is served with, exactly as `serve`
+    /// checks them at start: exit 0 when `serve` would take them, 1 naming every problem.
+    Check {
+        /// The hospital config (or --config FILE).
+        file: Option<PathBuf>,
+        #[arg(long = "config", env = "CLINICFLOW_CONFIG", conflicts_with = "file")]
+        config: Option<PathBuf>,
+        /// A venue map folder, as given to `serve --map` (repeat for several venues).
+        #[arg(long = "map", env = "CLINICFLOW_MAP", value_delimiter = ',')]
+        maps: Vec<PathBuf>,
     },
 }
 
@@ -266,6 +306,24 @@ fn main() -> std::process::ExitCode {
             Err(e) => Err(e),
         },
         Cmd::Position { command } => position_cmd(command),
+        Cmd::Config { command: ConfigCmd::Check { file, config, maps } } => {
+            let Some(config) = file.or(config) else {
+                eprintln!("clinicflow: config check needs a config file (FILE or --config FILE)");
+                return std::process::ExitCode::from(2);
+            };
+            let problems = clinicflow::configuration::check_files(Some(&config), &maps);
+            if problems.is_empty() {
+                say!("{}: ok{}", config.display(), if maps.is_empty() { String::new() } else { format!(" (with {} map folder(s))", maps.len()) });
+                return std::process::ExitCode::SUCCESS;
+            }
+            eprintln!("{} problem(s):", problems.len());
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+            return std::process::ExitCode::FAILURE;
+        }
+        Cmd::Backup { data, to } => backup(&data, &to),
+        Cmd::Restore { from, data } => restore(&from, &data),
         Cmd::Simulate { seed, load, out } => simulate(seed, load, &out),
         Cmd::Replay { journal, day, policy, queues, config, json } => replay(&journal, day, &policy, &queues, config, json),
         Cmd::Serve { data, http, config, mqtt, mqtt_broker, mqtt_ca, mqtt_prefix, maps, radio, hl7, hl7_allow, clock } => {
@@ -275,6 +333,17 @@ fn main() -> std::process::ExitCode {
                     eprintln!("clinicflow: {e}");
                     return std::process::ExitCode::FAILURE;
                 }
+            }
+            // What the server writes (journal, secrets, stores) is for its own user only.
+            // SAFETY: umask has no preconditions and cannot fail.
+            unsafe { libc::umask(0o077) };
+            let problems = clinicflow::configuration::check_files(config.as_deref(), &maps);
+            if !problems.is_empty() {
+                eprintln!("clinicflow: not starting: {} problem(s) in the config or maps (`clinicflow config check` lists the same):", problems.len());
+                for p in &problems {
+                    eprintln!("  {p}");
+                }
+                return std::process::ExitCode::FAILURE;
             }
             serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, ca: mqtt_ca, prefix: mqtt_prefix }, maps, radio, hl7, &hl7_allow)
         }
@@ -664,10 +733,24 @@ async fn shutdown_signal() {
 }
 
 /// `clinicflow journal verify`: `Ok(false)` when the journal is damaged (said on stderr).
+fn backup(data: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    let m = clinicflow::storage::backup::backup(data, to)?;
+    let stores: Vec<String> = m.files.iter().filter_map(|f| f.schema_version.map(|v| format!("{} (schema {v})", f.name))).collect();
+    say!("backup {}: {} journal events up to {}; {}; release {}", to.display(), m.journal_events, m.journal_last_seq, stores.join(", "), m.release);
+    Ok(())
+}
+
+fn restore(from: &std::path::Path, data: &std::path::Path) -> anyhow::Result<()> {
+    let m = clinicflow::storage::backup::restore(from, data)?;
+    say!("restored {} into {}: {} journal events up to {}, taken {} by release {}", from.display(), data.display(), m.journal_events, m.journal_last_seq, m.taken_at, m.release);
+    Ok(())
+}
+
 fn journal_verify(data: &std::path::Path) -> anyhow::Result<bool> {
     use anyhow::Context as _;
     let path = data.join("journal.sqlite");
     anyhow::ensure!(path.exists(), "no journal at {}", path.display());
+    clinicflow::storage::schema::check_dir(data)?;
     let mut j = clinicflow::storage::SqliteJournal::open(&path).with_context(|| format!("opening {}", path.display()))?;
     match j.verify(&path, clinicflow::storage::Walk::Whole)? {
         Ok(v) => {

@@ -53,10 +53,17 @@ pub fn load(text: &str) -> Result<(Hospital, Site), ConfigError> {
         }
     }
     let policy: HospitalConfig = toml::Value::Table(file).try_into().map_err(|e: toml::de::Error| ConfigError(e.to_string()))?;
-    let hospital = Hospital::from_config(policy)?;
     let site = Site { tokens, webhooks, his_poll, encodings };
-    site.validate()?;
-    Ok((hospital, site))
+    // Every problem of both parts at once, so one edit fixes them all.
+    let mut problems = match Hospital::from_config(policy) {
+        Ok(h) => return match site.problems() {
+            p if p.is_empty() => Ok((h, site)),
+            p => Err(ConfigError::many(p)),
+        },
+        Err(e) => e.problems().into_iter().map(str::to_owned).collect::<Vec<_>>(),
+    };
+    problems.extend(site.problems());
+    Err(ConfigError::many(problems))
 }
 
 /// The demo hospital and its site (no databases, hooks or extra tokens).
@@ -85,55 +92,56 @@ impl Site {
         self.encodings.get(display).copied().unwrap_or_default()
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let err = |m: String| Err(ConfigError(m));
+    /// Every problem of the site's part, one per entry.
+    fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = Vec::new();
         let mut hook_ids = BTreeSet::new();
         for w in &self.webhooks {
             if w.id.is_empty() || !w.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return err(format!("webhook id {:?}: letters, digits, '-' and '_' only", w.id));
+                problems.push(format!("webhook id {:?}: letters, digits, '-' and '_' only", w.id));
             }
             if !hook_ids.insert(w.id.clone()) {
-                return err(format!("webhook {} defined twice", w.id));
+                problems.push(format!("webhook {} defined twice", w.id));
             }
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                return err(format!("webhook {}: url must start with http:// or https://", w.id));
+                problems.push(format!("webhook {}: url must start with http:// or https://", w.id));
             }
             if w.secret.len() < 16 {
-                return err(format!("webhook {}: secret must be at least 16 characters", w.id));
+                problems.push(format!("webhook {}: secret must be at least 16 characters", w.id));
             }
             if w.max_attempts == 0 {
-                return err(format!("webhook {}: max_attempts must be at least 1", w.id));
+                problems.push(format!("webhook {}: max_attempts must be at least 1", w.id));
             }
         }
         for t in &self.tokens {
             if t.token.len() < 16 || t.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return err(format!("token of {} must be at least 16 printable characters", t.name));
+                problems.push(format!("token of {} must be at least 16 printable characters", t.name));
             }
         }
         let mut poll_names = std::collections::BTreeSet::new();
         for p in &self.his_poll {
             if !crate::domain::config::valid_device_id(&p.name) || p.name == "hl7" || p.name == "soap" || !poll_names.insert(p.name.clone()) {
-                return err(format!("his.poll {:?}: the name must be unique, not hl7 or soap, and letters, digits, - _ . only", p.name));
+                problems.push(format!("his.poll {:?}: the name must be unique, not hl7 or soap, and letters, digits, - _ . only", p.name));
             }
             if p.url.is_some() == p.url_env.is_some() {
-                return err(format!("his.poll {}: give exactly one of url and url_env", p.name));
+                problems.push(format!("his.poll {}: give exactly one of url and url_env", p.name));
             }
             if let Some(u) = &p.url {
                 if !["postgres://", "postgresql://", "mysql://", "mariadb://"].iter().any(|s| u.starts_with(s)) {
-                    return err(format!("his.poll {}: url must start with postgres://, postgresql://, mysql:// or mariadb://", p.name));
+                    problems.push(format!("his.poll {}: url must start with postgres://, postgresql://, mysql:// or mariadb://", p.name));
                 }
             }
             if !p.query.contains("{cursor}") {
-                return err(format!("his.poll {}: query must use {{cursor}} (rows changed since the last one read)", p.name));
+                problems.push(format!("his.poll {}: query must use {{cursor}} (rows changed since the last one read)", p.name));
             }
             if p.snapshot.contains("{cursor}") {
-                return err(format!("his.poll {}: snapshot reads all of today's registrations; it takes no {{cursor}}", p.name));
+                problems.push(format!("his.poll {}: snapshot reads all of today's registrations; it takes no {{cursor}}", p.name));
             }
             if p.interval_ms < 100 || p.reconcile_secs == 0 || p.timeout_secs == 0 {
-                return err(format!("his.poll {}: interval_ms at least 100, reconcile_secs and timeout_secs at least 1", p.name));
+                problems.push(format!("his.poll {}: interval_ms at least 100, reconcile_secs and timeout_secs at least 1", p.name));
             }
         }
-        Ok(())
+        problems
     }
 }
 

@@ -54,6 +54,14 @@ pub struct Metrics {
     pub mqtt_rejected: IntCounterVec,
     /// Incoming MQTT publishes dropped because the handler was behind.
     pub mqtt_dropped: prometheus::IntCounter,
+    /// Journal commits that failed (the server stops after the first: see the writer).
+    pub journal_failures: prometheus::IntCounter,
+    /// From a patient's call committed to its message queued on the patient's connections.
+    pub call_to_phone_seconds: Histogram,
+    /// How long each called patient waited: check-in to call, per queue.
+    pub queue_wait_seconds: HistogramVec,
+    /// Services within their opening hours now (set when scraped).
+    pub services_open: prometheus::IntGauge,
     /// Webhook attempts by hook and outcome (`delivered`, `retried`, `given_up`).
     pub webhooks: IntCounterVec,
 }
@@ -90,8 +98,47 @@ impl Metrics {
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0]),
         )
         .expect("valid metric");
+        let journal_failures =
+            prometheus::IntCounter::new("clinicflow_journal_failures_total", "Journal commits that failed (the server refuses further commands and stops)").expect("valid metric");
+        let call_to_phone_seconds = Histogram::with_opts(
+            HistogramOpts::new("clinicflow_call_to_phone_seconds", "From a call's commit to its message queued on the patient's connections")
+                .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0]),
+        )
+        .expect("valid metric");
+        let queue_wait_seconds = HistogramVec::new(
+            HistogramOpts::new("clinicflow_queue_wait_seconds", "How long each called patient waited, check-in to call")
+                .buckets(vec![60.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 5400.0, 7200.0, 10800.0]),
+            &["queue"],
+        )
+        .expect("valid metric");
+        let services_open = prometheus::IntGauge::new(
+            "clinicflow_services_open",
+            "Services within their opening hours now (a service without hours is always open); 0 outside the hospital's day",
+        )
+        .expect("valid metric");
+        let build_info = IntGaugeVec::new(Opts::new("clinicflow_build_info", "The running release (always 1)"), &["release"]).expect("valid metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let start_time = prometheus::IntGauge::new("clinicflow_start_time_seconds", "When this server started (Unix seconds): a change is a restart").expect("valid metric");
+        start_time.set(chrono::Utc::now().timestamp());
+        // Counters with a fixed set of labels start at zero, so the dashboards and alerts see
+        // them (and rates work) before the first event.
+        for reason in ["too_slow", "idle", "protocol"] {
+            ws_disconnects.with_label_values(&[reason]);
+        }
+        for reason in ["bad_ack", "bad_status", "unknown_display"] {
+            mqtt_rejected.with_label_values(&[reason]);
+        }
+        for action in ["login", "subscribe", "publish"] {
+            BROKER_REFUSED.with_label_values(&[action]);
+        }
         for c in [
-            Box::new(queue_waiting.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(journal_failures.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(call_to_phone_seconds.clone()),
+            Box::new(queue_wait_seconds.clone()),
+            Box::new(services_open.clone()),
+            Box::new(build_info),
+            Box::new(start_time),
+            Box::new(queue_waiting.clone()),
             Box::new(calls.clone()),
             Box::new(commands.clone()),
             Box::new(command_seconds.clone()),
@@ -123,6 +170,10 @@ impl Metrics {
             push_history_reads,
             journal_commit_seconds,
             journal_batch_events,
+            journal_failures,
+            call_to_phone_seconds,
+            queue_wait_seconds,
+            services_open,
             webhooks,
             display_online,
             mqtt_rejected,

@@ -4,7 +4,7 @@
 //! not spoken in time and for displays that went offline. The bookkeeping is the pure
 //! [`Delivery`]; this task feeds it and reports.
 
-use crate::domain::delivery::{Acked, Alarm, Change, Delivery, DeliveryRules, DisplayDelivery, Stage};
+use crate::domain::delivery::{Acked, Alarm, AlarmKind, Change, Delivery, DeliveryRules, DisplayDelivery, Stage};
 use crate::domain::event::UnixMs;
 use crate::telemetry::Metrics;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
@@ -85,7 +85,19 @@ impl DeliveryDesk {
     pub fn start(rules: DeliveryRules, displays: Vec<String>, metrics: &Metrics, clock: crate::clock::Clock) -> Self {
         let (tx, rx) = mpsc::channel(INBOX);
         let view = Arc::new(RwLock::new(DeliveryView::default()));
-        let metrics = Arc::new(DeliveryMetrics::new(metrics));
+        let dm = Arc::new(DeliveryMetrics::new(metrics));
+        // Every configured display is on the dashboards from the start: offline (0) until it
+        // says otherwise, no alarm, no latency yet; a screen that never came up is one to see.
+        for d in &displays {
+            metrics.display_online.with_label_values(&[d]).set(0);
+            dm.shown.with_label_values(&[d]);
+            dm.spoken.with_label_values(&[d]);
+            for kind in [AlarmKind::NotShown, AlarmKind::NotSpoken, AlarmKind::Offline] {
+                dm.alarm.with_label_values(&[d, kind.as_str()]).set(0);
+                dm.alarms.with_label_values(&[d, kind.as_str()]);
+            }
+        }
+        let metrics = dm;
         let book = Delivery::new(rules, displays);
         tokio::spawn(run(book, rx, view.clone(), metrics.clone(), clock.clone()));
         Self { tx, clock, view, metrics }

@@ -53,6 +53,8 @@ pub struct Committed {
     pub tickets: Vec<TicketView>,
     /// What wall displays show of the queue after them.
     pub board: Arc<Board>,
+    /// When the queue published it, durable (latency figures start here).
+    pub durable: std::time::Instant,
 }
 
 impl Committed {
@@ -374,8 +376,18 @@ impl ClinicQueue {
             let tickets: Vec<TicketView> = touched.into_iter().filter_map(|t| self.state.ticket_view(t, e.at)).collect();
             // The subject's view is among the touched ones: not computed twice.
             answer_view = subject.as_ref().and_then(|s| tickets.iter().find(|t| &t.id == s)).cloned();
+            for ev in &e.events {
+                if let Event::Called { ticket, .. } = ev {
+                    // The first call's wait (a recall is not a new wait).
+                    if let Some(t) = tickets.iter().find(|t| &t.id == ticket && t.calls == 1) {
+                        if let (Some(from), Some(to)) = (t.checked_in_at, t.called_at) {
+                            self.metrics.queue_wait_seconds.with_label_values(&[queue]).observe((to - from).max(0) as f64 / 1000.0);
+                        }
+                    }
+                }
+            }
             let board = Arc::new(self.state.board(e.at));
-            self.stream.publish(Committed { queue: self.state.id().clone(), at: e.at, seqs, events: e.events, tickets, board });
+            self.stream.publish(Committed { queue: self.state.id().clone(), at: e.at, seqs, events: e.events, tickets, board, durable: std::time::Instant::now() });
         }
         self.metrics.commands.with_label_values(&[name, "ok"]).inc();
         let ticket = answer_view.or_else(|| subject.as_ref().and_then(|t| self.state.ticket_view(t, e.at)));
@@ -468,6 +480,9 @@ impl QueueHandle {
             directory.insert(t.data.id.clone(), id.clone());
         }
         metrics.queue_waiting.with_label_values(&[id.as_str()]).set(state.counts().waiting as i64);
+        // From zero, so rates and "no call for 20 minutes" work before the first call.
+        metrics.calls.with_label_values(&[id.as_str()]);
+        metrics.queue_wait_seconds.with_label_values(&[id.as_str()]);
         let actor = ClinicQueue { ahead: state.clone(), state, inflight: VecDeque::new(), next_id: 0, clock, journal, directory, metrics, stream };
         Self { id, addr: ClinicQueue::start_in_arbiter(arbiter, move |_| actor) }
     }

@@ -208,7 +208,11 @@ impl Handler<Deliver> for PatientSession {
                 fresh.push(item.text.clone());
             }
         }
+        let called = !fresh.is_empty() && c.events.iter().any(|e| matches!(e, crate::domain::event::Event::Called { ticket, .. } if *ticket == self.ticket));
         self.send_fresh(fresh.iter().map(|t| &**t));
+        if called && !self.conns.is_empty() {
+            self.hub.inner.metrics.call_to_phone_seconds.observe(c.durable.elapsed().as_secs_f64());
+        }
     }
 }
 

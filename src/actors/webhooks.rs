@@ -31,10 +31,7 @@ struct Cursors(Mutex<rusqlite::Connection>);
 
 impl Cursors {
     fn open(path: &Path) -> anyhow::Result<Self> {
-        let c = rusqlite::Connection::open(path)?;
-        c.pragma_update(None, "journal_mode", "WAL")?;
-        c.pragma_update(None, "synchronous", "FULL")?;
-        c.execute_batch("CREATE TABLE IF NOT EXISTS cursors (hook TEXT PRIMARY KEY, seq INTEGER NOT NULL)")?;
+        let c = crate::storage::open_durable(path, &crate::storage::WEBHOOK_CURSORS)?;
         Ok(Self(Mutex::new(c)))
     }
     fn get(&self, hook: &str) -> rusqlite::Result<Option<i64>> {

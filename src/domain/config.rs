@@ -475,6 +475,24 @@ impl Default for QueuePolicy {
 #[error("config: {0}")]
 pub struct ConfigError(pub String);
 
+impl ConfigError {
+    /// Every problem found, one per line (the first on the error's own line when it is alone).
+    pub fn many(problems: Vec<String>) -> Self {
+        match problems.len() {
+            1 => ConfigError(problems.into_iter().next().unwrap_or_default()),
+            n => ConfigError(format!("{n} problems:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))),
+        }
+    }
+
+    /// The problems, one per entry.
+    pub fn problems(&self) -> Vec<&str> {
+        match self.0.split_once(" problems:\n") {
+            Some((n, rest)) if n.parse::<usize>().is_ok() => rest.lines().map(|l| l.trim_start().trim_start_matches("- ")).collect(),
+            _ => vec![self.0.as_str()],
+        }
+    }
+}
+
 /// A room as the core sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Room {
@@ -548,75 +566,87 @@ impl Hospital {
     }
 
 
+    /// The core's hospital from its config, or every problem found in it (one per line).
     pub fn from_config(cfg: HospitalConfig) -> Result<Self, ConfigError> {
-        let err = |m: String| Err(ConfigError(m));
-        let tz: Tz = match cfg.timezone.parse() {
-            Ok(tz) => tz,
-            Err(_) => return err(format!("unknown time zone {:?}", cfg.timezone)),
-        };
+        let mut problems: Vec<String> = Vec::new();
+        let tz: Tz = cfg.timezone.parse().unwrap_or_else(|_| {
+            problems.push(format!("unknown time zone {:?}", cfg.timezone));
+            Tz::UTC
+        });
         if cfg.priority_classes.is_empty() {
-            return err("priority_classes is empty".into());
+            problems.push("priority_classes is empty".into());
         }
         let mut classes = BTreeMap::new();
         for c in &cfg.priority_classes {
             if classes.insert(c.id.clone(), c.rank).is_some() {
-                return err(format!("priority class {} defined twice", c.id));
+                problems.push(format!("priority class {} defined twice", c.id));
             }
         }
-        let Some(&normal) = classes.get(&PriorityClass::parse("normal").expect("valid")) else {
-            return err("priority_classes must include `normal`".into());
+        let normal = match classes.get(&PriorityClass::parse("normal").expect("valid")) {
+            Some(&n) => n,
+            None => {
+                if !cfg.priority_classes.is_empty() {
+                    problems.push("priority_classes must include `normal`".into());
+                }
+                0
+            }
         };
         let urgent: BTreeSet<u8> = cfg.priority_classes.iter().filter(|c| c.urgent).map(|c| c.rank).collect();
         if let Some(c) = cfg.priority_classes.iter().find(|c| !c.urgent && urgent.contains(&c.rank)) {
-            return err(format!("priority class {} shares rank {} with an urgent class but is not urgent", c.id, c.rank));
+            problems.push(format!("priority class {} shares rank {} with an urgent class but is not urgent", c.id, c.rank));
         }
-        if urgent.contains(&normal) {
-            return err("priority class normal cannot be urgent".into());
+        if urgent.contains(&normal) && classes.contains_key(&PriorityClass::parse("normal").expect("valid")) {
+            problems.push("priority class normal cannot be urgent".into());
         }
         let ranks = ClassRanks { normal, urgent, all: classes.values().copied().collect() };
-        let departments: BTreeSet<_> = cfg.departments.iter().map(|d| d.id.clone()).collect();
-        if departments.len() != cfg.departments.len() {
-            return err("a department id is defined twice".into());
+        let mut departments = BTreeSet::new();
+        for d in &cfg.departments {
+            if !departments.insert(d.id.clone()) {
+                problems.push(format!("department {} defined twice", d.id));
+            }
         }
-        let doctors: BTreeSet<_> = cfg.doctors.iter().map(|d| d.id.clone()).collect();
-        if doctors.len() != cfg.doctors.len() {
-            return err("a doctor id is defined twice".into());
+        let mut doctors = BTreeSet::new();
+        for d in &cfg.doctors {
+            if !doctors.insert(d.id.clone()) {
+                problems.push(format!("doctor {} defined twice", d.id));
+            }
         }
         let mut rooms = BTreeMap::new();
         for r in &cfg.rooms {
             if let Some(d) = &r.doctor {
                 if !doctors.contains(d) {
-                    return err(format!("room {} names unknown doctor {}", r.id, d));
+                    problems.push(format!("room {} names unknown doctor {}", r.id, d));
                 }
             }
             let room = Room { id: r.id.clone(), name: r.name.clone(), name_en: r.name_en.clone(), doctor: r.doctor.clone() };
             if rooms.insert(r.id.clone(), room).is_some() {
-                return err(format!("room {} defined twice", r.id));
+                problems.push(format!("room {} defined twice", r.id));
             }
         }
         let mut queues = BTreeMap::new();
         let mut room_queues: BTreeMap<RoomId, Vec<QueueId>> = BTreeMap::new();
         let mut prefixes = BTreeSet::new();
+        let no_queues = cfg.queues.is_empty();
         for q in cfg.queues {
             if !departments.contains(&q.department) {
-                return err(format!("queue {} names unknown department {}", q.id, q.department));
+                problems.push(format!("queue {} names unknown department {}", q.id, q.department));
             }
             if q.prefix.is_empty() || q.prefix.len() > 4 || !q.prefix.bytes().all(|b| b.is_ascii_uppercase()) {
-                return err(format!("queue {}: prefix must be 1-4 capital letters", q.id));
-            }
-            if !prefixes.insert(q.prefix.clone()) {
-                return err(format!("queue {}: prefix {} is used by another queue", q.id, q.prefix));
+                problems.push(format!("queue {}: prefix must be 1-4 capital letters", q.id));
+            } else if !prefixes.insert(q.prefix.clone()) {
+                problems.push(format!("queue {}: prefix {} is used by another queue", q.id, q.prefix));
             }
             if q.rooms.is_empty() {
-                return err(format!("queue {} has no rooms", q.id));
+                problems.push(format!("queue {} has no rooms", q.id));
             }
             if let Err(e) = q.policy.validate(&ranks) {
-                return err(format!("queue {}: policy.{e}", q.id));
+                problems.push(format!("queue {}: policy.{e}", q.id));
             }
             let mut qrooms = BTreeMap::new();
             for r in &q.rooms {
                 let Some(room) = rooms.get(r) else {
-                    return err(format!("queue {} names unknown room {}", q.id, r));
+                    problems.push(format!("queue {} names unknown room {}", q.id, r));
+                    continue;
                 };
                 qrooms.insert(r.clone(), room.clone());
                 room_queues.entry(r.clone()).or_default().push(q.id.clone());
@@ -634,79 +664,85 @@ impl Hospital {
                 ranks: ranks.clone(),
             };
             if queues.insert(q.id.clone(), Arc::new(spec)).is_some() {
-                return err(format!("queue {} defined twice", q.id));
+                problems.push(format!("queue {} defined twice", q.id));
             }
         }
-        if queues.is_empty() {
-            return err("no queues".into());
+        if no_queues {
+            problems.push("no queues".into());
         }
         let mut device_ids = BTreeSet::new();
-        for (id, rooms) in cfg.displays.iter().map(|d| (&d.id, &d.rooms)).chain(cfg.keypads.iter().map(|k| (&k.id, &k.rooms))) {
+        for (id, device_rooms) in cfg.displays.iter().map(|d| (&d.id, &d.rooms)).chain(cfg.keypads.iter().map(|k| (&k.id, &k.rooms))) {
             if !valid_device_id(id) {
-                return err(format!("device id {id:?}: 1-64 letters, digits, '-', '_' or '.'"));
+                problems.push(format!("device id {id:?}: 1-64 letters, digits, '-', '_' or '.'"));
             }
             if !device_ids.insert(id.clone()) {
-                return err(format!("device {id} defined twice"));
+                problems.push(format!("device {id} defined twice"));
             }
-            if rooms.is_empty() {
-                return err(format!("device {id} has no rooms"));
+            if device_rooms.is_empty() {
+                problems.push(format!("device {id} has no rooms"));
             }
-            if let Some(r) = rooms.iter().find(|r| !room_queues.contains_key(*r)) {
-                return err(format!("device {id} names room {r}, which no queue calls from"));
+            for r in device_rooms.iter().filter(|r| !room_queues.contains_key(*r)) {
+                problems.push(match rooms.contains_key(r) {
+                    true => format!("device {id} names room {r}, which no queue calls from"),
+                    false => format!("device {id} names unknown room {r}"),
+                });
             }
         }
         let (mut service_ids, mut codes) = (BTreeSet::new(), BTreeSet::new());
         for sv in &cfg.services {
             if sv.id.is_empty() || !service_ids.insert(sv.id.clone()) {
-                return err(format!("service {:?} is empty or defined twice", sv.id));
+                problems.push(format!("service {:?} is empty or defined twice", sv.id));
             }
             if sv.codes.is_empty() {
-                return err(format!("service {} has no order codes", sv.id));
+                problems.push(format!("service {} has no order codes", sv.id));
             }
-            if let Some(c) = sv.codes.iter().find(|c| !codes.insert((*c).clone())) {
-                return err(format!("order code {c} is given to two services"));
+            for c in sv.codes.iter().filter(|c| !codes.insert((*c).clone())) {
+                problems.push(format!("order code {c} is given to two services"));
             }
             if let Some(q) = &sv.queue {
                 if !queues.contains_key(q) {
-                    return err(format!("service {} names unknown queue {q}", sv.id));
+                    problems.push(format!("service {} names unknown queue {q}", sv.id));
                 }
             }
             if sv.queue.is_none() && sv.place.is_none() {
-                return err(format!("service {} needs a queue or a place", sv.id));
+                problems.push(format!("service {} needs a queue or a place", sv.id));
             }
             if sv.fasting && sv.after_meal {
-                return err(format!("service {} cannot be both fasting and after a meal", sv.id));
+                problems.push(format!("service {} cannot be both fasting and after a meal", sv.id));
             }
             if let Some(h) = &sv.open {
                 if parse_hours(h).is_none() {
-                    return err(format!("service {}: open must be HH:MM-HH:MM, not {h:?}", sv.id));
+                    problems.push(format!("service {}: open must be HH:MM-HH:MM, not {h:?}", sv.id));
                 }
             }
             if !(0.0..=1440.0).contains(&sv.result_minutes) {
-                return err(format!("service {}: result_minutes must be between 0 and 1440", sv.id));
+                problems.push(format!("service {}: result_minutes must be between 0 and 1440", sv.id));
             }
             if !(sv.minutes > 0.0 && sv.minutes < 600.0) {
-                return err(format!("service {}: minutes must be between 0 and 600", sv.id));
+                problems.push(format!("service {}: minutes must be between 0 and 600", sv.id));
             }
         }
-        let d = cfg.delivery;
+        let d = &cfg.delivery;
         if d.shown_within_secs == 0 || d.spoken_within_secs < d.shown_within_secs {
-            return err("delivery: shown_within_secs must be at least 1 and spoken_within_secs at least shown_within_secs".into());
+            problems.push("delivery: shown_within_secs must be at least 1 and spoken_within_secs at least shown_within_secs".into());
         }
         for (code, q) in &cfg.his.departments {
             if !queues.contains_key(q) {
-                return err(format!("his.departments: {code:?} maps to unknown queue {q}"));
+                problems.push(format!("his.departments: {code:?} maps to unknown queue {q}"));
             }
         }
         for (code, d) in &cfg.his.doctors {
             if !cfg.doctors.iter().any(|x| &x.id == d) {
-                return err(format!("his.doctors: {code:?} maps to unknown doctor {d}"));
+                problems.push(format!("his.doctors: {code:?} maps to unknown doctor {d}"));
             }
         }
         for (code, r) in &cfg.his.rooms {
             if !room_queues.contains_key(r) {
-                return err(format!("his.rooms: {code:?} maps to unknown room {r}"));
+                problems.push(format!("his.rooms: {code:?} maps to unknown room {r}"));
             }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::many(problems));
         }
         Ok(Self {
             his: cfg.his,

@@ -9,10 +9,25 @@
 
 use crate::domain::event::HisRef;
 use rusqlite::{params, Connection, OptionalExtension};
+use super::schema::{has_table, Schema};
 use std::path::Path;
 use std::sync::Mutex;
 
-const SCHEMA: &str = "
+/// `his.sqlite`'s schema (see [`super::schema`]).
+pub static SCHEMA: Schema = Schema { file: "his.sqlite", steps: &[v1] };
+
+/// As of 0.1.0; files from before generations kept a table of withdrawals, carried over here.
+fn v1(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(V1)?;
+    if has_table(c, "withdrawn")? {
+        c.execute_batch(
+            "INSERT OR IGNORE INTO registrations (source, id, generation, withdrawn, revision, at_ms) SELECT source, id, 0, 1, NULL, at_ms FROM withdrawn; DROP TABLE withdrawn;",
+        )?;
+    }
+    Ok(())
+}
+
+const V1: &str = "
 CREATE TABLE IF NOT EXISTS registrations (
     source TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -33,15 +48,8 @@ pub struct HisStore {
 }
 
 impl HisStore {
-    pub fn open(path: &Path) -> rusqlite::Result<HisStore> {
-        let conn = super::open_durable(path, SCHEMA)?;
-        // Data from before generations: a table of withdrawals.
-        let old: bool = conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'withdrawn'", [], |r| r.get::<_, i64>(0))? > 0;
-        if old {
-            conn.execute_batch(
-                "BEGIN; INSERT OR IGNORE INTO registrations (source, id, generation, withdrawn, revision, at_ms) SELECT source, id, 0, 1, NULL, at_ms FROM withdrawn; DROP TABLE withdrawn; COMMIT;",
-            )?;
-        }
+    pub fn open(path: &Path) -> Result<HisStore, super::SchemaError> {
+        let conn = super::open_durable(path, &SCHEMA)?;
         Ok(HisStore { conn: Mutex::new(conn) })
     }
 

@@ -6,19 +6,31 @@
 
 mod sqlite;
 mod writer;
+pub mod backup;
 pub mod his;
 pub mod orders;
+pub mod schema;
 pub mod tags;
 
-/// A small durable SQLite file beside the journal (orders, tags, HIS withdrawals): WAL,
-/// `synchronous=FULL` (an acknowledged write survives `kill -9` and power loss), `schema` applied.
-pub fn open_durable(path: &std::path::Path, schema: &str) -> rusqlite::Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open(path)?;
+pub use schema::SchemaError;
+
+/// A small durable SQLite file beside the journal (orders, tags, HIS withdrawals, webhook
+/// cursors): WAL, `synchronous=FULL` (an acknowledged write survives `kill -9` and power loss),
+/// brought to this build's `schema` (see [`schema`]).
+pub fn open_durable(path: &std::path::Path, schema: &schema::Schema) -> Result<rusqlite::Connection, SchemaError> {
+    let mut conn = rusqlite::Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.execute_batch(schema)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    schema::prepare(&mut conn, schema)?;
     Ok(conn)
 }
+
+/// `webhooks.sqlite`: each outbound hook's cursor in the journal.
+pub static WEBHOOK_CURSORS: schema::Schema = schema::Schema {
+    file: "webhooks.sqlite",
+    steps: &[|c| c.execute_batch("CREATE TABLE IF NOT EXISTS cursors (hook TEXT PRIMARY KEY, seq INTEGER NOT NULL)")],
+};
 
 pub use sqlite::{mark_path, witness_path, Damage, SqliteJournal, Verified, Walk};
 pub use writer::{AppendReceipt, AppendSlot, JournalWriter, WriterLimits};
@@ -47,6 +59,8 @@ pub struct StoredEvent {
 pub enum StorageError {
     #[error("journal database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Schema(#[from] SchemaError),
     #[error("journal record {seq} is not a readable event: {reason}")]
     Corrupt { seq: i64, reason: String },
     #[error("journal writer stopped after an earlier failure")]

@@ -5,6 +5,7 @@
 use crate::plan::orders::{OrderIn, OrderStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+use super::schema::{has_column, Schema};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -25,20 +26,26 @@ pub struct OrderStore {
     conn: Mutex<Connection>,
 }
 
+/// `orders.sqlite`'s schema (see [`super::schema`]).
+pub static SCHEMA: Schema = Schema { file: "orders.sqlite", steps: &[v1] };
+
+/// As of 0.1.0; files from before results get the column.
+fn v1(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS orders (
+            patient TEXT NOT NULL, id TEXT NOT NULL, code TEXT NOT NULL, service TEXT NOT NULL,
+            status TEXT NOT NULL, source TEXT NOT NULL, updated_ms INTEGER NOT NULL, results_ms INTEGER,
+            PRIMARY KEY (patient, id))",
+    )?;
+    if !has_column(c, "orders", "results_ms")? {
+        c.execute_batch("ALTER TABLE orders ADD COLUMN results_ms INTEGER")?;
+    }
+    Ok(())
+}
+
 impl OrderStore {
-    pub fn open(path: &Path) -> rusqlite::Result<OrderStore> {
-        let conn = super::open_durable(
-            path,
-            "CREATE TABLE IF NOT EXISTS orders (
-                patient TEXT NOT NULL, id TEXT NOT NULL, code TEXT NOT NULL, service TEXT NOT NULL,
-                status TEXT NOT NULL, source TEXT NOT NULL, updated_ms INTEGER NOT NULL, results_ms INTEGER,
-                PRIMARY KEY (patient, id))",
-        )?;
-        // Files from before results: the column added.
-        let has_results: bool = conn.query_row("SELECT count(*) FROM pragma_table_info('orders') WHERE name = 'results_ms'", [], |r| r.get::<_, i64>(0))? > 0;
-        if !has_results {
-            conn.execute_batch("ALTER TABLE orders ADD COLUMN results_ms INTEGER")?;
-        }
+    pub fn open(path: &Path) -> Result<OrderStore, super::SchemaError> {
+        let conn = super::open_durable(path, &SCHEMA)?;
         Ok(OrderStore { conn: Mutex::new(conn) })
     }
 

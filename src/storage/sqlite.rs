@@ -11,6 +11,7 @@
 //! committed, is reported with its position, and `serve` refuses to start rather than issue
 //! numbers again. `clinicflow journal verify --data DIR` does the same offline.
 
+use super::schema::{has_column, Schema};
 use super::{JournalStore, NewEvent, StorageError, StoredEvent};
 use crate::domain::ids::QueueId;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -124,49 +125,57 @@ fn read_witness(path: &Path) -> Result<Option<(i64, Chain)>, String> {
     }
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS events (
-    seq    INTEGER PRIMARY KEY,
-    queue  TEXT NOT NULL,
-    ticket TEXT,
-    at_ms  INTEGER NOT NULL,
-    kind   TEXT NOT NULL,
-    body   TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_queue ON events(queue, seq);
-CREATE INDEX IF NOT EXISTS events_ticket ON events(ticket, seq);
-CREATE INDEX IF NOT EXISTS events_at ON events(at_ms);
--- Where each queue's day starts and its policy changes: partial, so the rare rows they hold
--- are the only ones a commit adds to them (an index of every row by kind cost a quarter of
--- the writer's time).
-CREATE INDEX IF NOT EXISTS events_day_started ON events(queue, seq) WHERE kind = 'day_started';
-CREATE INDEX IF NOT EXISTS events_policy_changed ON events(queue, seq) WHERE kind = 'policy_changed';
-DROP INDEX IF EXISTS events_queue_kind;
-";
+/// `journal.sqlite`'s schema (see [`super::schema`]): version 2 as 0.1.0 left it (chains),
+/// version 3 with the partial indexes in place of the index of every row by kind.
+pub static SCHEMA: Schema = Schema { file: "journal.sqlite", steps: &[v1, v2, v3] };
 
-/// `PRAGMA user_version` of a journal whose events carry `chain`.
-const CHAINED: i64 = 2;
+/// The events (journals of before chains, and new files on their way to chains).
+fn v1(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS events (
+            seq    INTEGER PRIMARY KEY,
+            queue  TEXT NOT NULL,
+            ticket TEXT,
+            at_ms  INTEGER NOT NULL,
+            kind   TEXT NOT NULL,
+            body   TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS events_queue ON events(queue, seq);
+        CREATE INDEX IF NOT EXISTS events_ticket ON events(ticket, seq);
+        CREATE INDEX IF NOT EXISTS events_at ON events(at_ms);",
+    )
+}
+
+/// Chains: the rows of a journal from before chains stay unchained (read and decoded by
+/// `verify`); every row from now on is chained.
+fn v2(c: &Connection) -> rusqlite::Result<()> {
+    if !has_column(c, "events", "chain")? {
+        c.execute_batch("ALTER TABLE events ADD COLUMN chain BLOB")?;
+    }
+    Ok(())
+}
+
+/// Where each queue's day starts and its policy changes: partial indexes, so the rare rows they
+/// hold are the only ones a commit adds to them (an index of every row by kind cost a quarter
+/// of the writer's time).
+fn v3(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "CREATE INDEX IF NOT EXISTS events_day_started ON events(queue, seq) WHERE kind = 'day_started';
+        CREATE INDEX IF NOT EXISTS events_policy_changed ON events(queue, seq) WHERE kind = 'policy_changed';
+        DROP INDEX IF EXISTS events_queue_kind;",
+    )
+}
 
 impl SqliteJournal {
     #[tracing::instrument(skip_all, fields(path = %path.display()))]
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so an
         // acknowledged command survives power loss, not only a process crash.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version < CHAINED {
-            // Journals from before chains: their rows stay unchained (read and decoded by
-            // `verify`), every row from now on is chained.
-            let has_chain: bool = conn.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'chain'")?.exists([])?;
-            if !has_chain {
-                conn.execute_batch("ALTER TABLE events ADD COLUMN chain BLOB")?;
-            }
-            conn.pragma_update(None, "user_version", CHAINED)?;
-        }
+        super::schema::prepare(&mut conn, &SCHEMA)?;
         let head = conn
             .query_row("SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?)))
             .optional()?
@@ -181,6 +190,20 @@ impl SqliteJournal {
         let mut j = Self::open(path)?;
         j.witness = Some(Witness { path: witness_path(path), file: None });
         Ok(j)
+    }
+
+    /// The newest event's position (0 when empty).
+    pub fn last_seq_committed(&self) -> i64 {
+        self.head.0
+    }
+
+    /// Writes the witness of this journal's newest event beside it, synced: a copy of a journal
+    /// (a backup) gets the witness of what it holds.
+    pub fn write_witness(&self, journal_path: &Path) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(witness_path(journal_path))?;
+        f.write_all(format!("{:020} {}\n", self.head.0, hex::encode(self.head.1)).as_bytes())?;
+        f.sync_all()
     }
 
     /// Walks the chain (all of it, or what came after the last verification) and holds the
@@ -491,7 +514,7 @@ mod tests {
         let path = dir.path().join("journal.sqlite");
         {
             let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(SCHEMA).unwrap();
+            v1(&conn).unwrap();
             for i in 0..3 {
                 let e = issued(i);
                 conn.execute(

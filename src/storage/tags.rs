@@ -3,6 +3,7 @@
 //! visit. Positions themselves are never written down: they live in memory for the visit only.
 
 use rusqlite::{params, Connection, OptionalExtension};
+use super::schema::Schema;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -29,14 +30,21 @@ pub struct TagStore {
     conn: Mutex<Connection>,
 }
 
+/// `tags.sqlite`'s schema (see [`super::schema`]).
+pub static SCHEMA: Schema = Schema { file: "tags.sqlite", steps: &[v1] };
+
+/// As of 0.1.0.
+fn v1(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS tags (
+            tag TEXT PRIMARY KEY, visit TEXT NOT NULL, day TEXT NOT NULL, bound_ms INTEGER NOT NULL);
+         CREATE INDEX IF NOT EXISTS tags_visit ON tags (visit)",
+    )
+}
+
 impl TagStore {
-    pub fn open(path: &Path) -> rusqlite::Result<TagStore> {
-        let conn = super::open_durable(
-            path,
-            "CREATE TABLE IF NOT EXISTS tags (
-                tag TEXT PRIMARY KEY, visit TEXT NOT NULL, day TEXT NOT NULL, bound_ms INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS tags_visit ON tags (visit)",
-        )?;
+    pub fn open(path: &Path) -> Result<TagStore, super::SchemaError> {
+        let conn = super::open_durable(path, &SCHEMA)?;
         Ok(TagStore { conn: Mutex::new(conn) })
     }
 

@@ -99,6 +99,7 @@ impl JournalWriter {
                             }
                         }
                         Err(e) => {
+                            metrics.journal_failures.inc();
                             // Fail-stop: commands already decided after this one were decided on
                             // it, so none may be acknowledged; the server stops (see `failure`)
                             // and its restart rebuilds from what the journal holds.

@@ -106,6 +106,11 @@ pub fn start_logging_to(data: &Path, log: &Path) -> TestApp {
     launch_with(data, "127.0.0.1:0", &[], &[], Stdio::from(std::fs::File::create(log).expect("log file")))
 }
 
+/// [`start_logging_to`] with extra environment.
+pub fn start_logging_with_env(data: &Path, log: &Path, env: &[(&str, &str)]) -> TestApp {
+    launch_with(data, "127.0.0.1:0", &[], env, Stdio::from(std::fs::File::create(log).expect("log file")))
+}
+
 fn launch(data: &Path, http: &str, args: &[&str], env: &[(&str, &str)]) -> TestApp {
     launch_with(data, http, args, env, Stdio::inherit())
 }
@@ -116,8 +121,9 @@ fn launch_with(data: &Path, http: &str, args: &[&str], env: &[(&str, &str)], std
     cmd.arg("serve").arg("--data").arg(data).arg("--http").arg(http).arg("--mqtt").arg("127.0.0.1:0").args(args);
     // The server's clock is the test's: pinned, and continuing across restarts on `data`.
     cmd.env("CLINICFLOW_CLOCK", rfc3339(now_ms_of(data)));
-    cmd.envs(env.iter().copied());
     cmd.env("CLINICFLOW_STAFF_TOKEN", TOKEN).env("RUST_LOG", "warn").stderr(stderr);
+    // The caller's environment last, so it can say more (RUST_LOG) or pin another instant.
+    cmd.envs(env.iter().copied());
     let Spawned { child, base, mqtt_port, hl7_port } = spawn(cmd);
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
     TestApp { base, client, data: data.to_owned(), child, mqtt_port, hl7_port, _dir: None }

@@ -9,12 +9,12 @@ use serde_json::Value;
 
 /// An HL7 time `minutes` before the pinned test instant, in the demo hospital's zone (the
 /// servers' clocks start at that instant, so these are in their past).
-fn ago(minutes: i64) -> String {
+pub(crate) fn ago(minutes: i64) -> String {
     let t = chrono::Utc.timestamp_millis_opt(crate::helpers::test_at_ms()).unwrap() - chrono::Duration::minutes(minutes);
     chrono_tz::Asia::Shanghai.from_utc_datetime(&t.naive_utc()).format("%Y%m%d%H%M%S").to_string()
 }
 
-fn a04(control: &str, visit: &str, patient: &str, dept: &str, at: &str) -> String {
+pub(crate) fn a04(control: &str, visit: &str, patient: &str, dept: &str, at: &str) -> String {
     format!(
         "MSH|^~\\&|HIS|CITYHOSP|CLINICFLOW|CITYHOSP|{at}||ADT^A04^ADT_A01|{control}|P|2.5\rEVN|A04|{at}\rPID|1||{patient}^^^HIS^MR||王^小明||19500101|M\rPV1|1|O|{dept}^^^CITYHOSP||||D1024^李^明||||||||||||{visit}\r"
     )
@@ -29,7 +29,7 @@ fn a11_at(control: &str, visit: &str, at: &str) -> String {
 }
 
 /// Sends `messages` over one MLLP connection; the parsed ACKs.
-fn send(app: &TestApp, messages: &[String], encoding: &str) -> Vec<Value> {
+pub(crate) fn send(app: &TestApp, messages: &[String], encoding: &str) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("messages.json");
     std::fs::write(&path, serde_json::to_string(messages).unwrap()).unwrap();

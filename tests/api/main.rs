@@ -10,6 +10,8 @@ mod his;
 mod his_poll;
 mod his_soap;
 mod maps;
+mod observability;
+mod operations;
 mod orders;
 mod pages;
 mod mqtt;

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn ws_url(app: &TestApp, ticket: &str, token: &str, since: Option<u64>) -> String {
     let base = app.base.replacen("http://", "ws://", 1);
@@ -16,13 +16,13 @@ fn ws_url(app: &TestApp, ticket: &str, token: &str, since: Option<u64>) -> Strin
     }
 }
 
-async fn connect(app: &TestApp, t: &Value, since: Option<u64>) -> Ws {
+pub(crate) async fn connect(app: &TestApp, t: &Value, since: Option<u64>) -> Ws {
     let url = ws_url(app, t["id"].as_str().unwrap(), t["access_token"].as_str().unwrap(), since);
     tokio_tungstenite::connect_async(url).await.expect("websocket connect").0
 }
 
 /// Next JSON message (pings are answered by the client library).
-async fn next_json(ws: &mut Ws) -> Value {
+pub(crate) async fn next_json(ws: &mut Ws) -> Value {
     let wait = async {
         loop {
             let m = ws.next().await.expect("open").expect("frame");
@@ -35,7 +35,7 @@ async fn next_json(ws: &mut Ws) -> Value {
 }
 
 /// Next feed event of one of `kinds`, skipping position updates and other events.
-async fn next_event(ws: &mut Ws, kinds: &[&str]) -> Value {
+pub(crate) async fn next_event(ws: &mut Ws, kinds: &[&str]) -> Value {
     loop {
         let v = next_json(ws).await;
         if v["type"] == "event" && kinds.contains(&v["event"].as_str().unwrap_or("")) {

@@ -145,6 +145,11 @@ async fn healthz(state: Data) -> HttpResponse {
 }
 
 async fn metrics(state: Data) -> HttpResponse {
+    let hospital = &state.floor.hospital;
+    let local = crate::clock::local(&hospital.tz);
+    let secs = chrono::Timelike::num_seconds_from_midnight(&local);
+    let open = hospital.services.iter().filter(|s| s.open.as_deref().and_then(crate::domain::config::parse_hours).is_none_or(|(a, b)| (a..b).contains(&secs))).count();
+    state.metrics.services_open.set(open as i64);
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
 
