@@ -385,7 +385,11 @@ fn serve(data: PathBuf, http: String, config: Option<PathBuf>, mqtt: MqttFlags, 
         let shown = if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
         // The operator's first screen: where it listens and the token to use. stdout on purpose.
         say!("clinicflow serving {hospital} ({queues} queues)");
-        say!("listening on http://{shown}");
+        // The address actually bound; on every interface, also the one to open on this machine.
+        say!("listening on http://{addr}");
+        if addr.ip().is_unspecified() {
+            say!("  (every interface; on this machine: http://{shown})");
+        }
         say!("staff token: {}", staff.expose());
         say!("api docs: http://{shown}/api/v1/openapi.json");
         match &mqtt {

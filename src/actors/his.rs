@@ -115,6 +115,10 @@ impl HisDesk {
     /// back later (its revision newer than the withdrawal's) is a re-registration: a new ticket
     /// ([`crate::his::ticket_of`] of the next generation), at the back by its new time.
     pub async fn apply(&self, fact: &Fact) -> Result<Applied, ApplyError> {
+        if let Fact::Registered(r) = fact {
+            let tz = self.floor.hospital.tz;
+            r.of_today(self.clock.local(&tz).date_naive(), tz).map_err(ApplyError::Fact)?;
+        }
         let state = match fact.registration() {
             Some(h) => {
                 let h = h.clone();

@@ -147,7 +147,9 @@ async fn handle(text: &str, desk: &HisDesk) -> String {
                     "department" => ("PV1", 3),
                     "patient" => ("PID", 3),
                     "name" => ("PID", 5),
-                    "slot" => ("SCH", 11),
+                    "slot" | "slot_start" => ("SCH", 11),
+                    // The registration's time: EVN-6 (else PV1-44, EVN-2, MSH-7).
+                    "registered_at" => ("EVN", 6),
                     "code" => ("OBR", 4),
                     "order" => ("ORC", 2),
                     _ => ("MSH", 9),

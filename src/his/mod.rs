@@ -45,6 +45,28 @@ pub struct Registration {
     pub revision: Option<i64>,
 }
 
+impl Registration {
+    /// Refuses a registration of an earlier service day than `today` (by its slot's start for
+    /// an appointment, its time otherwise, in the hospital's zone): issued today it would go to
+    /// the head of today's line. Every adapter applies it (the database poller's own check
+    /// names its snapshot too).
+    pub fn of_today(&self, today: chrono::NaiveDate, tz: chrono_tz::Tz) -> Result<(), FactError> {
+        let (field, at) = match &self.slot {
+            Some(s) => ("slot_start", s.start),
+            None => ("registered_at", self.at),
+        };
+        let day = chrono::DateTime::from_timestamp_millis(at).map(|t| t.with_timezone(&tz).date_naive());
+        match day {
+            Some(d) if d >= today => Ok(()),
+            d => Err(FactError::new(
+                field,
+                "not_today",
+                format!("{} {}, not today ({today}): a registration of an earlier day is not issued", if field == "slot_start" { "the appointment was for" } else { "registered on" }, d.map(|d| d.to_string()).unwrap_or_else(|| "an unreadable day".into())),
+            )),
+        }
+    }
+}
+
 /// What the HIS says happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fact {

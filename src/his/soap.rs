@@ -84,6 +84,8 @@ impl Fault {
             "patient" => "patientId",
             "name" => "patientName",
             "slot" => "slotEnd",
+            "slot_start" => "slotStart",
+            "registered_at" => "registeredAt",
             "registration" => "registrationId",
             other => other,
         };

@@ -398,3 +398,23 @@ fn a_withdrawal_before_its_registration_and_a_resend_of_a_withdrawn_life_issue_n
     r.revision = None;
     assert_eq!(lifecycle(&Fact::Registered(r), Some(RegistrationState { generation: 0, withdrawn: true, revision: Some(1) })), Lifecycle::Stale);
 }
+
+#[test]
+fn a_registration_of_an_earlier_day_is_refused_by_its_time_or_its_slot() {
+    use chrono::TimeZone as _;
+    let tz = chrono_tz::Asia::Shanghai;
+    let at = |d: u32, h: u32, m: u32| tz.with_ymd_and_hms(2026, 12, d, h, m, 0).unwrap().timestamp_millis();
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 8).unwrap();
+    let Fact::Registered(mut r) = registration(1, at(7, 23, 59)) else { unreachable!() };
+    let e = r.of_today(today, tz).unwrap_err();
+    assert_eq!((e.field.as_str(), e.code), ("registered_at", "not_today"));
+    assert!(e.message.contains("2026-12-07"), "{}", e.message);
+    r.at = at(8, 0, 0);
+    assert!(r.of_today(today, tz).is_ok(), "midnight in the hospital's zone is today");
+    // An appointment booked days ahead for today is today's; one for yesterday is not.
+    r.at = at(1, 9, 0);
+    r.slot = Some(crate::domain::event::Slot { start: at(8, 9, 0), end: at(8, 9, 15) });
+    assert!(r.of_today(today, tz).is_ok());
+    r.slot = Some(crate::domain::event::Slot { start: at(7, 16, 0), end: at(7, 16, 15) });
+    assert_eq!(r.of_today(today, tz).unwrap_err().field, "slot_start");
+}

@@ -113,3 +113,18 @@ async fn a_broken_config_file_is_refused_at_start_with_its_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown department none"), "{err}");
 }
+
+#[tokio::test]
+async fn a_staff_token_in_a_url_is_refused_and_a_patients_link_still_works() {
+    let app = spawn_app().await;
+    let t = app.issue("internal-medicine", "P-URL-1").await;
+    let r = app.client.get(app.url(&format!("/api/v1/queues?token={TOKEN}"))).send().await.unwrap();
+    assert_eq!(error_code(r).await, (401, "token_in_url".to_owned()));
+    let r = app.client.post(app.url(&format!("/api/v1/queues/internal-medicine/call-next?token={TOKEN}"))).json(&json!({"room": "c-101"})).send().await.unwrap();
+    assert_eq!(error_code(r).await, (401, "token_in_url".to_owned()));
+    assert_eq!(app.get_json("/api/v1/queues/internal-medicine").await["counts"]["waiting"], 1, "nobody was called");
+    // The same token in the header works; a patient's own link carries its token in the URL.
+    assert_eq!(app.get("/api/v1/queues").await.status(), 200);
+    let link = app.client.get(app.url(&format!("/api/v1/tickets/{}?token={}", t["id"].as_str().unwrap(), t["access_token"].as_str().unwrap()))).send().await.unwrap();
+    assert_eq!(link.status(), 200);
+}

@@ -42,6 +42,22 @@ pub fn now_ms_of(data: &Path) -> i64 {
     at + since.elapsed().as_millis() as i64
 }
 
+/// How long one "minute ago" of a HIS message's time is in the tests (ms): a minute, or, when
+/// the pinned instant is within the first four hours of the hospital's day (00:01), the time
+/// since midnight over 241, so times up to 240 "minutes" ago stay on today's service day — a
+/// registration of an earlier day is refused — in the same order.
+pub fn his_minute_ms() -> i64 {
+    use chrono::TimeZone;
+    let at = test_at_ms();
+    let local = chrono_tz::Asia::Shanghai.from_utc_datetime(&chrono::DateTime::from_timestamp_millis(at).unwrap().naive_utc());
+    let midnight = chrono_tz::Asia::Shanghai.from_local_datetime(&local.date_naive().and_hms_opt(0, 0, 0).unwrap()).unwrap().timestamp_millis();
+    if at - midnight > 241 * 60_000 {
+        60_000
+    } else {
+        ((at - midnight) / 241).max(1)
+    }
+}
+
 fn rfc3339(ms: i64) -> String {
     use chrono::TimeZone;
     chrono::Utc.timestamp_millis_opt(ms).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

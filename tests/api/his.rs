@@ -7,11 +7,13 @@ use crate::helpers::{start_args, TestApp};
 use chrono::TimeZone;
 use serde_json::Value;
 
-/// An HL7 time `minutes` before the pinned test instant, in the demo hospital's zone (the
-/// servers' clocks start at that instant, so these are in their past).
+/// An HL7 time `minutes` "minutes" before the pinned test instant (see
+/// [`crate::helpers::his_minute_ms`]), in the demo hospital's zone (the servers' clocks start at
+/// that instant, so these are in their past, and on its day).
 pub(crate) fn ago(minutes: i64) -> String {
-    let t = chrono::Utc.timestamp_millis_opt(crate::helpers::test_at_ms()).unwrap() - chrono::Duration::minutes(minutes);
-    chrono_tz::Asia::Shanghai.from_utc_datetime(&t.naive_utc()).format("%Y%m%d%H%M%S").to_string()
+    let t = chrono::Utc.timestamp_millis_opt(crate::helpers::test_at_ms() - minutes * crate::helpers::his_minute_ms()).unwrap();
+    // Milliseconds (HL7 allows a fraction) when a "minute" is shorter than a second.
+    chrono_tz::Asia::Shanghai.from_utc_datetime(&t.naive_utc()).format("%Y%m%d%H%M%S%.3f").to_string()
 }
 
 pub(crate) fn a04(control: &str, visit: &str, patient: &str, dept: &str, at: &str) -> String {
@@ -114,6 +116,21 @@ async fn registrations_over_hl7_are_acknowledged_applied_once_and_ordered_by_reg
     assert_eq!(line(&app).await, ["V-OK"]);
     assert_eq!(msa(&send(&app, &[a04("M4", "V-GONE", "P-3", "internal-medicine", &ago(45)), a04("M8", "V-OK", "P-6", "internal-medicine", &ago(20))], "utf-8")), ["AA", "AA"]);
     assert_eq!(line(&app).await, ["V-OK"]);
+}
+
+#[tokio::test]
+async fn a_registration_of_an_earlier_day_is_refused_naming_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_args(dir.path(), &["--hl7", "127.0.0.1:0"]);
+    let three_days_ago = {
+        let t = chrono::Utc.timestamp_millis_opt(crate::helpers::test_at_ms() - 3 * 86_400_000).unwrap();
+        chrono_tz::Asia::Shanghai.from_utc_datetime(&t.naive_utc()).format("%Y%m%d%H%M%S").to_string()
+    };
+    let acks = send(&app, &[a04("B1", "V-OLD", "P-OLD", "internal-medicine", &three_days_ago), a04("B2", "V-NEW", "P-NEW", "internal-medicine", &ago(5))], "utf-8");
+    assert_eq!(msa(&acks), ["AE", "AA"], "{acks:#?}");
+    assert_eq!(acks[0]["err"], "EVN^1^6", "{}", acks[0]["raw"]);
+    assert!(acks[0]["raw"].as_str().unwrap().contains("earlier day"), "{}", acks[0]["raw"]);
+    assert_eq!(line(&app).await, ["V-NEW"], "not at the head of today's line, nor anywhere in it");
 }
 
 /// Registered, withdrawn and registered again — the withdrawal arriving last (sent by another

@@ -11,7 +11,16 @@ fn call(app: &TestApp, calls: Value) -> Vec<Value> {
     let path = dir.path().join("calls.json");
     std::fs::write(&path, calls.to_string()).unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/soap_call.py");
-    let out = std::process::Command::new("python3").arg(script).arg(&app.base).arg(TOKEN).arg(&path).output().expect("python3 (scripts/test installs zeep)");
+    // The times it sends are on the servers' pinned clock, never the machine's.
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&app.base)
+        .arg(TOKEN)
+        .arg(&path)
+        .arg(crate::helpers::test_at_ms().to_string())
+        .arg(crate::helpers::his_minute_ms().to_string())
+        .output()
+        .expect("python3 (scripts/test installs zeep)");
     assert!(out.status.success(), "zeep client: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -45,6 +54,8 @@ async fn a_zeep_client_works_against_the_published_wsdl() {
             {"op": "CheckIn", "args": {"registrationId": "NEVER"}},
             // SOAP 1.2, with the room the HIS assigned.
             {"op": "Register", "binding": "soap12", "args": {"registrationId": "S5", "patientId": "P-S5", "department": "internal-medicine", "room": "c-102", "registeredAt": 20}},
+            // Registered three days ago: not put at the head of today's line.
+            register("S6", 3 * 24 * 60),
         ]),
     );
     let ok = |i: usize| results[i]["ok"].clone();
@@ -62,10 +73,11 @@ async fn a_zeep_client_works_against_the_published_wsdl() {
     let s5 = app.get_json(&format!("/api/v1/tickets/{}", ok(9)["ticketId"].as_str().unwrap())).await;
     assert_eq!(s5["doctor"], "dr-02", "the room the HIS assigned: the doctor sitting there");
 
-    assert_eq!(line(&app).await, ["S1", "S5", "S3"], "registration time; 退号 never; the re-registration at the back");
+    assert_eq!((results[10]["fault"]["code"].as_str(), results[10]["fault"]["field"].as_str()), (Some("not_today"), Some("registeredAt")), "{results:#?}");
+    assert_eq!(line(&app).await, ["S1", "S5", "S3"], "registration time; 退号 never; the re-registration at the back; the old one nowhere");
     let his = app.get_json("/api/v1/his").await;
     let soap = his["adapters"].as_array().unwrap().iter().find(|a| a["adapter"] == "soap").unwrap().clone();
-    assert_eq!((soap["messages"].as_u64(), soap["errors"].as_u64()), (Some(10), Some(2)), "{soap}");
+    assert_eq!((soap["messages"].as_u64(), soap["errors"].as_u64()), (Some(11), Some(3)), "{soap}");
 }
 
 #[tokio::test]

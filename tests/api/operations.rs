@@ -365,3 +365,19 @@ async fn config_check_names_every_problem_and_serve_refuses_the_config_in_the_sa
     }
     assert!(!dir.path().join("data").join("journal.sqlite").exists(), "serve refused before touching the data dir");
 }
+
+#[tokio::test]
+async fn a_new_data_dir_and_everything_in_it_are_the_servers_own() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("new").join("data");
+    let app = start(&data, None);
+    app.issue("internal-medicine", "P-PRIV-1").await;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data dir holds patients' names and the secrets");
+    let files: Vec<PathBuf> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(files.iter().any(|f| f.ends_with("journal.sqlite")) && files.iter().any(|f| f.ends_with("patient-key")));
+    for f in files {
+        assert_eq!(mode(&f) & 0o077, 0, "{} is {:o}: readable by others", f.display(), mode(&f));
+    }
+}

@@ -3,11 +3,12 @@ clinicflow's published WSDL and calls the operations a HIS would, in the order o
 prints one JSON list of results: {"ok": {...response fields...}} or {"fault": {"message", "code",
 "field"}}.
 
-usage: soap_call.py BASE_URL TOKEN CALLS.json
+usage: soap_call.py BASE_URL TOKEN CALLS.json NOW_MS MINUTE_MS
 
 Each call: {"op": "Register", "binding": "soap12" (optional), "args": {...}}; an argument whose
-name ends in "At", "Start" or "End" is "minutes ago" (a number) turned into the hospital's
-wall-clock time (Asia/Shanghai, no zone), as a HIS would send it.
+name ends in "At", "Start" or "End" is "minutes ago" (a number of MINUTE_MS before NOW_MS, the
+tests' pinned instant: never the machine's clock) turned into the hospital's wall-clock time
+(Asia/Shanghai, no zone), as a HIS would send it.
 """
 import datetime
 import json
@@ -21,6 +22,7 @@ from zeep.helpers import serialize_object
 from zeep.transports import Transport
 
 base, token, path = sys.argv[1], sys.argv[2], sys.argv[3]
+now_ms, minute_ms = int(sys.argv[4]), int(sys.argv[5])
 with open(path, encoding="utf-8") as f:
     calls = json.load(f)
 
@@ -31,14 +33,14 @@ services = {
     "soap11": client.service,
     "soap12": client.bind("ClinicflowHis", "ClinicflowHisSoap12"),
 }
-now = datetime.datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None, microsecond=0)
+now = datetime.datetime.fromtimestamp(now_ms / 1000, ZoneInfo("Asia/Shanghai")).replace(tzinfo=None, microsecond=0)
 
 out = []
 for call in calls:
     args = {}
     for k, v in call["args"].items():
         if k.endswith(("At", "Start", "End")) and isinstance(v, (int, float)):
-            v = now - datetime.timedelta(minutes=v)
+            v = now - datetime.timedelta(milliseconds=v * minute_ms)
         args[k] = v
     service = services[call.get("binding", "soap11")]
     try:

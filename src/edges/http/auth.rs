@@ -39,8 +39,20 @@ impl Auth {
     }
 
     /// Token from `Authorization: Bearer …`, from Basic with the token as the password (what a
-    /// HIS's SOAP stack can always send), or, for links opened on a phone, `?token=…`.
-    fn token(req: &HttpRequest) -> Option<String> {
+    /// HIS's SOAP stack can always send), or, for links opened on a phone, `?token=…`; and
+    /// whether it came in the URL.
+    fn token(req: &HttpRequest) -> Option<(String, bool)> {
+        if let Some(t) = Self::header_token(req) {
+            return Some((t, false));
+        }
+        serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| (v, true))
+    }
+
+    fn header_token(req: &HttpRequest) -> Option<String> {
         if let Some(h) = req.headers().get("authorization").and_then(|h| h.to_str().ok()) {
             let h = h.trim();
             if let Some(t) = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")) {
@@ -53,19 +65,24 @@ impl Auth {
                 return Some(text.split_once(':').map_or(text.as_str(), |(_, pw)| pw).to_owned());
             }
         }
-        serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
-            .ok()?
-            .into_iter()
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v)
+        None
     }
 
     pub fn principal(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
-        let Some(token) = Self::token(req).filter(|t| !t.is_empty()) else {
+        let Some((token, in_url)) = Self::token(req).filter(|(t, _)| !t.is_empty()) else {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing_token", "a bearer token is required"));
         };
         for (t, role, name) in &self.staff {
             if bool::from(t.as_bytes().ct_eq(token.as_bytes())) {
+                if in_url {
+                    // URLs end up in proxy logs and browser history: only a patient's own
+                    // ticket link may carry its token there.
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "token_in_url",
+                        "a staff token goes in the Authorization header, never in the URL (change it if it was shared this way)",
+                    ));
+                }
                 return Ok(Principal::Staff { role: *role, name: name.clone() });
             }
         }
