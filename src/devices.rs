@@ -43,7 +43,7 @@ pub async fn run(sim: DeviceSim, hospital: &Hospital) -> anyhow::Result<()> {
 }
 
 fn options(sim: &DeviceSim, id: &str) -> MqttOptions {
-    let mut o = MqttOptions::new(format!("sim-{id}"), sim.host.clone(), sim.port);
+    let mut o = MqttOptions::new(format!("{id}:sim"), sim.host.clone(), sim.port);
     o.set_keep_alive(Duration::from_secs(15));
     if let Some((user, password)) = sim.logins.get(id) {
         o.set_credentials(user.clone(), password.clone());

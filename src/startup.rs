@@ -183,7 +183,7 @@ impl Application {
             displays,
             delivery: desk,
             floor: floor.clone(),
-            auth: Auth::new(settings.staff_token.expose(), &settings.site.tokens, settings.patient_key.expose()),
+            auth: Auth::new(settings.staff_token.expose(), &settings.site.tokens, settings.patient_key.expose(), floor.hospital.tz, clock.clone()),
             metrics,
             journal,
             reports: crate::actors::reports::ReportDesk::start(&floor, path.clone(), clock.clone()),

@@ -128,7 +128,7 @@ impl Metrics {
         for reason in ["bad_ack", "bad_status", "unknown_display"] {
             mqtt_rejected.with_label_values(&[reason]);
         }
-        for action in ["login", "subscribe", "publish"] {
+        for action in ["login", "client_id", "subscribe", "publish"] {
             BROKER_REFUSED.with_label_values(&[action]);
         }
         for c in [

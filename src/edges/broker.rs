@@ -140,6 +140,16 @@ impl rmqtt::hook::Handler for Audit {
                     let why = if user.is_none() { "no login" } else if known.is_none() { "unknown device" } else { "wrong password" };
                     tracing::warn!(device = user.as_deref().unwrap_or(""), client = %info.id().client_id, why, "MQTT login refused");
                     crate::telemetry::BROKER_REFUSED.with_label_values(&["login"]).inc();
+                    return (true, acc);
+                }
+                // A right login with another's client id would take over that client's session
+                // (MQTT drops the older connection): a display's, or the server's own link.
+                let client = info.id().client_id.to_string();
+                let user = user.unwrap_or_default();
+                if !client_id_of(&user, &client) {
+                    tracing::warn!(device = %user, client = %client, "MQTT login refused: the client id is not this device's (its id, or id:anything)");
+                    crate::telemetry::BROKER_REFUSED.with_label_values(&["client_id"]).inc();
+                    return (false, Some(rmqtt::hook::HookResult::AuthResult(rmqtt::types::AuthResult::NotAuthorized)));
                 }
                 return (true, acc);
             }
@@ -158,6 +168,18 @@ impl rmqtt::hook::Handler for Audit {
         }
         (true, acc)
     }
+}
+
+/// Whether `user` may connect with `client`: its own id, or its id, a colon and anything (a
+/// second connection of the same device). Device ids have no colon, so no device's client id is
+/// another's, and the server's (`clinicflow-server:…`) is the server's alone.
+pub fn client_id_of(user: &str, client: &str) -> bool {
+    client.strip_prefix(user).is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+}
+
+/// The server's own MQTT client id (`label` tells its connections apart).
+pub fn server_client_id(label: &str) -> String {
+    format!("{SERVER_USER}:{}:{label}", std::process::id())
 }
 
 /// Start the broker on `listen` (port 0 picks a free port) with `rules`, and wait until it

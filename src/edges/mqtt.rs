@@ -175,7 +175,7 @@ pub fn start(
     metrics: Arc<Metrics>,
 ) -> tokio::sync::oneshot::Receiver<()> {
     let (ready_tx, ready) = tokio::sync::oneshot::channel();
-    let mut opts = MqttOptions::new(format!("clinicflow-{}", std::process::id()), settings.host.clone(), settings.port);
+    let mut opts = MqttOptions::new(crate::edges::broker::server_client_id("main"), settings.host.clone(), settings.port);
     opts.set_keep_alive(Duration::from_secs(15));
     opts.set_max_packet_size(64 * 1024, 64 * 1024);
     // A command is acknowledged to the broker only after it is handled (journaled and answered).
@@ -192,7 +192,7 @@ pub fn start(
     // Display states and announcements go over a connection of their own: thousands of states
     // after a burst of calls never queue ahead of a keypad's answer on this one.
     let mut display_opts = opts.clone();
-    display_opts.set_client_id(format!("clinicflow-{}-displays", std::process::id()));
+    display_opts.set_client_id(crate::edges::broker::server_client_id("displays"));
     display_opts.set_manual_acks(false);
     let (client, mut eventloop) = AsyncClient::new(opts, 1_024);
     no_delay(&mut eventloop);

@@ -128,3 +128,24 @@ async fn a_staff_token_in_a_url_is_refused_and_a_patients_link_still_works() {
     let link = app.client.get(app.url(&format!("/api/v1/tickets/{}?token={}", t["id"].as_str().unwrap(), t["access_token"].as_str().unwrap()))).send().await.unwrap();
     assert_eq!(link.status(), 200);
 }
+
+#[tokio::test]
+async fn a_patients_link_opens_nothing_once_the_visits_day_has_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut app = crate::helpers::start_with_env(&data, None, &[("CLINICFLOW_CLOCK", "2026-12-07T23:59:30+08:00")]);
+    let t = app.issue("internal-medicine", "P-LATE-1").await;
+    let link = format!("/api/v1/tickets/{}?token={}", t["id"].as_str().unwrap(), t["access_token"].as_str().unwrap());
+    assert_eq!(app.client.get(app.url(&link)).send().await.unwrap().status(), 200, "today it opens the ticket");
+    app.kill9();
+
+    // The next morning, on the hospital's clock: the same link is refused, and says why.
+    let app = crate::helpers::start_with_env(&data, None, &[("CLINICFLOW_CLOCK", "2026-12-08T07:30:00+08:00")]);
+    assert_eq!(error_code(app.client.get(app.url(&link)).send().await.unwrap()).await, (403, "token_expired".to_owned()));
+    let wrong = format!("/api/v1/tickets/{}?token=0123456789abcdef0123456789abcdef", t["id"].as_str().unwrap());
+    assert_eq!(error_code(app.client.get(app.url(&wrong)).send().await.unwrap()).await, (403, "forbidden".to_owned()));
+    // A ticket of the new day gets a link of the new day.
+    let today = app.issue("internal-medicine", "P-LATE-1").await;
+    let link = format!("/api/v1/tickets/{}?token={}", today["id"].as_str().unwrap(), today["access_token"].as_str().unwrap());
+    assert_eq!(app.client.get(app.url(&link)).send().await.unwrap().status(), 200);
+}

@@ -167,6 +167,11 @@ impl TestApp {
         exited_within(&mut self.child, limit).await
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, no goodbye.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

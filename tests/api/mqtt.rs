@@ -322,7 +322,7 @@ async fn display_lifecycle(app: &TestApp, port: u16, logins: &Logins) {
     app.call_next("ent", "c-204").await.unwrap();
 
     // A display that boots now receives the retained state straight away.
-    let mut screen = device(port, logins, "door-c-204-boot", "door-c-204", None, &[format!("{PREFIX}/displays/door-c-204/state")]).await;
+    let mut screen = device(port, logins, "door-c-204:boot", "door-c-204", None, &[format!("{PREFIX}/displays/door-c-204/state")]).await;
     let n = t["number"].as_str().unwrap().to_owned();
     screen.expect("/state", move |v| v["rooms"][0]["current"]["number"] == n.as_str()).await;
 
@@ -554,4 +554,32 @@ async fn poll(app: &TestApp, path: &str, pred: impl Fn(&Value) -> bool) -> Value
         Some(v) => v,
         None => panic!("{path} never satisfied the condition: {}", app.get_json(path).await),
     }
+}
+
+#[tokio::test]
+async fn a_client_id_is_bound_to_its_login_so_no_device_takes_over_another_session() {
+    use rumqttc::{ConnectReturnCode, ConnectionError};
+    let app = crate::helpers::spawn_app().await;
+    let port = app.mqtt_port.expect("the embedded broker runs by default");
+    let logins = Logins::of(&app).await;
+    let mut screen = device(port, &logins, "door-c-101", "door-c-101", None, &[format!("{PREFIX}/displays/door-c-101/state")]).await;
+    // A keypad's right login with the display's client id, or with the server's own: MQTT would
+    // drop the older connection of that id, so the broker refuses the login.
+    let servers = format!("{}:{}:main", clinicflow::edges::broker::SERVER_USER, app.pid());
+    for id in ["door-c-101", servers.as_str(), "door-c-101:second"] {
+        let (_c, mut ev) = AsyncClient::new(logins.options(id, "keypad-c-101", port), 8);
+        match tokio::time::timeout(Duration::from_secs(15), ev.poll()).await.expect("an answer from the broker") {
+            Err(ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized)) => {}
+            other => panic!("keypad-c-101 connecting as {id}: {other:?}"),
+        }
+    }
+    // Its own id, and its own id with a suffix (a second connection), are its.
+    let _pad = device(port, &logins, "keypad-c-101:second", "keypad-c-101", None, &[format!("{PREFIX}/keypads/keypad-c-101/ack")]).await;
+
+    // The display and the server's link were never knocked off: a call reaches the display.
+    let t = app.issue("internal-medicine", "p-takeover").await;
+    let number = t["number"].as_str().unwrap().to_owned();
+    screen.expect("/state", move |v| v.to_string().contains(number.as_str())).await;
+    let m = app.get("/metrics").await.text().await.unwrap();
+    assert!(m.contains("clinicflow_mqtt_broker_refused_total{action=\"client_id\"} 3"), "{}", m.lines().filter(|l| l.contains("refused")).collect::<Vec<_>>().join("\n"));
 }

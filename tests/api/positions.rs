@@ -41,9 +41,10 @@ fn walk(radio: &position::RadioMap, tag: &str, end_ms: i64, (from, to): (&str, &
     (seconds, (m.levels[last.0].id.clone(), last.1, last.2))
 }
 
-/// An MQTT client logged in as `user`; its event loop runs in the background.
-async fn mqtt(port: u16, id: &str, user: &str, password: &str) -> (AsyncClient, tokio::task::JoinHandle<()>) {
-    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+/// An MQTT client logged in as `user` (client id `user:label`: the broker binds client ids to
+/// logins); its event loop runs in the background.
+async fn mqtt(port: u16, label: &str, user: &str, password: &str) -> (AsyncClient, tokio::task::JoinHandle<()>) {
+    let mut o = MqttOptions::new(format!("{user}:{label}"), "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(5));
     o.set_credentials(user, password);
     let (client, mut ev) = AsyncClient::new(o, 1_024);

@@ -13,6 +13,9 @@ pub struct Auth {
     /// (token, role, holder name).
     staff: Vec<(String, Role, String)>,
     patient_key: Vec<u8>,
+    /// The hospital's zone and clock: a patient's token is for the service day it was given on.
+    tz: chrono_tz::Tz,
+    clock: crate::clock::Clock,
 }
 
 /// Who is asking.
@@ -24,18 +27,46 @@ pub enum Principal {
 }
 
 impl Auth {
-    pub fn new(admin_token: &str, extra: &[crate::site::TokenConfig], patient_key: &str) -> Self {
+    pub fn new(admin_token: &str, extra: &[crate::site::TokenConfig], patient_key: &str, tz: chrono_tz::Tz, clock: crate::clock::Clock) -> Self {
         let mut staff = vec![(admin_token.to_owned(), Role::Admin, "admin".to_owned())];
         staff.extend(extra.iter().map(|t| (t.token.clone(), t.role, t.name.clone())));
-        Self { staff, patient_key: patient_key.as_bytes().to_vec() }
+        Self { staff, patient_key: patient_key.as_bytes().to_vec(), tz, clock }
     }
 
-    /// The patient access token of a ticket: HMAC of its id, so it can be given again on an
-    /// idempotent retry without being stored.
+    /// The patient access token of a ticket, for today: HMAC of its id and the service day, so
+    /// it can be given again on an idempotent retry without being stored, and it opens nothing
+    /// once the visit's day has ended (a link kept in a phone's history, a photo of a slip).
     pub fn patient_token(&self, ticket: &TicketId) -> String {
+        self.token_on(ticket, self.today())
+    }
+
+    fn token_on(&self, ticket: &TicketId, day: chrono::NaiveDate) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.patient_key).expect("HMAC takes keys of any length");
         mac.update(ticket.as_str().as_bytes());
+        mac.update(b"@");
+        mac.update(day.to_string().as_bytes());
         hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    fn today(&self) -> chrono::NaiveDate {
+        self.clock.local(&self.tz).date_naive()
+    }
+
+    /// Whether `token` is `ticket`'s: today's opens it; an earlier day's is expired.
+    fn patient_check(&self, ticket: &TicketId, token: &str) -> PatientToken {
+        let today = self.today();
+        if bool::from(self.token_on(ticket, today).as_bytes().ct_eq(token.as_bytes())) {
+            return PatientToken::Valid;
+        }
+        // Yesterday's or the day before: the patient's link of a visit that has ended.
+        for back in 1..=2 {
+            if let Some(day) = today.checked_sub_days(chrono::Days::new(back)) {
+                if bool::from(self.token_on(ticket, day).as_bytes().ct_eq(token.as_bytes())) {
+                    return PatientToken::Expired;
+                }
+            }
+        }
+        PatientToken::Wrong
     }
 
     /// Token from `Authorization: Bearer …`, from Basic with the token as the password (what a
@@ -104,13 +135,11 @@ impl Auth {
     pub fn ticket_access(&self, req: &HttpRequest, ticket: &TicketId) -> Result<Option<Role>, ApiError> {
         match self.principal(req)? {
             Principal::Staff { role, .. } => Ok(Some(role)),
-            Principal::Other(token) => {
-                if bool::from(self.patient_token(ticket).as_bytes().ct_eq(token.as_bytes())) {
-                    Ok(None)
-                } else {
-                    Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token does not open this ticket"))
-                }
-            }
+            Principal::Other(token) => match self.patient_check(ticket, &token) {
+                PatientToken::Valid => Ok(None),
+                PatientToken::Expired => Err(expired()),
+                PatientToken::Wrong => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token does not open this ticket")),
+            },
         }
     }
 }
@@ -122,14 +151,28 @@ impl Auth {
         match self.principal(req)? {
             Principal::Staff { role, .. } => Ok(Some(role)),
             Principal::Other(token) => {
-                if tickets.into_iter().any(|t| bool::from(self.patient_token(t).as_bytes().ct_eq(token.as_bytes()))) {
+                let checks: Vec<PatientToken> = tickets.into_iter().map(|t| self.patient_check(t, &token)).collect();
+                if checks.contains(&PatientToken::Valid) {
                     Ok(None)
+                } else if checks.contains(&PatientToken::Expired) {
+                    Err(expired())
                 } else {
                     Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token opens none of this patient's tickets"))
                 }
             }
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PatientToken {
+    Valid,
+    Expired,
+    Wrong,
+}
+
+fn expired() -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "token_expired", "this link was for a visit on an earlier day; ask at the desk or a kiosk for today's ticket")
 }
 
 pub const ALL_STAFF: &[Role] = &[Role::Admin, Role::Nurse, Role::Device];
