@@ -21,7 +21,7 @@ use anyhow::{bail, ensure, Context as _};
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::io::{Read as _, Write as _};
+use std::io::{Read as _, Write};
 use std::path::Path;
 
 /// Files of a data dir that are secrets (not SQLite).
@@ -112,9 +112,11 @@ pub fn backup(data: &Path, to: &Path) -> anyhow::Result<Manifest> {
         let gz = flate2::write::GzEncoder::new(partial.as_file(), flate2::Compression::default());
         let mut tar = tar::Builder::new(gz);
         let json = serde_json::to_vec_pretty(&manifest)?;
-        append(&mut tar, MANIFEST, &json)?;
+        append(&mut tar, MANIFEST, json.len() as u64, json.as_slice())?;
         for f in &manifest.files {
-            append(&mut tar, &f.name, &std::fs::read(stage.path().join(&f.name))?)?;
+            // Streamed: a hospital's journal is gigabytes after a few years.
+            let file = std::fs::File::open(stage.path().join(&f.name))?;
+            append(&mut tar, &f.name, f.bytes, file)?;
         }
         tar.into_inner()?.finish()?;
     }
@@ -139,31 +141,25 @@ pub fn restore(from: &Path, data: &Path) -> anyhow::Result<Manifest> {
 
     let file = std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let mut manifest: Option<Manifest> = None;
-    let mut read = std::collections::BTreeMap::new();
-    for item in tar.entries().with_context(|| format!("{} is not a clinicflow backup", from.display()))? {
-        let mut item = item.with_context(|| format!("{} is damaged", from.display()))?;
-        let name = item.path()?.to_string_lossy().into_owned();
-        let mut bytes = Vec::new();
-        item.read_to_end(&mut bytes).with_context(|| format!("{} is damaged at {name}", from.display()))?;
-        if name == MANIFEST {
-            let m: Manifest = serde_json::from_slice(&bytes).with_context(|| format!("{}: its manifest is not readable", from.display()))?;
-            ensure!(m.format == FORMAT, "{} is not a clinicflow backup", from.display());
-            ensure!(
-                m.format_version <= FORMAT_VERSION,
-                "{} was written by clinicflow {} in backup format {}; this clinicflow ({}) reads up to format {FORMAT_VERSION}",
-                from.display(),
-                m.release,
-                m.format_version,
-                schema::RELEASE
-            );
-            manifest = Some(m);
-            continue;
-        }
-        read.insert(name, bytes);
-    }
-    let Some(manifest) = manifest else { bail!("{} is not a clinicflow backup (no manifest)", from.display()) };
-    ensure!(read.len() == manifest.files.len(), "{}: the manifest lists {} files, the archive holds {}", from.display(), manifest.files.len(), read.len());
+    let mut entries = tar.entries().with_context(|| format!("{} is not a clinicflow backup", from.display()))?;
+    // The manifest comes first (backup writes it first): every file after it is checked
+    // against it as it streams to disk.
+    let manifest: Manifest = {
+        let mut item = entries.next().transpose().with_context(|| format!("{} is damaged", from.display()))?.with_context(|| format!("{} is empty", from.display()))?;
+        ensure!(item.path()?.as_os_str() == MANIFEST, "{} is not a clinicflow backup (no manifest first)", from.display());
+        let mut json = Vec::new();
+        item.by_ref().take(1 << 20).read_to_end(&mut json).with_context(|| format!("{} is damaged", from.display()))?;
+        serde_json::from_slice(&json).with_context(|| format!("{}: its manifest is not readable", from.display()))?
+    };
+    ensure!(manifest.format == FORMAT, "{} is not a clinicflow backup", from.display());
+    ensure!(
+        manifest.format_version <= FORMAT_VERSION,
+        "{} was written by clinicflow {} in backup format {}; this clinicflow ({}) reads up to format {FORMAT_VERSION}",
+        from.display(),
+        manifest.release,
+        manifest.format_version,
+        schema::RELEASE
+    );
     for f in &manifest.files {
         let known = schema::stores().into_iter().find(|s| s.file == f.name);
         ensure!(known.is_some() || f.name == WITNESS || SECRETS.contains(&f.name.as_str()), "{}: unknown file {:?} in the backup", from.display(), f.name);
@@ -172,9 +168,18 @@ pub fn restore(from: &Path, data: &Path) -> anyhow::Result<Manifest> {
                 return Err(SchemaError::Newer { file: f.name.clone(), found: v, known: s.version(), release: schema::RELEASE }.into());
             }
         }
-        let Some(bytes) = read.get(&f.name) else { bail!("{}: {} is missing", from.display(), f.name) };
-        ensure!(hex::encode(Sha256::digest(bytes)) == f.sha256, "{}: {} does not match its checksum: the backup is damaged", from.display(), f.name);
-        write_private(&stage.path().join(&f.name), bytes)?;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for item in entries {
+        let mut item = item.with_context(|| format!("{} is damaged", from.display()))?;
+        let name = item.path()?.to_string_lossy().into_owned();
+        let Some(f) = manifest.files.iter().find(|f| f.name == name) else { bail!("{}: {name:?} is not in its manifest", from.display()) };
+        ensure!(seen.insert(name.clone()), "{}: {name} twice", from.display());
+        let (bytes, sha256) = write_private(&stage.path().join(&name), &mut item).with_context(|| format!("{} is damaged at {name}", from.display()))?;
+        ensure!(bytes == f.bytes && sha256 == f.sha256, "{}: {name} does not match its checksum: the backup is damaged", from.display());
+    }
+    if let Some(f) = manifest.files.iter().find(|f| !seen.contains(&f.name)) {
+        bail!("{}: {} is missing", from.display(), f.name);
     }
     let present: Vec<&schema::Schema> = schema::stores().into_iter().filter(|s| stage.path().join(s.file).is_file()).collect();
     let (last_seq, _) = settle(stage.path(), &present, false)?;
@@ -217,26 +222,51 @@ fn settle(dir: &Path, stores: &[&schema::Schema], witness: bool) -> anyhow::Resu
 }
 
 fn entry(dir: &Path, name: &str, schema_version: Option<i64>) -> anyhow::Result<FileEntry> {
-    let bytes = std::fs::read(dir.join(name)).with_context(|| format!("reading {name}"))?;
-    Ok(FileEntry { name: name.into(), bytes: bytes.len() as u64, sha256: hex::encode(Sha256::digest(&bytes)), schema_version })
+    let mut file = std::fs::File::open(dir.join(name)).with_context(|| format!("reading {name}"))?;
+    let mut hashed: Hashed = Hashed::default();
+    std::io::copy(&mut file, &mut hashed)?;
+    Ok(FileEntry { name: name.into(), bytes: hashed.bytes, sha256: hex::encode(hashed.hash.finalize()), schema_version })
 }
 
-fn append<W: std::io::Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+/// A sink (or a pass-through, `inner`) that counts and hashes what is written to it.
+#[derive(Default)]
+struct Hashed<W = std::io::Sink> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn append<W: Write>(tar: &mut tar::Builder<W>, name: &str, size: u64, data: impl std::io::Read) -> anyhow::Result<()> {
     let mut h = tar::Header::new_gnu();
-    h.set_size(bytes.len() as u64);
+    h.set_size(size);
     h.set_mode(0o600);
     h.set_mtime(0);
     h.set_cksum();
-    tar.append_data(&mut h, name, bytes)?;
+    tar.append_data(&mut h, name, data)?;
     Ok(())
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Streams `from` into a new file at `path` (0600, synced): its size and SHA-256.
+fn write_private(path: &Path, from: &mut impl std::io::Read) -> anyhow::Result<(u64, String)> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
+    let f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut out = Hashed { inner: std::io::BufWriter::new(f), hash: Sha256::default(), bytes: 0 };
+    std::io::copy(from, &mut out)?;
+    let file = out.inner.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok((out.bytes, hex::encode(out.hash.finalize())))
 }
 
 fn restrict_dir(dir: &Path) -> anyhow::Result<()> {
