@@ -316,10 +316,7 @@ fn main() -> std::process::ExitCode {
                 say!("{}: ok{}", config.display(), if maps.is_empty() { String::new() } else { format!(" (with {} map folder(s))", maps.len()) });
                 return std::process::ExitCode::SUCCESS;
             }
-            eprintln!("{} problem(s):", problems.len());
-            for p in &problems {
-                eprintln!("  {p}");
-            }
+            print_problems(&format!("{} problem(s):", problems.len()), &problems);
             return std::process::ExitCode::FAILURE;
         }
         Cmd::Backup { data, to } => backup(&data, &to),
@@ -339,10 +336,7 @@ fn main() -> std::process::ExitCode {
             unsafe { libc::umask(0o077) };
             let problems = clinicflow::configuration::check_files(config.as_deref(), &maps);
             if !problems.is_empty() {
-                eprintln!("clinicflow: not starting: {} problem(s) in the config or maps (`clinicflow config check` lists the same):", problems.len());
-                for p in &problems {
-                    eprintln!("  {p}");
-                }
+                print_problems(&format!("clinicflow: not starting: {} problem(s) in the config or maps (`clinicflow config check` lists the same):", problems.len()), &problems);
                 return std::process::ExitCode::FAILURE;
             }
             serve(data, http, config, MqttFlags { embedded: mqtt, broker: mqtt_broker, ca: mqtt_ca, prefix: mqtt_prefix }, maps, radio, hl7, &hl7_allow)
@@ -737,6 +731,15 @@ async fn shutdown_signal() {
 }
 
 /// `clinicflow journal verify`: `Ok(false)` when the journal is damaged (said on stderr).
+/// The config and map problems, one indented line each under `header` (stderr): the same lines
+/// from `config check` and from a `serve` that refuses to start.
+fn print_problems(header: &str, problems: &[String]) {
+    eprintln!("{header}");
+    for p in problems {
+        eprintln!("  {p}");
+    }
+}
+
 fn backup(data: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
     let m = clinicflow::storage::backup::backup(data, to)?;
     let stores: Vec<String> = m.files.iter().filter_map(|f| f.schema_version.map(|v| format!("{} (schema {v})", f.name))).collect();
