@@ -55,15 +55,13 @@ pub fn load(text: &str) -> Result<(Hospital, Site), ConfigError> {
     let policy: HospitalConfig = toml::Value::Table(file).try_into().map_err(|e: toml::de::Error| ConfigError(e.to_string()))?;
     let site = Site { tokens, webhooks, his_poll, encodings };
     // Every problem of both parts at once, so one edit fixes them all.
-    let mut problems = match Hospital::from_config(policy) {
-        Ok(h) => return match site.problems() {
-            p if p.is_empty() => Ok((h, site)),
-            p => Err(ConfigError::many(p)),
-        },
-        Err(e) => e.problems().into_iter().map(str::to_owned).collect::<Vec<_>>(),
-    };
+    let hospital = Hospital::from_config(policy);
+    let mut problems: Vec<String> = hospital.as_ref().err().map(|e| e.problems().into_iter().map(str::to_owned).collect()).unwrap_or_default();
     problems.extend(site.problems());
-    Err(ConfigError::many(problems))
+    match hospital {
+        Ok(h) if problems.is_empty() => Ok((h, site)),
+        _ => Err(ConfigError::many(problems)),
+    }
 }
 
 /// The demo hospital and its site (no databases, hooks or extra tokens).

@@ -100,8 +100,7 @@ pub fn check_dir(dir: &Path) -> Result<(), SchemaError> {
         if !path.exists() {
             continue;
         }
-        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-        refuse_newer(s.file, user_version(&conn)?, s.version())?;
+        refuse_newer(s.file, version_of(&path)?, s.version())?;
     }
     Ok(())
 }

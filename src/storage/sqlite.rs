@@ -192,11 +192,6 @@ impl SqliteJournal {
         Ok(j)
     }
 
-    /// The newest event's position (0 when empty).
-    pub fn last_seq_committed(&self) -> i64 {
-        self.head.0
-    }
-
     /// Writes the witness of this journal's newest event beside it, synced: a copy of a journal
     /// (a backup) gets the witness of what it holds.
     pub fn write_witness(&self, journal_path: &Path) -> std::io::Result<()> {
